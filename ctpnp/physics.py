@@ -1,0 +1,112 @@
+"""X-ray physics of a CT measurement: HU ⇄ μ, photon counts, post-log data.
+
+Conventions: μ in 1/mm, HU = 1000 (μ − μ_water) / μ_water, line integrals
+(post-log data) dimensionless, photon counts per detector reading.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MU_WATER_PER_MM = 0.0192
+"""Linear attenuation of water near 70 keV effective energy (1/mm)."""
+
+MIN_COUNTS = 0.5
+"""Counts are clamped to at least this before the log (a zero or negative
+reading, possible with electronic noise, would give an infinite line integral)."""
+
+
+def hu_to_mu(hu: torch.Tensor, mu_water_per_mm: float = MU_WATER_PER_MM) -> torch.Tensor:
+    """CT numbers (HU) → linear attenuation μ (1/mm), any shape."""
+    return mu_water_per_mm * (1.0 + hu / 1000.0)
+
+
+def mu_to_hu(mu_per_mm: torch.Tensor, mu_water_per_mm: float = MU_WATER_PER_MM) -> torch.Tensor:
+    """Linear attenuation μ (1/mm) → CT numbers (HU), any shape."""
+    return 1000.0 * (mu_per_mm / mu_water_per_mm - 1.0)
+
+
+def simulate_counts(
+    line_integrals: torch.Tensor,
+    photons: float | torch.Tensor,
+    *,
+    electronic_noise: float = 0.0,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Noisy detector readings ``N ~ Poisson(I0 exp(-p)) + Normal(0, sigma_e^2)``.
+
+    Args:
+        line_integrals: ``(B, 1, views, channels)`` noiseless post-log data ``p``.
+        photons: incident photons per reading ``I0``: a scalar or a tensor that
+            broadcasts against the sinogram, e.g. ``(channels,)`` for a bowtie.
+        electronic_noise: standard deviation of the additive Gaussian readout
+            noise, in photon counts.
+        seed: makes the draw reproducible (same seed, same counts).
+
+    Returns:
+        Counts, same shape as ``line_integrals`` (float, may be negative with
+        electronic noise).
+    """
+    incident = _incident(photons, line_integrals)
+    if electronic_noise < 0:
+        raise ValueError(f"electronic_noise={electronic_noise} must be non-negative")
+    generator = torch.Generator(device=line_integrals.device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    mean = incident * torch.exp(-line_integrals.double())
+    counts = torch.poisson(mean, generator=generator)
+    if electronic_noise > 0:
+        counts = counts + electronic_noise * torch.randn(
+            counts.shape, generator=generator, dtype=counts.dtype, device=counts.device)
+    return counts.to(line_integrals.dtype)
+
+
+def counts_to_line_integrals(counts: torch.Tensor, photons: float | torch.Tensor) -> torch.Tensor:
+    """Post-log data ``-log(max(N, MIN_COUNTS) / I0)``, same shape as ``counts``."""
+    incident = _incident(photons, counts)
+    return torch.log(incident / counts.double().clamp_min(MIN_COUNTS)).to(counts.dtype)
+
+
+def simulate_low_dose(
+    line_integrals: torch.Tensor,
+    photons: float | torch.Tensor,
+    *,
+    electronic_noise: float = 0.0,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Noisy post-log data of a scan with ``photons`` incident per reading.
+
+    See :func:`simulate_counts` for the arguments; returns the same shape.
+    """
+    counts = simulate_counts(line_integrals, photons, electronic_noise=electronic_noise,
+                             seed=seed)
+    return counts_to_line_integrals(counts, photons)
+
+
+def statistical_weights(counts: torch.Tensor, electronic_noise: float = 0.0) -> torch.Tensor:
+    """Inverse variance of post-log data, for a weighted least-squares data term.
+
+    ``Var[-log N] ≈ (N + sigma_e^2) / N^2``, so the weight is
+    ``N^2 / (N + sigma_e^2)`` (``N`` clamped to :data:`MIN_COUNTS`).
+    """
+    clamped = counts.clamp_min(MIN_COUNTS)
+    return clamped**2 / (clamped + electronic_noise**2)
+
+
+def _incident(photons: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    incident = torch.as_tensor(photons, dtype=torch.float64, device=like.device)
+    if not bool(torch.isfinite(incident).all()) or bool((incident <= 0).any()):
+        raise ValueError(f"photons must be positive and finite, got {photons}")
+    try:
+        torch.broadcast_shapes(incident.shape, like.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"photons: shape {tuple(incident.shape)} does not broadcast against the "
+            f"sinogram shape {tuple(like.shape)} (use a scalar or (channels,))"
+        ) from None
+    if torch.broadcast_shapes(incident.shape, like.shape) != like.shape:
+        raise ValueError(f"photons: shape {tuple(incident.shape)} would enlarge the sinogram "
+                         f"shape {tuple(like.shape)}")
+    return incident
