@@ -1,0 +1,37 @@
+"""DICOM and NIfTI input and output.
+
+Reading: :func:`read_ct_series` turns a folder of CT images into a HU volume
+with its RAS affine; :func:`list_ct_series` lists the series of a folder.
+Writing: :func:`write_ct_series` (derived CT series), :func:`write_map_series`
+(a float map as a CT-like series that viewers overlay on its source) and
+:func:`write_nifti`. Bad input raises a :class:`DicomInputError`.
+
+pydicom and nibabel are used only inside this package.
+"""
+
+from ctpnp.io.errors import (
+    DicomInputError,
+    MissingCodecError,
+    MissingTagError,
+    NoCTSeriesError,
+    PixelDataError,
+    SeriesChoiceError,
+    SliceGeometryError,
+    UnreadableFileError,
+)
+from ctpnp.io.series import CTSeries, SeriesSummary, list_ct_series, read_ct_series
+
+__all__ = [
+    "CTSeries",
+    "DicomInputError",
+    "MissingCodecError",
+    "MissingTagError",
+    "NoCTSeriesError",
+    "PixelDataError",
+    "SeriesChoiceError",
+    "SeriesSummary",
+    "SliceGeometryError",
+    "UnreadableFileError",
+    "list_ct_series",
+    "read_ct_series",
+]
