@@ -1,0 +1,38 @@
+"""Shared fixtures: small geometries and a Shepp–Logan slice in μ."""
+
+import odl
+import pytest
+import torch
+from odl.core import phantom
+
+from ctpnp import ScanGeometry, physics
+
+GRID = (128, 128)
+PIXEL_MM = 1.5
+
+
+def geometries() -> dict[str, ScanGeometry]:
+    """One small geometry per beam/detector kind (parallel, fan flat, fan curved)."""
+    return {
+        "parallel": ScanGeometry.parallel(GRID, PIXEL_MM, 180),
+        "fan-flat": ScanGeometry.clinical_fan(GRID, PIXEL_MM, 240, detector="flat"),
+        "fan-curved": ScanGeometry.clinical_fan(GRID, PIXEL_MM, 240, detector="curved"),
+    }
+
+
+@pytest.fixture(scope="session")
+def shepp_logan_hu() -> torch.Tensor:
+    """Modified Shepp–Logan on the test grid, ``(1, 1, 128, 128)`` HU.
+
+    ODL's intensities are mapped so that the brain (0.2) is water (0 HU) and
+    the skull (1.0) is bone-like (+1000 HU); the ventricles become CSF-like.
+    """
+    space = odl.uniform_discr([-1, -1], [1, 1], GRID)
+    value = torch.from_numpy(phantom.shepp_logan(space, modified=True).data.astype("float32"))
+    hu = torch.where(value > 0.5, 1000.0, 1000.0 * (value - 0.2) / 0.2 * 0.1)
+    return torch.where(value == 0, -1000.0, hu)[None, None]
+
+
+@pytest.fixture(scope="session")
+def shepp_logan_mu(shepp_logan_hu) -> torch.Tensor:
+    return physics.hu_to_mu(shepp_logan_hu)
