@@ -4,11 +4,14 @@ Reading: :func:`read_ct_series` turns a folder of CT images into a HU volume
 with its RAS affine; :func:`list_ct_series` lists the series of a folder.
 Writing: :func:`write_ct_series` (derived CT series), :func:`write_map_series`
 (a float map as a CT-like series that viewers overlay on its source) and
-:func:`write_nifti`. Bad input raises a :class:`DicomInputError`.
+:func:`write_nifti`; :func:`axial_affine` gives the geometry of a standard
+axial stack. Bad input raises a :class:`DicomInputError`.
 
 pydicom and nibabel are used only inside this package.
 """
 
+from ctpnp.io.affine import axial_affine
+from ctpnp.io.derived import write_ct_series, write_map_series
 from ctpnp.io.errors import (
     DicomInputError,
     MissingCodecError,
@@ -19,6 +22,7 @@ from ctpnp.io.errors import (
     SliceGeometryError,
     UnreadableFileError,
 )
+from ctpnp.io.nifti import write_nifti
 from ctpnp.io.series import CTSeries, SeriesSummary, list_ct_series, read_ct_series
 
 __all__ = [
@@ -32,6 +36,10 @@ __all__ = [
     "SeriesSummary",
     "SliceGeometryError",
     "UnreadableFileError",
+    "axial_affine",
     "list_ct_series",
     "read_ct_series",
+    "write_ct_series",
+    "write_map_series",
+    "write_nifti",
 ]

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["LPS_TO_RAS", "PlaneGeometry", "affine_from_planes", "planes_from_affine"]
+__all__ = [
+    "LPS_TO_RAS",
+    "PlaneGeometry",
+    "affine_from_planes",
+    "axial_affine",
+    "planes_from_affine",
+]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -87,3 +93,16 @@ def planes_from_affine(affine: ArrayLike, n_slices: int) -> PlaneGeometry:
         raise ValueError("affine slice step (column 0) lies in the image plane")
     positions = origin + np.arange(n_slices)[:, None] * step
     return PlaneGeometry(positions, row_cosine, col_cosine, spacing, slice_spacing)
+
+
+def axial_affine(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """(4, 4) RAS affine of a standard axial stack centred on the isocentre.
+
+    Rows run anterior to posterior, columns patient right to left (the radiological
+    display of DICOM axial images), slices inferior to superior; the centre of
+    the ``(slices, H, W)`` grid ``shape`` is at the world origin.
+    """
+    centre = (np.asarray(shape, dtype=float) - 1) / 2 * np.asarray(spacing_mm, dtype=float)
+    step = np.array([0.0, 0.0, spacing_mm[0]])
+    origin = -np.array([centre[2], centre[1], centre[0]])
+    return affine_from_planes(origin, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), spacing_mm[1:], step)

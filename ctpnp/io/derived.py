@@ -1,0 +1,234 @@
+"""Write volumes as derived CT Image Storage series that viewers and PACS accept.
+
+One file per slice, named ``IM00001.dcm`` ... (never from DICOM text), written
+into a temporary folder renamed into place when complete. Each series gets new
+Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY\\AXIAL``, a
+DerivationDescription, values stored as uint16 with RescaleSlope/Intercept,
+and the plane geometry of its affine. With ``like`` (a :class:`CTSeries` read
+before), patient, study and frame of reference are copied, so the output joins
+the source's study and lines up with it in a viewer.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from ctpnp.io.affine import PlaneGeometry, planes_from_affine
+from ctpnp.io.atomic import staged_dir
+from ctpnp.io.quantize import Quantized, decimal_string, quantize
+from ctpnp.io.scan import CT_IMAGE
+from ctpnp.io.series import CTSeries
+
+__all__ = ["write_ct_series", "write_map_series"]
+
+_COPIED = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "PatientAge", "PatientSize", "PatientWeight", "StudyInstanceUID", "StudyDate", "StudyTime",
+    "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription",
+    "FrameOfReferenceUID", "PositionReferenceIndicator", "PatientPosition", "BodyPartExamined",
+    "Laterality", "KVP",
+)
+"""Patient, study, frame-of-reference and acquisition attributes taken from the source."""
+
+_EMPTY_TYPE_2 = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "ReferringPhysicianName", "StudyID", "AccessionNumber", "PositionReferenceIndicator",
+    "KVP", "AcquisitionNumber", "Laterality", "PatientPosition",
+)
+"""Type 2 attributes of the CT Image IOD: present, empty when unknown."""
+
+
+def _geometry_mm(value: float) -> str:
+    """A position or spacing as DS, rounded to 1e-6 mm so float noise never reaches the file."""
+    return decimal_string(round(float(value), 6) + 0.0)
+
+
+def _cosine(value: float) -> str:
+    return decimal_string(round(float(value), 10) + 0.0)
+
+
+def _header(
+    like: CTSeries | None, description: str, derivation: str, series_number: int
+) -> Dataset:
+    """The attributes shared by every slice of the new series."""
+    now = datetime.datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    for keyword in _EMPTY_TYPE_2:
+        setattr(ds, keyword, "")
+    ds.StudyInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid()
+    ds.StudyDate, ds.StudyTime = date, time
+    source = like.datasets[0] if like is not None else Dataset()
+    for keyword in _COPIED:
+        value = source.get(keyword)
+        if value is not None:
+            setattr(ds, keyword, str(value) if keyword.endswith("Name") else value)
+    ds.SOPClassUID = CT_IMAGE
+    ds.Modality = "CT"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description[:64]
+    ds.SeriesDate, ds.SeriesTime = date, time
+    ds.ContentDate, ds.ContentTime = date, time
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds.Manufacturer = "ctpnp"
+    ds.SoftwareVersions = version("ctpnp")
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.DerivationDescription = (derivation or description)[:1024]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    return ds
+
+
+def _source_references(like: CTSeries | None, n_slices: int) -> list[Dataset | None]:
+    """Per slice, a SourceImageSequence item naming the source slice it was derived from."""
+    if like is None or len(like.datasets) != n_slices:
+        return [None] * n_slices
+    items = []
+    for source in like.datasets:
+        item = Dataset()
+        item.ReferencedSOPClassUID = source.SOPClassUID
+        item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+        items.append(item)
+    return items
+
+
+def _write(
+    values: np.ndarray,
+    out_dir: Path | str,
+    like: CTSeries | None,
+    affine: ArrayLike | None,
+    header: Dataset,
+    quantized: Quantized,
+    window: tuple[float, float],
+) -> list[Path]:
+    """Write ``values`` (slices, H, W) as one file per slice; returns the final paths."""
+    if values.ndim != 3:
+        raise ValueError(f"volume must be (slices, H, W), got shape {values.shape}")
+    if affine is None:
+        if like is None:
+            raise ValueError("give affine= (e.g. ctpnp.io.axial_affine) or like= for geometry")
+        if values.shape != like.hu.shape:
+            raise ValueError(f"volume shape {values.shape} differs from like's {like.hu.shape}")
+        affine, thickness = like.affine, like.slice_thickness_mm
+        references = _source_references(like, len(values))
+    else:
+        thickness, references = None, [None] * len(values)
+    planes = planes_from_affine(affine, len(values))
+    _set_image(header, values.shape, planes, thickness, quantized, window)
+    out_dir = Path(out_dir)
+    names = [f"IM{k + 1:05d}.dcm" for k in range(len(values))]
+    with staged_dir(out_dir) as staging:
+        for k, name in enumerate(names):
+            ds = copy.deepcopy(header)
+            ds.SOPInstanceUID = generate_uid()
+            ds.InstanceNumber = k + 1
+            ds.ImagePositionPatient = [_geometry_mm(v) for v in planes.positions_mm[k]]
+            ds.SliceLocation = _geometry_mm(planes.positions_mm[k] @ planes.normal)
+            if references[k] is not None:
+                ds.SourceImageSequence = DicomSequence([references[k]])
+            ds.PixelData = quantized.stored[k].astype("<u2").tobytes()
+            ds.file_meta = _file_meta(ds)
+            ds.save_as(staging / name, enforce_file_format=True)
+    return [out_dir / name for name in names]
+
+
+def _set_image(
+    ds: Dataset,
+    shape: Sequence[int],
+    planes: PlaneGeometry,
+    thickness_mm: float | None,
+    quantized: Quantized,
+    window: tuple[float, float],
+) -> None:
+    """Matrix, plane geometry, rescale and window, shared by all slices."""
+    ds.Rows, ds.Columns = int(shape[1]), int(shape[2])
+    ds.PixelSpacing = [_geometry_mm(v) for v in planes.pixel_spacing_mm]
+    ds.ImageOrientationPatient = [_cosine(v) for v in (*planes.row_cosine, *planes.col_cosine)]
+    ds.SliceThickness = _geometry_mm(thickness_mm or planes.slice_spacing_mm)
+    ds.RescaleSlope, ds.RescaleIntercept = quantized.slope, quantized.intercept
+    ds.WindowCenter, ds.WindowWidth = decimal_string(window[0]), decimal_string(window[1])
+
+
+def _file_meta(ds: Dataset) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return meta
+
+
+def write_ct_series(
+    hu: ArrayLike,
+    out_dir: Path | str,
+    like: CTSeries | None = None,
+    description: str = "ctpnp reconstruction",
+    *,
+    derivation: str = "",
+    affine: ArrayLike | None = None,
+    window: tuple[float, float] = (40.0, 400.0),
+    series_number: int = 1001,
+) -> list[Path]:
+    """Write a HU volume as a derived CT series; returns the files, in slice order.
+
+    Args:
+        hu: (slices, H, W) Hounsfield units, finite. Stored with slope 1 (error
+            at most 0.5 HU) unless the range exceeds 65535 HU.
+        out_dir: folder to create; it must not exist or be empty.
+        like: the series the volume was derived from: its patient, study and
+            frame of reference are copied and, without ``affine``, its geometry
+            (then ``hu`` must have its shape).
+        description: SeriesDescription (64 characters at most are kept).
+        derivation: DerivationDescription naming method and key parameters,
+            e.g. ``"ctpnp pnp-admm; prior=drunet-prox; dose=25%; iters=50"``.
+        affine: (4, 4) RAS voxel-to-mm affine of ``hu``; see :mod:`ctpnp.io.affine`.
+        window: (centre, width) in HU for display.
+        series_number: SeriesNumber.
+
+    Raises:
+        ValueError: bad shape, no geometry, or non-finite values.
+        FileExistsError: ``out_dir`` exists and is not empty.
+    """
+    values = np.asarray(hu, dtype=np.float64)
+    header = _header(like, description, derivation, series_number)
+    header.RescaleType = "HU"
+    return _write(values, out_dir, like, affine, header, quantize(values, step=1.0), window)
+
+
+def write_map_series(
+    values: ArrayLike,
+    out_dir: Path | str,
+    like: CTSeries | None = None,
+    description: str = "ctpnp prior log-likelihood",
+    *,
+    derivation: str = "",
+    affine: ArrayLike | None = None,
+    series_number: int = 1002,
+) -> list[Path]:
+    """Write a float map (e.g. the prior log-likelihood) as a derived series to overlay.
+
+    The map shares the frame of reference and geometry of ``like`` (or
+    ``affine``), so viewers can fuse it with the source images. Values are
+    spread over 16 bits with a fitted RescaleSlope (error at most half a slope)
+    and RescaleType ``US`` (unspecified units); the window spans the 1st to
+    99th percentile. Arguments and errors as :func:`write_ct_series`.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    header = _header(like, description, derivation, series_number)
+    header.RescaleType = "US"
+    quantized = quantize(values)
+    low, high = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
+    window = (float(low + high) / 2, max(float(high - low), float(quantized.slope)))
+    return _write(values, out_dir, like, affine, header, quantized, window)

@@ -1,0 +1,67 @@
+"""Store float values as unsigned 16-bit integers with a DICOM rescale slope and intercept.
+
+The slope and intercept are chosen, then formatted as DICOM decimal strings
+(at most 16 characters) and parsed back, and the integers are computed from the
+parsed values: what a reader computes from the file is exactly what was
+quantised, so the round-trip error is at most half a slope.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pydicom.valuerep import format_number_as_ds
+
+__all__ = ["Quantized", "decimal_string", "quantize"]
+
+_LEVELS = 65535
+
+
+def decimal_string(value: float) -> str:
+    """``value`` as a DICOM DS of at most 16 characters."""
+    return format_number_as_ds(float(value))
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """Stored values and their rescale: ``value = stored * slope + intercept``.
+
+    Attributes:
+        stored: uint16 array, the input's shape.
+        slope: RescaleSlope as written (DS text).
+        intercept: RescaleIntercept as written (DS text).
+    """
+
+    stored: np.ndarray
+    slope: str
+    intercept: str
+
+
+def quantize(values: ArrayLike, step: float | None = None) -> Quantized:
+    """Quantise finite ``values`` to uint16.
+
+    Args:
+        values: any shape, finite.
+        step: the slope to use (e.g. 1 for HU) when the range fits 65535 steps
+            of it; ``None`` (or a range too wide) spreads the range over all levels.
+
+    Raises:
+        ValueError: for non-finite values.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values to store must be finite (no NaN or inf)")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if step is not None and high - low <= step * _LEVELS:
+        low = math.floor(low / step) * step
+    else:
+        step = (high - low) / _LEVELS or 1.0
+    intercept = decimal_string(low)
+    slope = decimal_string(step)
+    while (high - float(intercept)) / float(slope) > _LEVELS + 0.5:  # DS rounding shrank the slope
+        slope = decimal_string(float(slope) * (1 + 1e-9))
+    stored = np.rint((values - float(intercept)) / float(slope))
+    return Quantized(np.clip(stored, 0, _LEVELS).astype(np.uint16), slope, intercept)
