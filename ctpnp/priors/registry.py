@@ -1,0 +1,70 @@
+"""Look up priors by name or weights file.
+
+Two tables, one line per prior:
+
+* ``FACTORIES``: priors built from code alone (``name -> callable()``);
+* ``FROM_WEIGHTS``: learned priors (``model name -> callable(tensors, card,
+  source)``). ``load(name)`` for such a name reads the shipped
+  ``ctpnp/priors/weights/<name>.safetensors``; ``load(path)`` reads any weights
+  file and dispatches on the ``"model"`` entry of its card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ctpnp.priors.base import Prior
+from ctpnp.priors.lpn import LPNPrior
+from ctpnp.priors.tv import TVPrior
+from ctpnp.priors.weights import load_weights
+
+__all__ = [
+    "FACTORIES",
+    "FROM_WEIGHTS",
+    "SHIPPED_WEIGHTS_DIR",
+    "available",
+    "load",
+    "shipped_weights",
+]
+
+SHIPPED_WEIGHTS_DIR = Path(__file__).with_name("weights")
+
+FACTORIES: dict[str, Callable[[], Prior]] = {
+    "tv": TVPrior,
+}
+
+FROM_WEIGHTS: dict[str, Callable[[dict[str, torch.Tensor], dict, str], Prior]] = {
+    "lpn": LPNPrior.from_weights,
+}
+
+
+def available() -> list[str]:
+    """Names :func:`load` accepts."""
+    return sorted({*FACTORIES, *FROM_WEIGHTS})
+
+
+def shipped_weights(name: str) -> Path:
+    """Path of the weights shipped for learned prior ``name``."""
+    return SHIPPED_WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def load(name_or_path: str | Path) -> Prior:
+    """A prior by registry name (see :func:`available`) or from a weights file path.
+
+    Raises ``ValueError`` for unknown names and unreadable, corrupt or
+    mismatched weights files (the message names the file).
+    """
+    key = str(name_or_path)
+    if key in FACTORIES:
+        return FACTORIES[key]()
+    path = shipped_weights(key) if key in FROM_WEIGHTS else Path(name_or_path)
+    if key not in FROM_WEIGHTS and path.suffix != ".safetensors":
+        raise ValueError(f"unknown prior {key!r}: use one of {available()} or a .safetensors path")
+    tensors, card = load_weights(path)
+    model = card["model"]
+    if model not in FROM_WEIGHTS:
+        raise ValueError(f"weights file {path} is for model {model!r}, which ctpnp does not know")
+    return FROM_WEIGHTS[model](tensors, card, str(path))

@@ -1,0 +1,87 @@
+"""Training checkpoints without pickle: tensors in safetensors, the rest in JSON.
+
+Beside ``<stem>.safetensors`` (the final weights) a run keeps
+``<stem>.ckpt.safetensors`` with the model parameters (``model.*``), the Adam
+state (``optim.<param index>.<name>``) and the RNG state (``rng``), and
+``<stem>.ckpt.json`` with the run's config, step, elapsed time, history and the
+optimizer's hyper-parameters. Files are written to a temporary name and renamed,
+so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["Checkpoint"]
+
+
+class Checkpoint:
+    """The checkpoint pair that belongs to final weights at ``out_path``."""
+
+    def __init__(self, out_path: str | Path) -> None:
+        out_path = Path(out_path)
+        self.weights_path = out_path.with_suffix(".ckpt.safetensors")
+        self.state_path = out_path.with_suffix(".ckpt.json")
+
+    def exists(self) -> bool:
+        """Both files are present."""
+        return self.weights_path.is_file() and self.state_path.is_file()
+
+    def save(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        config: dict,
+        state: dict,
+    ) -> None:
+        """Write model, optimizer, RNG and ``state`` (JSON-ready) for ``config``."""
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        opt = optimizer.state_dict()
+        for idx, slots in opt["state"].items():
+            for name, value in slots.items():
+                tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value)
+        tensors["rng"] = generator.get_state()
+        self.weights_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.weights_path.with_suffix(".tmp")
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, self.weights_path)
+        meta = {"config": config, "param_groups": opt["param_groups"], **state}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, self.state_path)
+
+    def load(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        config: dict,
+    ) -> dict:
+        """Restore into ``model``/``optimizer``/``generator``; return the saved state.
+
+        Raises ``ValueError`` if the checkpoint was written for a different config.
+        """
+        meta = json.loads(self.state_path.read_text())
+        if meta["config"] != config:
+            raise ValueError(
+                f"checkpoint {self.state_path} belongs to a different training config; "
+                "delete it or train with resume=False"
+            )
+        tensors = load_file(str(self.weights_path))
+        model.load_state_dict(
+            {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        )
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                slots.setdefault(int(idx), {})[name] = value
+        optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+        generator.set_state(tensors["rng"])
+        return {k: meta[k] for k in ("step", "elapsed_s", "history")}

@@ -1,0 +1,122 @@
+"""Training data for learned priors: HU slices -> random normalized patches with augmentations.
+
+Slices come from any iterable of 2D HU arrays: generated phantoms
+(:func:`phantom_slices_hu`), or a user's normal-dose series
+(``ctpnp.io.read_ct_series(folder).hu``), or both chained together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ctpnp.priors.normalization import hu_to_unit
+
+__all__ = ["PatchSampler", "phantom_slices_hu", "piecewise_smooth_hu"]
+
+
+def piecewise_smooth_hu(seed: int, size: int = 256) -> np.ndarray:
+    """A simple synthetic body-like slice ``(size, size)`` in HU (air, fat, tissue, lungs, bone).
+
+    Ellipses with smooth intensity ramps on a square grid; used for quick
+    checks and as a stand-in where no phantom generator is available.
+    """
+    rng = np.random.default_rng(seed)
+    c = (np.arange(size) - (size - 1) / 2) / (size / 2)
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    img = np.full((size, size), -1000.0)
+
+    def ellipse(cy, cx, ry, rx, angle):
+        ca, sa = np.cos(angle), np.sin(angle)
+        dy, dx = yy - cy, xx - cx
+        u, v = ca * dy + sa * dx, -sa * dy + ca * dx
+        return (u / ry) ** 2 + (v / rx) ** 2 <= 1.0
+
+    ry, rx = rng.uniform(0.6, 0.9), rng.uniform(0.75, 0.95)
+    img[ellipse(0, 0, ry, rx, 0)] = rng.uniform(-120, -80)  # fat layer
+    ramp = rng.uniform(-15, 15) * yy + rng.uniform(-15, 15) * xx
+    inner = ellipse(0, 0, ry - 0.06, rx - 0.06, 0)
+    img[inner] = rng.uniform(20, 60) + ramp[inner]  # soft tissue
+    for _ in range(rng.integers(3, 9)):  # organs, lungs, lesions, bones
+        cy, cx = rng.uniform(-0.5, 0.5, 2) * np.array([ry, rx])
+        m = ellipse(cy, cx, *rng.uniform(0.03, 0.3, 2), rng.uniform(0, np.pi)) & inner
+        kind = rng.choice(["organ", "lung", "bone"], p=[0.6, 0.2, 0.2])
+        value = {"organ": rng.uniform(-20, 120), "lung": rng.uniform(-900, -700),
+                 "bone": rng.uniform(300, 1400)}[kind]
+        img[m] = value + 0.3 * ramp[m]
+    return img.astype(np.float32)
+
+
+def phantom_slices_hu(seeds: Iterable[int], size: int = 512, pixel_mm: float = 0.8):
+    """Yield generated anatomical phantom slices ``(size, size)`` in HU, one per seed.
+
+    Uses ``ctpnp.phantoms.random_anatomy(seed)`` rasterized on a ``size x
+    size`` grid of ``pixel_mm`` pixels.
+    """
+    from ctpnp.geometry import ScanGeometry
+    from ctpnp.phantoms import random_anatomy
+
+    geometry = ScanGeometry.parallel(image_shape=(size, size), pixel_mm=pixel_mm, n_views=1)
+    for seed in seeds:
+        yield np.asarray(random_anatomy(seed).rasterize(geometry), dtype=np.float32)
+
+
+class PatchSampler:
+    """Random ``(N, 1, p, p)`` patches of normalized intensity with flips/rot90.
+
+    Args:
+        slices_hu: 2D HU arrays (any sizes ``>= patch_size``).
+        patch_size: patch side ``p`` (pixels).
+        min_std_unit: patches of normalized std below this are re-drawn (mostly
+            pure air), at most once, to spend fewer samples on empty background.
+        generator: torch RNG (its state is checkpointed by the trainer).
+    """
+
+    def __init__(
+        self,
+        slices_hu: Iterable[np.ndarray | torch.Tensor],
+        patch_size: int,
+        generator: torch.Generator,
+        min_std_unit: float = 1e-3,
+    ) -> None:
+        self.images: Sequence[torch.Tensor] = [
+            hu_to_unit(torch.as_tensor(np.asarray(s), dtype=torch.float32)) for s in slices_hu
+        ]
+        if not self.images:
+            raise ValueError("PatchSampler needs at least one slice")
+        for im in self.images:
+            if im.ndim != 2 or min(im.shape) < patch_size:
+                raise ValueError(f"slices must be 2D and >= {patch_size} px, got {tuple(im.shape)}")
+        self.patch_size = patch_size
+        self.generator = generator
+        self.min_std_unit = min_std_unit
+
+    def _randint(self, high: int, n: int) -> torch.Tensor:
+        return torch.randint(0, high, (n,), generator=self.generator)
+
+    def _draw(self, n: int) -> torch.Tensor:
+        p = self.patch_size
+        which = self._randint(len(self.images), n)
+        out = torch.empty(n, 1, p, p)
+        for i, k in enumerate(which.tolist()):
+            im = self.images[k]
+            r = int(self._randint(im.shape[0] - p + 1, 1))
+            c = int(self._randint(im.shape[1] - p + 1, 1))
+            out[i, 0] = im[r : r + p, c : c + p]
+        return out
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` clean patches ``(n, 1, p, p)`` (normalized intensity), augmented."""
+        patches = self._draw(n)
+        flat = patches.flatten(1).std(1) < self.min_std_unit
+        if flat.any():
+            patches[flat] = self._draw(int(flat.sum()))
+        rot = self._randint(4, n)
+        flip = self._randint(2, n).bool()
+        for k in range(1, 4):
+            sel = rot == k
+            patches[sel] = torch.rot90(patches[sel], k, dims=(2, 3))
+        patches[flip] = patches[flip].flip(3)
+        return patches

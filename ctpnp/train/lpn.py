@@ -1,0 +1,278 @@
+"""Train a learned proximal network on noisy patches: L1 pre-training, then proximal matching.
+
+:func:`train_lpn` runs the stages of an :class:`LPNTrainConfig`, checkpoints
+(safetensors + JSON state, see :mod:`ctpnp.train.checkpoint`) so that an
+interrupted run resumes where it stopped, reports progress through a callback
+and finally writes a weights file with its model card
+(:mod:`ctpnp.priors.weights`) that ``ctpnp.priors.load(path)`` reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ctpnp.priors.icnn import ICNNConfig
+from ctpnp.priors.lpn import LPN, LPNPrior
+from ctpnp.priors.normalization import MU_WATER_PER_MM, hu_to_unit
+from ctpnp.priors.weights import save_weights
+from ctpnp.train.checkpoint import Checkpoint
+from ctpnp.train.data import PatchSampler, phantom_slices_hu, piecewise_smooth_hu
+from ctpnp.train.losses import l1_loss, proximal_matching_loss
+
+__all__ = ["LPNTrainConfig", "Stage", "train_lpn"]
+
+ProgressCallback = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage.
+
+    Attributes:
+        loss: ``"l1"`` or ``"proximal_matching"``.
+        steps: optimizer steps in this stage.
+        lr: Adam learning rate.
+        gamma_rel: proximal matching width relative to the noise norm:
+            ``gamma = gamma_rel * sigma * sqrt(p^2)`` (unused for L1).
+    """
+
+    loss: Literal["l1", "proximal_matching"]
+    steps: int
+    lr: float
+    gamma_rel: float = 1.0
+
+
+@dataclass(frozen=True)
+class LPNTrainConfig:
+    """Everything that defines an LPN training run (stored in checkpoints and the model card).
+
+    Attributes:
+        icnn: network architecture.
+        alpha: strong-convexity weight of ``psi``.
+        stride: whole-image tiling stride (``None``: half the patch size).
+        sigma_unit: Gaussian noise std on normalized intensities (HU window
+            ``[-1000, 1000]`` -> ``[0, 1]``).
+        batch_size: patches per step.
+        stages: the schedule (L1 first, then proximal matching with shrinking gamma).
+        phantoms: ``"anatomy"`` (``ctpnp.phantoms.random_anatomy``) or
+            ``"piecewise_smooth"`` (:func:`ctpnp.train.data.piecewise_smooth_hu`).
+        train_seeds: phantom seeds for training slices.
+        val_seeds: held-out phantom seeds for validation PSNR.
+        slice_size: phantom slices are ``slice_size^2`` pixels ...
+        pixel_mm: ... of this size (mm).
+        checkpoint_every: steps between checkpoints.
+        progress_every: steps between progress reports.
+        seed: RNG seed for patch sampling, augmentation and noise.
+    """
+
+    icnn: ICNNConfig = field(default_factory=ICNNConfig)
+    alpha: float = 0.01
+    stride: int | None = None
+    sigma_unit: float = 0.05
+    batch_size: int = 32
+    stages: tuple[Stage, ...] = (
+        Stage("l1", 1000, 1e-3),
+        Stage("proximal_matching", 600, 3e-4, 3.2),
+        Stage("proximal_matching", 600, 2e-4, 1.6),
+        Stage("proximal_matching", 600, 1e-4, 0.8),
+    )
+    phantoms: Literal["anatomy", "piecewise_smooth"] = "anatomy"
+    train_seeds: tuple[int, ...] = tuple(range(32))
+    val_seeds: tuple[int, ...] = (100_000, 100_001)
+    slice_size: int = 512
+    pixel_mm: float = 0.8
+    checkpoint_every: int = 200
+    progress_every: int = 20
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        """Sum of the stage lengths."""
+        return sum(s.steps for s in self.stages)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (inverse of :meth:`from_dict`)."""
+        d = asdict(self)
+        d["icnn"] = self.icnn.to_dict()
+        d["stages"] = [asdict(s) for s in self.stages]
+        d["train_seeds"], d["val_seeds"] = list(self.train_seeds), list(self.val_seeds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LPNTrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["icnn"] = ICNNConfig.from_dict(d["icnn"])
+        d["stages"] = tuple(Stage(**s) for s in d["stages"])
+        d["train_seeds"], d["val_seeds"] = tuple(d["train_seeds"]), tuple(d["val_seeds"])
+        return cls(**d)
+
+    def stage_at(self, step: int) -> Stage:
+        """The stage that optimizer step ``step`` (0-based) belongs to."""
+        ends = itertools.accumulate(s.steps for s in self.stages)
+        for stage, end in zip(self.stages, ends, strict=True):
+            if step < end:
+                return stage
+        raise IndexError(f"step {step} beyond the schedule ({self.total_steps} steps)")
+
+
+def _slices(config: LPNTrainConfig, seeds: Iterable[int]) -> list[np.ndarray]:
+    if config.phantoms == "anatomy":
+        return list(phantom_slices_hu(seeds, config.slice_size, config.pixel_mm))
+    return [piecewise_smooth_hu(s, config.slice_size) for s in seeds]
+
+
+def psnr_unit_db(estimate: torch.Tensor, clean: torch.Tensor) -> float:
+    """PSNR (dB) with peak 1 on normalized intensities (i.e. the 2000 HU window)."""
+    mse = float((estimate - clean).pow(2).mean())
+    return 10.0 * math.log10(1.0 / max(mse, 1e-20))
+
+
+def validate(
+    network: LPN, config: LPNTrainConfig, clean_unit: list[torch.Tensor]
+) -> dict[str, float]:
+    """Whole-image denoising PSNR (dB, peak 1) at ``sigma_unit`` on validation slices.
+
+    Noise is drawn from a fixed seed so every call sees the same noisy images.
+    """
+    was_training = network.training
+    prior = LPNPrior(network, config.sigma_unit, stride=config.stride)
+    gen = torch.Generator().manual_seed(12345)
+    noisy_db, denoised_db = [], []
+    for clean in clean_unit:
+        x = clean[None, None]
+        noisy = x + config.sigma_unit * torch.randn(x.shape, generator=gen)
+        noisy_db.append(psnr_unit_db(noisy, x))
+        denoised_db.append(psnr_unit_db(prior.image_prox(noisy).detach(), x))
+    for p in network.parameters():
+        p.requires_grad_(True)
+    network.train(was_training)
+    return {
+        "val_psnr_db": float(np.mean(denoised_db)),
+        "val_noisy_psnr_db": float(np.mean(noisy_db)),
+    }
+
+
+def _loss(stage: Stage, pred: torch.Tensor, clean: torch.Tensor, sigma: float) -> torch.Tensor:
+    if stage.loss == "l1":
+        return l1_loss(pred, clean)
+    gamma = stage.gamma_rel * sigma * math.sqrt(clean[0].numel())
+    return proximal_matching_loss(pred, clean, gamma)
+
+
+def train_lpn(
+    config: LPNTrainConfig,
+    out_path: str | Path,
+    progress: ProgressCallback | None = None,
+    resume: bool = True,
+    extra_slices_hu: Iterable[np.ndarray] = (),
+) -> Path:
+    """Train an LPN and write ``out_path`` (safetensors) with its model card ``.json``.
+
+    Args:
+        config: the run.
+        out_path: final weights path; checkpoints go beside it
+            (``<stem>.ckpt.safetensors`` / ``.ckpt.json``).
+        progress: called with dicts (``event`` = ``"step"``, ``"validation"``,
+            ``"checkpoint"`` or ``"done"``, plus ``step``, ``total_steps``,
+            ``loss``, ``elapsed_s`` ...). Library code prints nothing.
+        resume: continue from an existing checkpoint of the same config.
+        extra_slices_hu: additional 2D HU slices (e.g. a user's normal-dose
+            series, ``ctpnp.io.read_ct_series(folder).hu``) mixed into training.
+
+    Returns:
+        ``out_path``.
+    """
+    out_path = Path(out_path)
+    report = progress or (lambda _event: None)
+    network = LPN(config.icnn, config.alpha)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.stages[0].lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    ckpt = Checkpoint(out_path)
+    state = {"step": 0, "elapsed_s": 0.0, "history": []}
+    if resume and ckpt.exists():
+        state = ckpt.load(network, optimizer, generator, config.to_dict())
+
+    extra = list(extra_slices_hu)
+    sampler = PatchSampler(
+        _slices(config, config.train_seeds) + extra, config.icnn.patch_size, generator
+    )
+    val_clean = [hu_to_unit(torch.as_tensor(s)) for s in _slices(config, config.val_seeds)]
+
+    network.train()
+    start = time.perf_counter() - state["elapsed_s"]
+    stage_ends = set(itertools.accumulate(s.steps for s in config.stages))
+    for step in range(state["step"], config.total_steps):
+        stage = config.stage_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = stage.lr
+        clean = sampler.sample(config.batch_size)
+        noisy = clean + config.sigma_unit * torch.randn(clean.shape, generator=generator)
+        loss = _loss(stage, network(noisy), clean, config.sigma_unit)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        network.clamp_weights()
+
+        done = step + 1
+        state.update(step=done, elapsed_s=time.perf_counter() - start)
+        if done % config.progress_every == 0:
+            report({"event": "step", "step": done, "total_steps": config.total_steps,
+                    "stage": stage.loss, "loss": loss.item(), "elapsed_s": state["elapsed_s"]})
+        if done in stage_ends:
+            metrics = validate(network, config, val_clean)
+            state["history"].append({"step": done, **metrics})
+            report({"event": "validation", "step": done, **metrics})
+        if done % config.checkpoint_every == 0 or done == config.total_steps:
+            ckpt.save(network, optimizer, generator, config.to_dict(), state)
+            report({"event": "checkpoint", "step": done, "path": str(ckpt.weights_path)})
+
+    final = state["history"][-1] if state["history"] else validate(network, config, val_clean)
+    card = _model_card(network, config, state, final, n_extra_slices=len(extra))
+    save_weights(out_path, network.state_dict(), card)
+    report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
+    return out_path
+
+
+def _model_card(
+    network: LPN, config: LPNTrainConfig, state: dict, final: dict, n_extra_slices: int
+) -> dict:
+    stride = config.stride or max(config.icnn.patch_size // 2, 1)
+    return {
+        "model": "lpn",
+        "architecture": {**network.architecture(), "stride": stride},
+        "sigma_train_unit": config.sigma_unit,
+        "sigma_train_hu": config.sigma_unit * 2000.0,
+        "normalization": {
+            "unit": "u = (HU + 1000) / 2000 = mu / (2 mu_water)",
+            "hu_window": [-1000.0, 1000.0],
+            "mu_water_per_mm": MU_WATER_PER_MM,
+        },
+        "data": {
+            "phantoms": config.phantoms,
+            "train_seeds": list(config.train_seeds),
+            "extra_slices": n_extra_slices,
+            "slice_size": config.slice_size,
+            "pixel_mm": config.pixel_mm,
+            "augmentations": ["rot90", "horizontal flip"],
+        },
+        "training": {
+            "steps": state["step"],
+            "wall_time_s": round(state["elapsed_s"], 1),
+            "torch_threads": torch.get_num_threads(),
+            "config": config.to_dict(),
+            "history": state["history"],
+        },
+        "validation": {"seeds": list(config.val_seeds), **final},
+        "ctpnp_version": version("ctpnp"),
+    }
