@@ -1,0 +1,256 @@
+"""Seeded random abdominal slices for training priors and building validation sets.
+
+``random_anatomy(seed)`` draws every parameter from ``numpy.random.default_rng(seed)``,
+so the same seed (and arguments) always gives the same phantom, and different
+seeds give different anatomies. Structures are placed by rejection sampling so
+that they stay inside their host and never overlap each other (2 mm apart,
+lesions and liver vessels 1.5 mm); CT numbers are therefore exactly the values
+drawn below wherever a structure is.
+
+Statistics (``U(a, b)`` uniform, ``U{m..n}`` uniform integer; ``F = fov_mm``,
+lengths in mm, CT numbers in HU; ``A, B`` are the semi-axes of the soft-tissue
+region inside the fat layer; the patient's right is on the image left):
+
+==================  ================================================================
+structure           distribution
+==================  ================================================================
+body outline        ellipse, width ``U(0.70, 0.92) F``, depth ``U(0.62, 0.80)`` × width,
+                    centre shifted ``U(-0.03, 0.03) F`` per axis, flat back (table
+                    side) cut at 0.92 of the half-depth
+subcutaneous fat    thickness ``U(8, 25)``, ``U(-120, -80)`` HU
+soft tissue         ``U(35, 55)`` HU (muscle and abdominal cavity)
+vertebra            body radius ``U(14, 20)`` (depth 0.85×), cortex ``U(1.5, 3)`` thick at
+                    ``U(700, 1100)`` HU, cancellous ``U(150, 300)`` HU; arch around a
+                    spinal canal of radius ``U(6, 8)`` at ``U(0, 20)`` HU; spinous process
+ribs                ``U{6..12}``, semi-axes ``U(5, 9)`` × ``U(3, 5)`` along the outline,
+                    ``U(500, 900)`` HU each
+aorta, IVC          aorta radius ``U(9, 14)`` at ``U(120, 300)`` HU; IVC semi-axes
+                    ``U(9, 13)`` × ``U(6, 9)`` at ``U(80, 200)`` HU
+liver               patient's right, semi-axes ``U(0.35, 0.5) A`` × ``U(0.45, 0.65) B``,
+                    tilt ``U(-20, 20)`` deg, ``U(50, 70)`` HU
+spleen              patient's left, ``U(0.12, 0.2) A`` × ``U(0.2, 0.35) B``, ``U(40, 55)`` HU
+kidneys             two, ``U(20, 30)`` × ``U(14, 22)``, ``U(25, 180)`` HU (unenhanced to
+                    nephrographic phase)
+bowel loops         ``U{2..5}``, ``U(12, 30)`` × ``U(10, 25)``, ``U(10, 40)`` HU, each with a
+                    gas pocket (-1000 HU, radius ``U(0.3, 0.6)`` × its short axis) with
+                    probability 1/2
+liver vessels       ``U{3..8}`` discs of radius ``U(2, 5)`` at ``U(100, 250)`` HU
+lesions             ``U{n_lesions}`` discs in the liver, radius ``U(*lesion_radius_mm)``,
+                    contrast to the liver ``±U(*lesion_contrast_hu)`` (sign 50/50)
+==================  ================================================================
+
+Structures other than the body, fat layer, vertebra and lesions are dropped
+when no free spot is found in 200 draws (rare for organs; ribs, bowel loops
+and liver vessels more often). Lesions try 2000 draws each and are never dropped
+with the default sizes. Every shape has a ``name`` (``"liver"``,
+``"lesion0"``, ...); a lesion's ``hu`` is its contrast to the liver.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ctpnp.phantoms.phantom import Phantom
+from ctpnp.phantoms.shapes import Ellipse, HalfPlane, Polygon, Shape
+
+__all__ = ["random_anatomy"]
+
+_TRIES = 200
+_LESION_TRIES = 2000
+_GAP_MM = 2.0
+_SMALL_GAP_MM = 1.5
+
+
+def random_anatomy(
+    seed: int,
+    *,
+    fov_mm: float = 400.0,
+    lesion_radius_mm: tuple[float, float] = (2.0, 10.0),
+    lesion_contrast_hu: tuple[float, float] = (5.0, 40.0),
+    n_lesions: tuple[int, int] = (1, 5),
+) -> Phantom:
+    """A random abdominal slice (see the module docstring for the statistics).
+
+    Args:
+        seed: the random seed; same seed and arguments, same phantom.
+        fov_mm: the field of view the body must fit in (mm): the body spans
+            70-92 % of it.
+        lesion_radius_mm: ``(min, max)`` lesion radius (mm).
+        lesion_contrast_hu: ``(min, max)`` absolute lesion contrast to the liver (HU).
+        n_lesions: ``(min, max)`` number of lesions.
+
+    Returns:
+        A :class:`Phantom` of planar shapes (extruded along z).
+    """
+    _check_range("lesion_radius_mm", lesion_radius_mm, positive=True)
+    _check_range("lesion_contrast_hu", lesion_contrast_hu, positive=False)
+    _check_range("n_lesions", n_lesions, positive=False)
+    if not all(isinstance(n, int | np.integer) for n in n_lesions):
+        raise ValueError(f"n_lesions={n_lesions!r} must be two integers")
+    if not (math.isfinite(fov_mm) and fov_mm > 0):
+        raise ValueError(f"fov_mm={fov_mm!r} must be positive")
+    rng = np.random.default_rng(seed)
+    u = rng.uniform
+    builder = _Builder(rng)
+
+    # body, fat layer and the soft-tissue region inside it
+    width = u(0.70, 0.92) * fov_mm
+    depth = u(0.62, 0.80) * width
+    cx, cy = u(-0.03, 0.03, size=2) * fov_mm
+    fat_hu, tissue_hu = u(-120, -80), u(35, 55)
+    fat = u(8, 25)
+    back = 0.92 * depth / 2
+    body = Ellipse("body", fat_hu + 1000, (HalfPlane.planar(270, back, (cx, cy)),),
+                   (cx, cy), (width / 2, depth / 2))
+    big_a, big_b = width / 2 - fat, depth / 2 - fat
+    tissue = Ellipse("soft_tissue", tissue_hu - fat_hu,
+                     (HalfPlane.planar(270, back - fat, (cx, cy)),), (cx, cy), (big_a, big_b))
+    builder.shapes += [body, tissue]
+    y_back = cy - back + fat
+
+    # spine: spinous process, arch with canal, vertebral body (bottom to top)
+    r_v, cortex = u(14, 20), u(1.5, 3)
+    cortical_hu, cancellous_hu, csf_hu = u(700, 1100), u(150, 300), u(0, 20)
+    r_canal = u(6, 8)
+    r_arch = r_canal + u(3, 5)
+    y_arch = y_back + 26 + r_arch
+    y_vert = y_arch + r_arch + 0.85 * r_v + 1
+    spine = [
+        Polygon.from_vertices("spinous_process", cortical_hu - tissue_hu,
+                              np.array([[cx - 4, y_arch - r_arch - 0.5],
+                                        [cx + 4, y_arch - r_arch - 0.5], [cx, y_back + 6]])),
+        Ellipse("vertebral_arch", cortical_hu - tissue_hu, (), (cx, y_arch), (r_arch, r_arch)),
+        Ellipse("spinal_canal", csf_hu - cortical_hu, (), (cx, y_arch), (r_canal, r_canal)),
+        Ellipse("vertebra", cortical_hu - tissue_hu, (), (cx, y_vert), (r_v, 0.85 * r_v)),
+        Ellipse("vertebra_cancellous", cancellous_hu - cortical_hu, (), (cx, y_vert),
+                (r_v - cortex, 0.85 * r_v - cortex)),
+    ]
+    builder.shapes += spine
+    builder.occupied += [spine[0], spine[1], spine[3]]
+    y_top = y_vert + 0.85 * r_v
+
+    def in_tissue(x_frac: tuple[float, float], y_frac: tuple[float, float]) -> tuple[float, float]:
+        return cx + big_a * u(*x_frac), cy + big_b * u(*y_frac)
+
+    # ribs along the outline, avoiding the spine and the anterior midline
+    for k in range(rng.integers(6, 13)):
+        def rib(k: int = k) -> Ellipse:
+            phi = rng.choice([u(0.10, 0.45), u(0.55, 0.90), u(1.15, 1.40), u(1.60, 1.85)]) \
+                * math.pi
+            long_axis, short_axis = u(5, 9), u(3, 5)
+            inset = long_axis + 3
+            centre = (cx + (big_a - inset) * math.cos(phi), cy + (big_b - inset) * math.sin(phi))
+            tangent = math.degrees(math.atan2(big_b * math.cos(phi), -big_a * math.sin(phi)))
+            return Ellipse(f"rib{k}", u(500, 900) - tissue_hu, (), centre,
+                           (long_axis, short_axis), tangent)
+        builder.place(rib, tissue)
+
+    # great vessels in front of the spine
+    builder.place(lambda: Ellipse("aorta", u(120, 300) - tissue_hu, (),
+                                  (cx + u(5, 15), y_top + u(12, 20)), (r := u(9, 14), r)), tissue)
+    builder.place(lambda: Ellipse("ivc", u(80, 200) - tissue_hu, (),
+                                  (cx - u(18, 30), y_top + u(8, 16)), (u(9, 13), u(6, 9))), tissue)
+
+    # organs
+    liver_hu = u(50, 70)
+    liver = builder.place(lambda: Ellipse(
+        "liver", liver_hu - tissue_hu, (), in_tissue((-0.45, -0.25), (-0.05, 0.25)),
+        (big_a * u(0.35, 0.5), big_b * u(0.45, 0.65)), u(-20, 20)), tissue)
+    builder.place(lambda: Ellipse(
+        "spleen", u(40, 55) - tissue_hu, (), in_tissue((0.5, 0.7), (-0.35, 0.0)),
+        (big_a * u(0.12, 0.2), big_b * u(0.2, 0.35)), u(20, 60)), tissue)
+    kidney_hu = u(25, 180)
+    for side, name in ((-1, "kidney_right"), (1, "kidney_left")):
+        builder.place(lambda side=side, name=name: Ellipse(
+            name, kidney_hu - tissue_hu, (),
+            (cx + side * big_a * u(0.25, 0.4), y_vert + u(-10, 10)),
+            (u(20, 30), u(14, 22)), side * u(30, 60)), tissue)
+    for k in range(rng.integers(2, 6)):
+        bowel_hu = u(10, 40)
+        loop = builder.place(lambda k=k, bowel_hu=bowel_hu: Ellipse(
+            f"bowel{k}", bowel_hu - tissue_hu, (), in_tissue((-0.5, 0.6), (0.1, 0.7)),
+            (u(12, 30), u(10, 25)), u(0, 180)), tissue)
+        if loop is not None and rng.random() < 0.5:
+            r_gas = min(loop.axes_mm) * u(0.3, 0.6)
+            builder.shapes.append(Ellipse(f"bowel{k}_gas", -1000 - bowel_hu, (),
+                                          loop.center_mm, (r_gas, r_gas)))
+
+    # inside the liver: vessels, then lesions of controlled size and contrast
+    if liver is not None:
+        def in_liver() -> tuple[float, float]:
+            rho, angle = math.sqrt(u(0, 1)), u(0, 2 * math.pi)
+            a, b = liver.axes_mm
+            t = math.radians(liver.angle_deg)
+            x, y = a * rho * math.cos(angle), b * rho * math.sin(angle)
+            return (liver.center_mm[0] + x * math.cos(t) - y * math.sin(t),
+                    liver.center_mm[1] + x * math.sin(t) + y * math.cos(t))
+
+        for k in range(rng.integers(3, 9)):
+            builder.place(lambda k=k: Ellipse(f"liver_vessel{k}", u(100, 250) - liver_hu, (),
+                                              in_liver(), (r := u(2, 5), r)),
+                          liver, gap_mm=_SMALL_GAP_MM)
+        for k in range(rng.integers(n_lesions[0], n_lesions[1] + 1)):
+            builder.place(lambda k=k: Ellipse(
+                f"lesion{k}", rng.choice([-1.0, 1.0]) * u(*lesion_contrast_hu), (), in_liver(),
+                (r := u(*lesion_radius_mm), r)), liver, gap_mm=_SMALL_GAP_MM, tries=_LESION_TRIES)
+    return Phantom(f"random_anatomy_{seed}", tuple(builder.shapes),
+                   f"random_anatomy(seed={seed}, fov_mm={fov_mm}, "
+                   f"lesion_radius_mm={lesion_radius_mm}, lesion_contrast_hu={lesion_contrast_hu}, "
+                   f"n_lesions={n_lesions})")
+
+
+class _Builder:
+    """Collects shapes; places new ones where they fit their host and touch nothing."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.shapes: list[Shape] = []
+        self.occupied: list[Shape] = []
+
+    def place(self, draw: Callable[[], Ellipse], host: Shape, *, gap_mm: float = _GAP_MM,
+              tries: int = _TRIES) -> Ellipse | None:
+        """Draw candidates until one lies inside ``host`` and clear of all placed
+        structures (``gap_mm`` apart); add it and return it, or ``None``."""
+        for _ in range(tries):
+            candidate = draw()
+            outline = _outline(candidate, gap_mm)
+            if not host.contains(outline).all():
+                continue
+            if any(other.contains(outline).any()
+                   or candidate.contains(_outline(other, gap_mm)).any()
+                   for other in self.occupied if other is not host):
+                continue
+            self.shapes.append(candidate)
+            self.occupied.append(candidate)
+            return candidate
+        return None
+
+
+def _outline(shape: Shape, margin_mm: float, n: int = 48) -> np.ndarray:
+    """``(n + 1, 3)`` points on the shape's boundary pushed out by ``margin_mm``, and its centre."""
+    if isinstance(shape, Polygon):
+        v = np.asarray(shape.vertices_mm)
+        centre = v.mean(axis=0)
+        ring = centre + (v - centre) * (1 + margin_mm / np.linalg.norm(v - centre, axis=1))[:, None]
+        points = np.vstack([ring, centre])
+    else:
+        t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+        a, b = shape.axes_mm[0] + margin_mm, shape.axes_mm[1] + margin_mm
+        angle = math.radians(shape.angle_deg)
+        x, y = a * np.cos(t), b * np.sin(t)
+        ring = np.stack([x * math.cos(angle) - y * math.sin(angle),
+                         x * math.sin(angle) + y * math.cos(angle)], axis=1) \
+            + np.asarray(shape.center_mm[:2])
+        points = np.vstack([ring, shape.center_mm[:2]])
+    return np.column_stack([points, np.zeros(points.shape[0])])
+
+
+def _check_range(name: str, value: tuple[float, float], *, positive: bool) -> None:
+    ok = (len(value) == 2 and all(math.isfinite(v) for v in value) and value[0] <= value[1]
+          and (value[0] > 0 if positive else value[0] >= 0))
+    if not ok:
+        raise ValueError(f"{name}={value!r} must be (min, max) with "
+                         f"{'0 < min' if positive else '0 <= min'} <= max")

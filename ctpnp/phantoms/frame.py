@@ -1,0 +1,33 @@
+"""The map between the phantom frame and the image frame of :mod:`ctpnp.geometry`.
+
+Phantoms are written in a patient-like frame, the one of the classical
+definitions (Shepp–Logan, FORBILD): ``x`` to the right of the displayed image,
+``y`` up on the display, ``z`` along the rotation axis, all in mm. The image
+frame has ``axis 0`` running down the rows and ``axis 1`` along the columns.
+The map is the rotation
+
+    ``axis 0 = -y``, ``axis 1 = x``, ``z = z``
+
+so an image ``(H, W)`` shown with row 0 at the top displays the phantom
+upright, with ``+x`` to the right. It is a proper rotation (no mirror), so
+counter-clockwise angles in the phantom frame stay counter-clockwise on the
+display. Rasterisation and projection both go through these two functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["image_to_phantom", "phantom_to_image"]
+
+
+def image_to_phantom(vectors: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` points or directions ``(axis 0, axis 1, z)`` → ``(x, y, z)``."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return np.stack([v[..., 1], -v[..., 0], v[..., 2]], axis=-1)
+
+
+def phantom_to_image(vectors: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` points or directions ``(x, y, z)`` → ``(axis 0, axis 1, z)``."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return np.stack([-v[..., 1], v[..., 0], v[..., 2]], axis=-1)
