@@ -223,11 +223,13 @@ def write_map_series(
     ``affine``), so viewers can fuse it with the source images. Values are
     spread over 16 bits with a fitted RescaleSlope (error at most half a slope)
     and RescaleType ``US`` (unspecified units); the window spans the 1st to
-    99th percentile. Arguments and errors as :func:`write_ct_series`.
+    99th percentile with VOILUTFunction ``LINEAR_EXACT``. Arguments and errors
+    as :func:`write_ct_series`.
     """
     values = np.asarray(values, dtype=np.float64)
     header = _header(like, description, derivation, series_number)
     header.RescaleType = "US"
+    header.VOILUTFunction = "LINEAR_EXACT"  # the window may be narrower than 1 unit
     quantized = quantize(values)
     low, high = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
     window = (float(low + high) / 2, max(float(high - low), float(quantized.slope)))
