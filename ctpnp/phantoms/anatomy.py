@@ -26,7 +26,7 @@ ribs                ``U{6..12}``, semi-axes ``U(5, 9)`` × ``U(3, 5)`` along the
                     ``U(500, 900)`` HU each
 aorta, IVC          aorta radius ``U(9, 14)`` at ``U(120, 300)`` HU; IVC semi-axes
                     ``U(9, 13)`` × ``U(6, 9)`` at ``U(80, 200)`` HU
-liver               patient's right, semi-axes ``U(0.35, 0.5) A`` × ``U(0.45, 0.65) B``,
+liver               patient's right, semi-axes ``U(0.3, 0.45) A`` × ``U(0.4, 0.6) B``,
                     tilt ``U(-20, 20)`` deg, ``U(50, 70)`` HU
 spleen              patient's left, ``U(0.12, 0.2) A`` × ``U(0.2, 0.35) B``, ``U(40, 55)`` HU
 kidneys             two, ``U(20, 30)`` × ``U(14, 22)``, ``U(25, 180)`` HU (unenhanced to
@@ -39,10 +39,12 @@ lesions             ``U{n_lesions}`` discs in the liver, radius ``U(*lesion_radi
                     contrast to the liver ``±U(*lesion_contrast_hu)`` (sign 50/50)
 ==================  ================================================================
 
-Structures other than the body, fat layer, vertebra and lesions are dropped
-when no free spot is found in 200 draws (rare for organs; ribs, bowel loops
-and liver vessels more often). Lesions try 2000 draws each and are never dropped
-with the default sizes. Every shape has a ``name`` (``"liver"``,
+Structures other than the body, fat layer and spine are dropped when no free
+spot is found in 200 draws (2000 for lesions). Over seeds 0-99 with the
+defaults: liver, spleen and aorta are always present, the left kidney in 81 %,
+the IVC in 33 % and the right kidney in 27 % of slices (the liver often takes
+their place); slices hold on average 8.9 ribs (9 drawn), 2.9 bowel loops
+(3.5 drawn) and 5.4 liver vessels (5.5 drawn), and every drawn lesion was placed. Every shape has a ``name`` (``"liver"``,
 ``"lesion0"``, ...); a lesion's ``hu`` is its contrast to the liver.
 """
 
@@ -129,11 +131,42 @@ def random_anatomy(
                 (r_v - cortex, 0.85 * r_v - cortex)),
     ]
     builder.shapes += spine
-    builder.occupied += [spine[0], spine[1], spine[3]]
+    for shape in (spine[0], spine[1], spine[3]):
+        builder.occupy(shape)
     y_top = y_vert + 0.85 * r_v
 
     def in_tissue(x_frac: tuple[float, float], y_frac: tuple[float, float]) -> tuple[float, float]:
         return cx + big_a * u(*x_frac), cy + big_b * u(*y_frac)
+
+    # organs
+    liver_hu = u(50, 70)
+    liver = builder.place(lambda: Ellipse(
+        "liver", liver_hu - tissue_hu, (), in_tissue((-0.5, -0.3), (0.0, 0.3)),
+        (big_a * u(0.28, 0.42), big_b * u(0.38, 0.55)), u(-20, 20)), tissue)
+    # great vessels in front of the spine
+    builder.place(lambda: Ellipse("aorta", u(120, 300) - tissue_hu, (),
+                                  (cx + u(5, 15), y_top + u(12, 20)), (r := u(9, 14), r)), tissue)
+    builder.place(lambda: Ellipse("ivc", u(80, 200) - tissue_hu, (),
+                                  (cx - u(12, 35), y_top + u(0, 25)), (u(9, 13), u(6, 9))), tissue)
+
+    builder.place(lambda: Ellipse(
+        "spleen", u(40, 55) - tissue_hu, (), in_tissue((0.5, 0.7), (-0.35, 0.0)),
+        (big_a * u(0.12, 0.2), big_b * u(0.2, 0.35)), u(20, 60)), tissue)
+    kidney_hu = u(25, 180)
+    for side, name in ((-1, "kidney_right"), (1, "kidney_left")):
+        builder.place(lambda side=side, name=name: Ellipse(
+            name, kidney_hu - tissue_hu, (),
+            (cx + side * big_a * u(0.25, 0.45), y_vert + u(-15, 15)),
+            (u(20, 30), u(14, 22)), side * u(30, 60)), tissue)
+    for k in range(rng.integers(2, 6)):
+        bowel_hu = u(10, 40)
+        loop = builder.place(lambda k=k, bowel_hu=bowel_hu: Ellipse(
+            f"bowel{k}", bowel_hu - tissue_hu, (), in_tissue((-0.5, 0.6), (0.1, 0.7)),
+            (u(12, 30), u(10, 25)), u(0, 180)), tissue)
+        if loop is not None and rng.random() < 0.5:
+            r_gas = min(loop.axes_mm) * u(0.3, 0.6)
+            builder.shapes.append(Ellipse(f"bowel{k}_gas", -1000 - bowel_hu, (),
+                                          loop.center_mm, (r_gas, r_gas)))
 
     # ribs along the outline, avoiding the spine and the anterior midline
     for k in range(rng.integers(6, 13)):
@@ -147,36 +180,6 @@ def random_anatomy(
             return Ellipse(f"rib{k}", u(500, 900) - tissue_hu, (), centre,
                            (long_axis, short_axis), tangent)
         builder.place(rib, tissue)
-
-    # great vessels in front of the spine
-    builder.place(lambda: Ellipse("aorta", u(120, 300) - tissue_hu, (),
-                                  (cx + u(5, 15), y_top + u(12, 20)), (r := u(9, 14), r)), tissue)
-    builder.place(lambda: Ellipse("ivc", u(80, 200) - tissue_hu, (),
-                                  (cx - u(18, 30), y_top + u(8, 16)), (u(9, 13), u(6, 9))), tissue)
-
-    # organs
-    liver_hu = u(50, 70)
-    liver = builder.place(lambda: Ellipse(
-        "liver", liver_hu - tissue_hu, (), in_tissue((-0.45, -0.25), (-0.05, 0.25)),
-        (big_a * u(0.35, 0.5), big_b * u(0.45, 0.65)), u(-20, 20)), tissue)
-    builder.place(lambda: Ellipse(
-        "spleen", u(40, 55) - tissue_hu, (), in_tissue((0.5, 0.7), (-0.35, 0.0)),
-        (big_a * u(0.12, 0.2), big_b * u(0.2, 0.35)), u(20, 60)), tissue)
-    kidney_hu = u(25, 180)
-    for side, name in ((-1, "kidney_right"), (1, "kidney_left")):
-        builder.place(lambda side=side, name=name: Ellipse(
-            name, kidney_hu - tissue_hu, (),
-            (cx + side * big_a * u(0.25, 0.4), y_vert + u(-10, 10)),
-            (u(20, 30), u(14, 22)), side * u(30, 60)), tissue)
-    for k in range(rng.integers(2, 6)):
-        bowel_hu = u(10, 40)
-        loop = builder.place(lambda k=k, bowel_hu=bowel_hu: Ellipse(
-            f"bowel{k}", bowel_hu - tissue_hu, (), in_tissue((-0.5, 0.6), (0.1, 0.7)),
-            (u(12, 30), u(10, 25)), u(0, 180)), tissue)
-        if loop is not None and rng.random() < 0.5:
-            r_gas = min(loop.axes_mm) * u(0.3, 0.6)
-            builder.shapes.append(Ellipse(f"bowel{k}_gas", -1000 - bowel_hu, (),
-                                          loop.center_mm, (r_gas, r_gas)))
 
     # inside the liver: vessels, then lesions of controlled size and contrast
     if liver is not None:
@@ -208,7 +211,11 @@ class _Builder:
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
         self.shapes: list[Shape] = []
-        self.occupied: list[Shape] = []
+        self._occupied: list[tuple[Shape, np.ndarray]] = []
+
+    def occupy(self, shape: Shape, gap_mm: float = _GAP_MM) -> None:
+        """Mark ``shape`` as a structure later ones must keep clear of."""
+        self._occupied.append((shape, _outline(shape, gap_mm)))
 
     def place(self, draw: Callable[[], Ellipse], host: Shape, *, gap_mm: float = _GAP_MM,
               tries: int = _TRIES) -> Ellipse | None:
@@ -217,20 +224,28 @@ class _Builder:
         for _ in range(tries):
             candidate = draw()
             outline = _outline(candidate, gap_mm)
-            if not host.contains(outline).all():
+            if not host.contains(*outline).all():
                 continue
-            if any(other.contains(outline).any()
-                   or candidate.contains(_outline(other, gap_mm)).any()
-                   for other in self.occupied if other is not host):
+            x, y, radius = candidate.bounding_circle_mm()
+            if any(other.contains(*outline).any() or candidate.contains(*other_outline).any()
+                   for other, other_outline in self._occupied
+                   if other is not host and _near(other, x, y, radius + 2 * gap_mm)):
                 continue
             self.shapes.append(candidate)
-            self.occupied.append(candidate)
+            self.occupy(candidate, gap_mm)
             return candidate
         return None
 
 
+def _near(shape: Shape, x: float, y: float, radius: float) -> bool:
+    """Whether the bounding circles of ``shape`` and of ``(x, y, radius)`` meet."""
+    sx, sy, s_radius = shape.bounding_circle_mm()
+    return math.hypot(sx - x, sy - y) <= s_radius + radius
+
+
 def _outline(shape: Shape, margin_mm: float, n: int = 48) -> np.ndarray:
-    """``(n + 1, 3)`` points on the shape's boundary pushed out by ``margin_mm``, and its centre."""
+    """``(3, n + 1)`` coordinates ``x, y, z`` of points on the shape's boundary pushed
+    out by ``margin_mm``, and of its centre."""
     if isinstance(shape, Polygon):
         v = np.asarray(shape.vertices_mm)
         centre = v.mean(axis=0)
@@ -245,7 +260,7 @@ def _outline(shape: Shape, margin_mm: float, n: int = 48) -> np.ndarray:
                          x * math.sin(angle) + y * math.cos(angle)], axis=1) \
             + np.asarray(shape.center_mm[:2])
         points = np.vstack([ring, shape.center_mm[:2]])
-    return np.column_stack([points, np.zeros(points.shape[0])])
+    return np.vstack([points.T, np.zeros(points.shape[0])])
 
 
 def _check_range(name: str, value: tuple[float, float], *, positive: bool) -> None:

@@ -11,23 +11,29 @@ The map is the rotation
 so an image ``(H, W)`` shown with row 0 at the top displays the phantom
 upright, with ``+x`` to the right. It is a proper rotation (no mirror), so
 counter-clockwise angles in the phantom frame stay counter-clockwise on the
-display. Rasterisation and projection both go through these two functions.
+display. Rasterisation and projection both go through these functions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["image_to_phantom", "phantom_to_image"]
+__all__ = ["image_to_phantom", "image_vectors_to_phantom", "phantom_to_image"]
 
 
-def image_to_phantom(vectors: np.ndarray) -> np.ndarray:
-    """``(..., 3)`` points or directions ``(axis 0, axis 1, z)`` → ``(x, y, z)``."""
+def image_to_phantom(axis0: np.ndarray, axis1: np.ndarray, z: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image-frame components (broadcastable arrays, mm) → phantom ``(x, y, z)``."""
+    return axis1, -axis0, z
+
+
+def phantom_to_image(x: np.ndarray, y: np.ndarray, z: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phantom components ``(x, y, z)`` → image-frame ``(axis 0, axis 1, z)``."""
+    return -y, x, z
+
+
+def image_vectors_to_phantom(vectors: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` points or directions of the image frame → ``(..., 3)`` phantom frame."""
     v = np.asarray(vectors, dtype=np.float64)
-    return np.stack([v[..., 1], -v[..., 0], v[..., 2]], axis=-1)
-
-
-def phantom_to_image(vectors: np.ndarray) -> np.ndarray:
-    """``(..., 3)`` points or directions ``(x, y, z)`` → ``(axis 0, axis 1, z)``."""
-    v = np.asarray(vectors, dtype=np.float64)
-    return np.stack([-v[..., 1], v[..., 0], v[..., 2]], axis=-1)
+    return np.stack(image_to_phantom(v[..., 0], v[..., 1], v[..., 2]), axis=-1)

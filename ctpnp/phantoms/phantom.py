@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctpnp.geometry import ScanGeometry
-from ctpnp.phantoms.frame import image_to_phantom
+from ctpnp.phantoms.frame import image_vectors_to_phantom
 from ctpnp.phantoms.raster import AIR_HU, rasterize_hu
 from ctpnp.phantoms.shapes import Rays, Shape
 from ctpnp.physics import MU_WATER_PER_MM, hu_to_mu
@@ -64,8 +64,8 @@ class Phantom:
             raise ValueError(f"starts_mm {starts.shape} and directions {dirs.shape} must both "
                              "be shaped (..., 3)")
         lead = starts.shape[:-1]
-        p = image_to_phantom(starts.reshape(-1, 3))
-        d = image_to_phantom(dirs.reshape(-1, 3))
+        p = image_vectors_to_phantom(starts.reshape(-1, 3))
+        d = image_vectors_to_phantom(dirs.reshape(-1, 3))
         total_hu_mm = np.zeros(p.shape[0])
         for first in range(0, p.shape[0], _RAYS_PER_BLOCK):
             block = slice(first, first + _RAYS_PER_BLOCK)
@@ -104,8 +104,8 @@ class Phantom:
     def hu_at(self, points_mm: np.ndarray) -> np.ndarray:
         """CT numbers (HU) at ``(..., 3)`` points of the image frame (mm) → ``(...)`` float64."""
         points = np.asarray(points_mm, dtype=np.float64)
-        flat = image_to_phantom(points.reshape(-1, 3))
+        flat = image_vectors_to_phantom(points.reshape(-1, 3))
         hu = np.full(flat.shape[0], AIR_HU)
         for shape in self.shapes:
-            hu += shape.hu * shape.contains(flat)
+            hu += shape.hu * shape.contains(*flat.T)
         return hu.reshape(points.shape[:-1])

@@ -3,7 +3,9 @@
 Each pixel receives the mean over a ``supersample × supersample`` grid of
 sub-pixel points of every shape's CT number (``hu`` times the fraction of
 sub-points inside), added to the air background. Only the pixels in a shape's
-bounding box are visited, in row blocks of bounded memory.
+bounding box are visited, in row blocks of bounded memory; membership is
+evaluated on the separable grid (a column of rows times a row of columns), so
+no array of points is ever built.
 """
 
 from __future__ import annotations
@@ -51,8 +53,7 @@ def rasterize_hu(shapes: tuple[Shape, ...], geometry: ScanGeometry, supersample:
         for start in range(0, rows.size, block):
             r = rows[start:start + block]
             axis0 = (((r - (height - 1) / 2) * pixel)[:, None] + sub).ravel()
-            grid = np.stack(np.broadcast_arrays(axis0[:, None], axis1[None, :], z_mm), axis=-1)
-            inside = shape.contains(image_to_phantom(grid.reshape(-1, 3)))
+            inside = shape.contains(*image_to_phantom(axis0[:, None], axis1[None, :], z_mm))
             fraction = inside.reshape(r.size, s, cols.size, s).mean(axis=(1, 3))
             image[r[0]:r[-1] + 1, cols[0]:cols[-1] + 1] += shape.hu * fraction
     return image.astype(np.float32)
@@ -61,11 +62,11 @@ def rasterize_hu(shapes: tuple[Shape, ...], geometry: ScanGeometry, supersample:
 def _pixel_ranges(shape: Shape, geometry: ScanGeometry) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the pixels that may overlap the shape's footprint."""
     x_min, x_max, y_min, y_max = shape.bounding_box_mm()
-    corners = np.array([[x, y, 0.0] for x in (x_min, x_max) for y in (y_min, y_max)])
-    image_corners = phantom_to_image(corners)
+    corners = phantom_to_image(np.array([x_min, x_max, x_min, x_max]),
+                               np.array([y_min, y_min, y_max, y_max]), np.zeros(4))
     ranges = []
     for axis, n in enumerate(geometry.image_shape):
-        centre_index = image_corners[:, axis] / geometry.pixel_mm + (n - 1) / 2
+        centre_index = corners[axis] / geometry.pixel_mm + (n - 1) / 2
         first = max(0, int(np.floor(centre_index.min())))
         last = min(n - 1, int(np.ceil(centre_index.max())))
         ranges.append(np.arange(first, last + 1))

@@ -127,9 +127,9 @@ class Shape:
         n = p.shape[0]
         return np.full(n, -np.inf), np.full(n, np.inf)
 
-    def _base_contains(self, x: np.ndarray) -> np.ndarray:
-        """``(n,)`` membership of ``(n, 3)`` points in the base region."""
-        return np.ones(x.shape[0], dtype=bool)
+    def _base_contains(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Membership in the base region of points given by broadcastable coordinates."""
+        return np.ones(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)), dtype=bool)
 
     # -- shared ----------------------------------------------------------------
     def chords(self, rays: Rays) -> np.ndarray:
@@ -156,11 +156,14 @@ class Shape:
         out[index] = np.where(t_out > t_in, t_out - t_in, 0.0)
         return out
 
-    def contains(self, points_mm: np.ndarray) -> np.ndarray:
-        """Membership of ``(n, 3)`` points (phantom frame, mm) → ``(n,)`` bool."""
-        inside = self._base_contains(points_mm)
+    def contains(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Membership of points (phantom frame, mm) given by broadcastable coordinate
+        arrays, e.g. a column of ``y`` and a row of ``x`` → an ``(ny, nx)`` bool grid."""
+        inside = self._base_contains(x, y, z)
         for clip in self.clips:
-            inside &= points_mm @ np.asarray(clip.normal) < clip.offset_mm
+            nx, ny, nz = clip.normal
+            side = nx * x + ny * y + (nz * z if nz else 0.0)
+            inside = inside & (side < clip.offset_mm)
         return inside
 
 
@@ -191,22 +194,26 @@ class _Quadric(Shape):
     axes_mm: tuple[float, ...] = (1.0, 1.0)
     angle_deg: float = 0.0
 
-    def _to_local(self, x: np.ndarray, *, is_direction: bool) -> np.ndarray:
-        """``(n, 3)`` points or directions → coordinates where the base is the unit ball."""
-        k = len(self.axes_mm)
+    def _to_local(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, *,
+                  is_direction: bool) -> list[np.ndarray]:
+        """Coordinates (broadcastable arrays) in which the base is the unit disc or ball."""
+        if not is_direction:
+            x, y = x - self.center_mm[0], y - self.center_mm[1]
+            if len(self.center_mm) == 3:
+                z = z - self.center_mm[2]
         a = math.radians(self.angle_deg)
         c, s = math.cos(a), math.sin(a)
-        # row vectors: x @ R == (R^T x)^T, the coordinates along the rotated semi-axes
-        rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])[:, :k]
-        shifted = x if is_direction else x - np.array([*self.center_mm, 0.0][:3])
-        return (shifted @ rotation) / np.asarray(self.axes_mm)
+        local = [(c * x + s * y) / self.axes_mm[0], (c * y - s * x) / self.axes_mm[1]]
+        if len(self.axes_mm) == 3:
+            local.append(z / self.axes_mm[2])
+        return local
 
     def _base_interval(self, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p_local = self._to_local(p, is_direction=False)
-        d_local = self._to_local(d, is_direction=True)
-        a = np.einsum("ij,ij->i", d_local, d_local)
-        b = np.einsum("ij,ij->i", p_local, d_local)
-        c = np.einsum("ij,ij->i", p_local, p_local) - 1.0
+        p_local = self._to_local(*p.T, is_direction=False)
+        d_local = self._to_local(*d.T, is_direction=True)
+        a = sum(v * v for v in d_local)
+        b = sum(u * v for u, v in zip(p_local, d_local, strict=True))
+        c = sum(u * u for u in p_local) - 1.0
         disc = b * b - a * c
         hit = (disc > 0) & (a > 0)
         root = np.sqrt(np.where(hit, disc, 0.0))
@@ -215,9 +222,8 @@ class _Quadric(Shape):
         t_out = np.where(hit, (-b + root) / a_safe, -np.inf)
         return t_in, t_out
 
-    def _base_contains(self, x: np.ndarray) -> np.ndarray:
-        local = self._to_local(x, is_direction=False)
-        return np.einsum("ij,ij->i", local, local) <= 1.0
+    def _base_contains(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return sum(u * u for u in self._to_local(x, y, z, is_direction=False)) <= 1.0
 
     def _half_extents_xy(self) -> tuple[float, float]:
         a = math.radians(self.angle_deg)
