@@ -76,7 +76,9 @@ def decode_frames(ds: Dataset, path: Path) -> np.ndarray:
     ds.file_meta.TransferSyntaxUID = syntax
     try:
         stored = ds.pixel_array
-    except Exception as exc:  # decoder plugins raise many types for damaged data
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # plugins raise many types; pylibjpeg-rle's Rust code panics
         raise PixelDataError(
             f"cannot be decoded ({type(exc).__name__}: {exc})", path=path, field=_PIXEL_DATA
         ) from exc

@@ -71,8 +71,16 @@ def read_dataset(path: Path, *, pixels: bool) -> Dataset:
 def _classify(ds: Dataset, path: Path, result: ScanResult) -> None:
     """Add the file's CT slice records to ``result`` or count why it is skipped."""
     sop_class = optional_text(ds, "SOPClassUID")
-    if sop_class == MEDIA_DIRECTORY or "DirectoryRecordSequence" in ds:
+    meta = getattr(ds, "file_meta", None) or Dataset()
+    if MEDIA_DIRECTORY in (sop_class, optional_text(meta, "MediaStorageSOPClassUID")) or (
+        "DirectoryRecordSequence" in ds
+    ):
         result.skipped["DICOMDIR"] += 1
+    elif not sop_class and not optional_text(ds, "Modality"):
+        raise UnreadableFileError(
+            "no SOPClassUID (0008,0016) or Modality (0008,0060): truncated or not a DICOM object",
+            path=path,
+        )
     elif sop_class in (ENHANCED_CT, LEGACY_ENHANCED_CT):
         _add(result, ds, path, enhanced=True)
     elif sop_class == CT_IMAGE or (not sop_class and optional_text(ds, "Modality") == "CT"):

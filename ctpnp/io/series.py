@@ -101,7 +101,11 @@ def list_ct_series(folder: Path | str) -> list[SeriesSummary]:
 
 
 def _choose(scan: ScanResult, series: int | str | None, folder: Path) -> list[SliceRecord]:
-    """The stack the caller asked for; an invalid file of its series raises its own error."""
+    """The stack the caller asked for.
+
+    A CT file of the chosen series (or of unknown series) that could not be
+    turned into a slice record raises its own error: the stack would miss it.
+    """
     stacks = _stacks(scan, folder)
     if series is None and len(stacks) == 1:
         chosen = stacks[0]
@@ -113,7 +117,7 @@ def _choose(scan: ScanResult, series: int | str | None, folder: Path) -> list[Sl
         chosen = None
     uid = chosen[0].series_uid if chosen else series
     for invalid_uid, error in scan.invalid:
-        if invalid_uid == uid:
+        if invalid_uid in (uid, ""):  # "": could belong to any series, the chosen one too
             raise error
     if chosen:
         return chosen
