@@ -11,7 +11,6 @@ the source's study and lines up with it in a viewer.
 
 from __future__ import annotations
 
-import copy
 import datetime
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -25,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ctpnp.io.affine import PlaneGeometry, planes_from_affine
 from ctpnp.io.atomic import staged_dir
-from ctpnp.io.quantize import Quantized, decimal_string, quantize
+from ctpnp.io.quantize import Rescale, decimal_string, fit_rescale
 from ctpnp.io.scan import CT_IMAGE
 from ctpnp.io.series import CTSeries
 
@@ -111,7 +110,7 @@ def _write(
     like: CTSeries | None,
     affine: ArrayLike | None,
     header: Dataset,
-    quantized: Quantized,
+    rescale: Rescale,
     window: tuple[float, float],
 ) -> list[Path]:
     """Write ``values`` (slices, H, W) as one file per slice; returns the final paths."""
@@ -127,19 +126,19 @@ def _write(
     else:
         thickness, references = None, [None] * len(values)
     planes = planes_from_affine(affine, len(values))
-    _set_image(header, values.shape, planes, thickness, quantized, window)
+    _set_image(header, values.shape, planes, thickness, rescale, window)
     out_dir = Path(out_dir)
     names = [f"IM{k + 1:05d}.dcm" for k in range(len(values))]
     with staged_dir(out_dir) as staging:
         for k, name in enumerate(names):
-            ds = copy.deepcopy(header)
+            ds = Dataset(header)  # shares the unchanged elements, adds per-slice ones
             ds.SOPInstanceUID = generate_uid()
             ds.InstanceNumber = k + 1
             ds.ImagePositionPatient = [_geometry_mm(v) for v in planes.positions_mm[k]]
             ds.SliceLocation = _geometry_mm(planes.positions_mm[k] @ planes.normal)
             if references[k] is not None:
                 ds.SourceImageSequence = DicomSequence([references[k]])
-            ds.PixelData = quantized.stored[k].astype("<u2").tobytes()
+            ds.PixelData = rescale.store(values[k]).tobytes()
             ds.file_meta = _file_meta(ds)
             ds.save_as(staging / name, enforce_file_format=True)
     return [out_dir / name for name in names]
@@ -150,7 +149,7 @@ def _set_image(
     shape: Sequence[int],
     planes: PlaneGeometry,
     thickness_mm: float | None,
-    quantized: Quantized,
+    rescale: Rescale,
     window: tuple[float, float],
 ) -> None:
     """Matrix, plane geometry, rescale and window, shared by all slices."""
@@ -158,7 +157,7 @@ def _set_image(
     ds.PixelSpacing = [_geometry_mm(v) for v in planes.pixel_spacing_mm]
     ds.ImageOrientationPatient = [_cosine(v) for v in (*planes.row_cosine, *planes.col_cosine)]
     ds.SliceThickness = _geometry_mm(thickness_mm or planes.slice_spacing_mm)
-    ds.RescaleSlope, ds.RescaleIntercept = quantized.slope, quantized.intercept
+    ds.RescaleSlope, ds.RescaleIntercept = rescale.slope, rescale.intercept
     ds.WindowCenter, ds.WindowWidth = decimal_string(window[0]), decimal_string(window[1])
 
 
@@ -201,10 +200,10 @@ def write_ct_series(
         ValueError: bad shape, no geometry, or non-finite values.
         FileExistsError: ``out_dir`` exists and is not empty.
     """
-    values = np.asarray(hu, dtype=np.float64)
+    values = np.asarray(hu)
     header = _header(like, description, derivation, series_number)
     header.RescaleType = "HU"
-    return _write(values, out_dir, like, affine, header, quantize(values, step=1.0), window)
+    return _write(values, out_dir, like, affine, header, fit_rescale(values, step=1.0), window)
 
 
 def write_map_series(
@@ -226,11 +225,11 @@ def write_map_series(
     99th percentile with VOILUTFunction ``LINEAR_EXACT``. Arguments and errors
     as :func:`write_ct_series`.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     header = _header(like, description, derivation, series_number)
     header.RescaleType = "US"
     header.VOILUTFunction = "LINEAR_EXACT"  # the window may be narrower than 1 unit
-    quantized = quantize(values)
+    rescale = fit_rescale(values)
     low, high = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
-    window = (float(low + high) / 2, max(float(high - low), float(quantized.slope)))
-    return _write(values, out_dir, like, affine, header, quantized, window)
+    window = (float(low + high) / 2, max(float(high - low), float(rescale.slope)))
+    return _write(values, out_dir, like, affine, header, rescale, window)

@@ -1,9 +1,9 @@
 """Store float values as unsigned 16-bit integers with a DICOM rescale slope and intercept.
 
-The slope and intercept are chosen, then formatted as DICOM decimal strings
-(at most 16 characters) and parsed back, and the integers are computed from the
-parsed values: what a reader computes from the file is exactly what was
-quantised, so the round-trip error is at most half a slope.
+The slope and intercept are chosen from the whole volume, then formatted as
+DICOM decimal strings (at most 16 characters) and parsed back; the integers are
+computed from the parsed values, so what a reader computes from the file is
+exactly what was quantised and the round-trip error is at most half a slope.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydicom.valuerep import format_number_as_ds
 
-__all__ = ["Quantized", "decimal_string", "quantize"]
+__all__ = ["Rescale", "decimal_string", "fit_rescale"]
 
 _LEVELS = 65535
 
@@ -26,22 +26,20 @@ def decimal_string(value: float) -> str:
 
 
 @dataclass(frozen=True)
-class Quantized:
-    """Stored values and their rescale: ``value = stored * slope + intercept``.
+class Rescale:
+    """``value = stored * slope + intercept``, with slope and intercept as written (DS text)."""
 
-    Attributes:
-        stored: uint16 array, the input's shape.
-        slope: RescaleSlope as written (DS text).
-        intercept: RescaleIntercept as written (DS text).
-    """
-
-    stored: np.ndarray
     slope: str
     intercept: str
 
+    def store(self, values: ArrayLike) -> np.ndarray:
+        """uint16 stored values of ``values`` (any shape, within the fitted range)."""
+        scaled = (np.asarray(values, dtype=np.float64) - float(self.intercept)) / float(self.slope)
+        return np.clip(np.rint(scaled), 0, _LEVELS).astype("<u2")
 
-def quantize(values: ArrayLike, step: float | None = None) -> Quantized:
-    """Quantise finite ``values`` to uint16.
+
+def fit_rescale(values: ArrayLike, step: float | None = None) -> Rescale:
+    """Rescale that stores finite ``values`` in 16 bits.
 
     Args:
         values: any shape, finite.
@@ -51,8 +49,8 @@ def quantize(values: ArrayLike, step: float | None = None) -> Quantized:
     Raises:
         ValueError: for non-finite values.
     """
-    values = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
+    values = np.asarray(values)
+    if not np.isfinite(values).all():
         raise ValueError("values to store must be finite (no NaN or inf)")
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if step is not None and high - low <= step * _LEVELS:
@@ -63,5 +61,4 @@ def quantize(values: ArrayLike, step: float | None = None) -> Quantized:
     slope = decimal_string(step)
     while (high - float(intercept)) / float(slope) > _LEVELS + 0.5:  # DS rounding shrank the slope
         slope = decimal_string(float(slope) * (1 + 1e-9))
-    stored = np.rint((values - float(intercept)) / float(slope))
-    return Quantized(np.clip(stored, 0, _LEVELS).astype(np.uint16), slope, intercept)
+    return Rescale(slope, intercept)
