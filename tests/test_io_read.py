@@ -54,7 +54,8 @@ def test_shuffled_renamed_series_comes_back_sorted_by_position(tmp_path: Path) -
         nested.mkdir(exist_ok=True)
         ds.save_as(nested / f"x{rng.getrandbits(32):08x}")
     expected, uids = _expected_ct5n()
-    before = _digest(CT5N)
+    inputs = sorted(tmp_path.rglob("x*"))
+    before = _digest(inputs)
 
     series = read_ct_series(tmp_path)
 
@@ -64,7 +65,8 @@ def test_shuffled_renamed_series_comes_back_sorted_by_position(tmp_path: Path) -
     # slice 0 is the lowest z; RAS flips x and y of the LPS position
     np.testing.assert_allclose(series.affine[:3, 3], [72.199997, 143.0, -1.2375])
     np.testing.assert_allclose(series.affine[:3, 0], [0, 0, 2.5])
-    assert _digest(CT5N) == before
+    assert _digest(inputs) == before and sorted(tmp_path.rglob("*")) == sorted(
+        [*inputs, tmp_path / "d0", tmp_path / "d1"])  # inputs untouched, nothing added
 
 
 def test_files_without_preamble_or_meta_are_read(tmp_path: Path) -> None:
@@ -76,7 +78,9 @@ def test_files_without_preamble_or_meta_are_read(tmp_path: Path) -> None:
                enforce_file_format=False)
     for path in CT5N[2:]:
         shutil.copy(path, tmp_path)
+    before = _digest(sorted(tmp_path.iterdir()))
     assert read_ct_series(tmp_path).hu.shape == (5, 16, 16)
+    assert _digest(sorted(tmp_path.iterdir())) == before
 
 
 def test_localizers_dicomdir_and_other_files_are_skipped(tmp_path: Path) -> None:
