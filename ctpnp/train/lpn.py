@@ -195,7 +195,9 @@ def train_lpn(
     """
     out_path = Path(out_path)
     report = progress or (lambda _event: None)
-    network = LPN(config.icnn, config.alpha)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        network = LPN(config.icnn, config.alpha)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.stages[0].lr)
     generator = torch.Generator().manual_seed(config.seed)
     ckpt = Checkpoint(out_path)
