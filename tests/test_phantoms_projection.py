@@ -19,7 +19,7 @@ GEOMETRIES = {
 }
 FINE_GRID = ((512, 512), 0.5)
 EDGE_SHIFT_MM = 1.0
-"""Rays whose integral changes by more than 0.2 % when shifted sideways by this are 'near an edge'."""
+"""Rays whose integral changes by over 0.2 % when shifted sideways by this are 'near an edge'."""
 
 
 def _away_from_edges(phantom: Phantom, geometry: ScanGeometry) -> np.ndarray:

@@ -44,8 +44,9 @@ spot is found in 200 draws (2000 for lesions). Over seeds 0-99 with the
 defaults: liver, spleen and aorta are always present, the left kidney in 81 %,
 the IVC in 33 % and the right kidney in 27 % of slices (the liver often takes
 their place); slices hold on average 8.9 ribs (9 drawn), 2.9 bowel loops
-(3.5 drawn) and 5.4 liver vessels (5.5 drawn), and every drawn lesion was placed. Every shape has a ``name`` (``"liver"``,
-``"lesion0"``, ...); a lesion's ``hu`` is its contrast to the liver.
+(3.5 drawn) and 5.4 liver vessels (5.5 drawn), and every drawn lesion was
+placed. Every shape has a ``name`` (``"liver"``, ``"lesion0"``, ...); a
+lesion's ``hu`` is its contrast to the liver.
 """
 
 from __future__ import annotations
