@@ -12,11 +12,12 @@ from ctpnp.train.data import piecewise_smooth_hu
 INVERSION_TOL = 1e-3  # relative ||F(y) - u|| / ||u|| the inversion must reach
 
 
-def _small_prior(seed=0) -> LPNPrior:
+def _small_prior(seed=0, patch_size=4, stride=2) -> LPNPrior:
     torch.manual_seed(seed)
-    cfg = ICNNConfig(patch_size=8, channels=6, strides=(2,), out_channels=6, init_log_mean=-1.0)
+    cfg = ICNNConfig(patch_size=patch_size, channels=4, strides=(2,), out_channels=4,
+                     init_log_mean=-1.0)
     net = LPN(cfg, alpha=0.01).double()
-    return LPNPrior(net, sigma_train_unit=0.05, stride=4)
+    return LPNPrior(net, sigma_train_unit=0.05, stride=stride)
 
 
 def _jacobian(fn, x):
@@ -32,14 +33,14 @@ def _assert_symmetric_psd(jac):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_patch_prox_jacobian_symmetric_psd(seed):
-    prior = _small_prior(seed)
+    prior = _small_prior(seed, patch_size=8, stride=4)
     x = torch.rand(1, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     _assert_symmetric_psd(_jacobian(prior.network, x))
 
 
-@pytest.mark.parametrize("shape", [(12, 12), (10, 13)])
-def test_whole_image_prox_jacobian_symmetric_psd(shape):
-    prior = _small_prior()
+@pytest.mark.parametrize(("shape", "stride"), [((8, 8), 2), ((6, 7), 2), ((5, 6), 1)])
+def test_whole_image_prox_jacobian_symmetric_psd(shape, stride):
+    prior = _small_prior(stride=stride)
     x = torch.rand(1, 1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     _assert_symmetric_psd(_jacobian(prior.image_prox, x))
 
