@@ -80,7 +80,7 @@ def shipped():
     return load("lpn")
 
 
-def _phantom_mu(seed=7, size=64):
+def _phantom_mu(seed=7, size=48):
     return hu_to_mu(torch.as_tensor(piecewise_smooth_hu(seed, size)))[None, None]
 
 
@@ -96,7 +96,7 @@ def test_regularizer_finite_and_larger_on_noisy_and_streaky_images(shipped):
     clean = _phantom_mu()
     g = torch.Generator().manual_seed(0)
     noisy = clean + 0.05 * MU_WATER_PER_MM * torch.randn(clean.shape, generator=g)  # 50 HU
-    rows = torch.arange(64, dtype=torch.float32)
+    rows = torch.arange(48, dtype=torch.float32)
     streaks = clean + 0.1 * MU_WATER_PER_MM * torch.sin(rows[:, None] * 0.9 + rows[None, :] * 0.4)
     r = shipped.potential(torch.cat([clean, noisy, streaks]))
     assert shipped.last_inversion.residual.max() < INVERSION_TOL
@@ -108,11 +108,14 @@ def test_log_prior_map_highlights_the_corrupted_region(shipped):
     clean = _phantom_mu()
     corrupted = clean.clone()
     g = torch.Generator().manual_seed(1)
-    corrupted[..., :, 32:] += 0.08 * MU_WATER_PER_MM * torch.randn(1, 1, 64, 32, generator=g)
+    corrupted[..., :, 24:] += 0.08 * MU_WATER_PER_MM * torch.randn(1, 1, 48, 24, generator=g)
     m = shipped.log_prior_map(corrupted)
+    assert shipped.last_inversion.residual.max() < INVERSION_TOL
     assert m.shape == clean.shape and torch.isfinite(m).all()
-    assert m[..., 8:56, 44:].mean() > m[..., 8:56, :20].mean()
-    assert m[..., 8:56, 44:].mean() > shipped.log_prior_map(clean)[..., 8:56, 44:].mean()
+    m_clean = shipped.log_prior_map(clean)
+    right, left = (..., slice(None), slice(32, None)), (..., slice(None), slice(None, 16))
+    assert m[right].mean() > m_clean[right].mean()  # corruption raises the map where it is
+    torch.testing.assert_close(m[left], m_clean[left], rtol=0.05, atol=1e-3)  # and not elsewhere
 
 
 def test_prox_mu_interface_and_relaxation(shipped):

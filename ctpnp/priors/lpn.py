@@ -252,7 +252,7 @@ def _conjugate_point(potential, gradient, u: torch.Tensor, max_iter: int, tol: f
     ``potential`` maps a batch to per-item values, ``gradient`` is its gradient
     (used only for the final residual); see :class:`InversionResult`.
     """
-    y = u.detach().clone().requires_grad_(True)
+    y = u.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     target = u.detach()
     scale = target.abs().max().clamp(min=1e-12)
     opt = torch.optim.LBFGS(
