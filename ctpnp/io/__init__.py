@@ -5,7 +5,8 @@ with its RAS affine; :func:`list_ct_series` lists the series of a folder.
 Writing: :func:`write_ct_series` (derived CT series), :func:`write_map_series`
 (a float map as a CT-like series that viewers overlay on its source) and
 :func:`write_nifti`; :func:`axial_affine` gives the geometry of a standard
-axial stack. Bad input raises a :class:`DicomInputError`.
+axial stack. Projection data (DICOM-CT-PD): :func:`read_projections` and
+:func:`write_projections`. Bad input raises a :class:`DicomInputError`.
 
 pydicom and nibabel are used only inside this package.
 """
@@ -23,6 +24,8 @@ from ctpnp.io.errors import (
     UnreadableFileError,
 )
 from ctpnp.io.nifti import write_nifti
+from ctpnp.io.projections import ProjectionData, ProjectionGeometryError, read_projections
+from ctpnp.io.projections_write import write_projections
 from ctpnp.io.series import CTSeries, SeriesSummary, list_ct_series, read_ct_series
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "MissingTagError",
     "NoCTSeriesError",
     "PixelDataError",
+    "ProjectionData",
+    "ProjectionGeometryError",
     "SeriesChoiceError",
     "SeriesSummary",
     "SliceGeometryError",
@@ -39,7 +44,9 @@ __all__ = [
     "axial_affine",
     "list_ct_series",
     "read_ct_series",
+    "read_projections",
     "write_ct_series",
     "write_map_series",
     "write_nifti",
+    "write_projections",
 ]
