@@ -126,8 +126,6 @@ class LPNPrior:
         card: dict | None = None,
     ) -> None:
         self.network = network.eval()
-        for p in self.network.parameters():
-            p.requires_grad_(False)
         p = network.config.patch_size
         self.tiling = PatchTiling(p, stride or max(p // 2, 1), pad_value=0.0)
         self.sigma_train_unit = float(sigma_train_unit)

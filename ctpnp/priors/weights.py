@@ -42,6 +42,7 @@ def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], card: dict)
         raise ValueError("model card needs a 'model' entry (the registry name)")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    path.chmod(0o644)
     full = {"format": FORMAT, **card, "sha256": _sha256(path)}
     card_path(path).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return path

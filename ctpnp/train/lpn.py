@@ -154,8 +154,6 @@ def validate(
         noisy = x + config.sigma_unit * torch.randn(x.shape, generator=gen)
         noisy_db.append(psnr_unit_db(noisy, x))
         denoised_db.append(psnr_unit_db(prior.image_prox(noisy).detach(), x))
-    for p in network.parameters():
-        p.requires_grad_(True)
     network.train(was_training)
     return {
         "val_psnr_db": float(np.mean(denoised_db)),
