@@ -31,7 +31,12 @@ from pydicom.dataset import Dataset
 
 from ctpnp.acquisition import Acquisition, AcquisitionFieldError
 from ctpnp.io.ctpd_tags import TAGS, PrivateTag, read_private_numbers, read_private_text
-from ctpnp.io.errors import DicomInputError, MissingTagError, PixelDataError
+from ctpnp.io.errors import (
+    DicomInputError,
+    MissingTagError,
+    PixelDataError,
+    UnreadableFileError,
+)
 from ctpnp.io.headers import checked_rescale, field_name, optional_text, read_int
 from ctpnp.io.pixels import decode_frames
 from ctpnp.io.scan import MEDIA_DIRECTORY, _files, is_dicom_file, read_dataset
@@ -118,6 +123,9 @@ def read_projections(folder: Path | str) -> ProjectionData:
         ds = read_dataset(path, pixels=True)
         if MEDIA_DIRECTORY == optional_text(ds, "SOPClassUID") or "DirectoryRecordSequence" in ds:
             continue
+        if not optional_text(ds, "SOPClassUID") and not optional_text(ds, "Modality"):
+            raise UnreadableFileError("no SOPClassUID (0008,0016) or Modality (0008,0060): "
+                                      "truncated or not a DICOM object", path=path)
         try:
             views.append(_read_view(ds, path))
         except DicomInputError:
