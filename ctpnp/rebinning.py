@@ -37,6 +37,9 @@ from ctpnp.geometry import ScanGeometry
 
 __all__ = ["FanSlices", "covered_z_range_mm", "rebin_helical"]
 
+_ROW_TOLERANCE = 1e-6
+"""Rows (fraction of a row) by which a crossing may miss the detector edge (rounding)."""
+
 
 @dataclass(frozen=True, eq=False)
 class FanSlices:
@@ -156,7 +159,7 @@ def _rebin_slice(values: np.ndarray, a: Acquisition, helix: _Helix, z: float) ->
     with np.errstate(invalid="ignore"):
         row = ((z - helix.source_z_mm[..., None]) / helix.slope + helix.z_shift_mm[..., None]
                - rows_mm[0]) / a.row_spacing_mm                        # (N, K, C)
-        inside = (row >= 0) & (row <= a.n_rows - 1)
+        inside = (row >= -_ROW_TOLERANCE) & (row <= a.n_rows - 1 + _ROW_TOLERANCE)
         distance = np.where(inside, np.abs(z - helix.source_z_mm)[..., None], np.inf)
     turn = np.argmin(distance, axis=1)                                  # (N, C)
     spanned = np.isfinite(np.take_along_axis(distance, turn[:, None], axis=1)[:, 0])
