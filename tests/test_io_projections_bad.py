@@ -145,6 +145,7 @@ def test_empty_folder_and_not_a_folder(tmp_path):
         read_projections(tmp_path / "notes.txt")
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")
 def test_unreadable_file(scan):
     (scan / "PD000003.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 40)
     with pytest.raises(UnreadableFileError):
