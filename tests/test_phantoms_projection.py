@@ -73,11 +73,9 @@ def test_mirrored_raster_does_not_match() -> None:
 
 
 def test_fbp_of_exact_data_reproduces_insert_hu() -> None:
-    """Stated tolerance: ROI means (6 mm radius, insert radius 12.5 mm) within 12 HU of
-    the nominal value and within 4 HU of it after removing the water offset, for a
-    360-view clinical fan on a 256² grid of 1 mm pixels with the Hann filter. (The FBP
-    carries a uniform offset of about +7 HU on this grid: the whole-image DC bias of the
-    discrete filter, seen equally in water.)"""
+    """Stated tolerance: ROI means (6 mm radius, insert radius 12.5 mm) within 2 HU of
+    the nominal value, for a 360-view clinical fan on a 256² grid of 1 mm pixels with
+    the Hann filter (measured: all within 0.5 HU)."""
     phantom = load("water_inserts")
     geometry = ScanGeometry.clinical_fan((256, 256), 1.0, 360)
     sinogram = torch.from_numpy(phantom.project(geometry))[None, None]
@@ -89,14 +87,13 @@ def test_fbp_of_exact_data_reproduces_insert_hu() -> None:
         return float(hu[np.hypot(axis0 + y_mm, axis1 - x_mm) < radius_mm].mean())
 
     water = roi_mean(0.0, 0.0, 25.0)
-    assert abs(water) < 12.0
+    assert abs(water) < 2.0
     inserts = [s for s in phantom.shapes if s.name != "water"]
     assert len(inserts) == 7
     for insert in inserts:
         nominal = insert.hu  # inserts add to water at 0 HU
         measured = roi_mean(*insert.center_mm, 6.0)
-        assert abs(measured - nominal) < 12.0, insert.name
-        assert abs((measured - water) - nominal) < 4.0, insert.name
+        assert abs(measured - nominal) < 2.0, insert.name
 
 
 def _brute_force_line_integrals(phantom: Phantom, starts: np.ndarray, directions: np.ndarray,

@@ -30,15 +30,9 @@ import torch
 from odl.applications import tomo
 
 from ctpnp.geometry import ScanGeometry
+from ctpnp.projector.backprojection import weighted_backprojection
 from ctpnp.projector.channels import ChannelResampler
-
-FBP_FILTERS = {
-    "ram-lak": "Ram-Lak",
-    "shepp-logan": "Shepp-Logan",
-    "cosine": "Cosine",
-    "hamming": "Hamming",
-    "hann": "Hann",
-}
+from ctpnp.projector.fbp_filter import ramp_filter, ramp_response
 
 
 def cuda_available() -> bool:
@@ -91,7 +85,7 @@ class OdlRayTransform:
         self.ray_transform = tomo.RayTransform(
             self.space, odl_geometry, impl="astra_cuda" if on_gpu else "astra_cpu"
         )
-        self._fbp_ops: dict[tuple[str, float], odl.Operator] = {}
+        self._ramps: dict[tuple[str, float], tuple[torch.Tensor, int]] = {}
         self._to_flat: ChannelResampler | None = None
 
     # ------------------------------------------------------------------ projections
@@ -109,16 +103,35 @@ class OdlRayTransform:
 
     def fbp(self, sinograms: torch.Tensor, filter_name: str, frequency_scaling: float
             ) -> torch.Tensor:
-        """Filtered back-projection ``(B, 1, views, channels)`` → ``(B, 1, H, W)``."""
-        key = (filter_name, float(frequency_scaling))
-        if key not in self._fbp_ops:
-            self._fbp_ops[key] = tomo.fbp_op(
-                self.ray_transform, filter_type=FBP_FILTERS[filter_name],
-                frequency_scaling=frequency_scaling,
-            )
+        """Filtered back-projection ``(B, 1, views, channels)`` → ``(B, 1, H, W)`` μ.
+
+        Parallel and fan beams on a flat detector (curved detectors are first
+        interpolated onto the virtual flat one): fan data are cosine-weighted
+        and ramp-filtered on the detector scaled to the isocentre, then
+        back-projected with the exact distance weight
+        (:mod:`ctpnp.projector.backprojection`); a full turn counts every line
+        twice, hence the factor ``π / angular range``.
+        """
+        geometry = self.geometry
         if self.resampler is not None:
             sinograms = self._curved_to_flat().apply(sinograms)
-        return self._per_slice(self._fbp_ops[key], sinograms, self.space.shape)
+        detector = self.ray_transform.geometry.det_partition
+        positions_mm = torch.as_tensor(detector.meshgrid[0], dtype=torch.float32,
+                                       device=self.device)
+        to_isocenter = 1.0
+        if geometry.kind == "fan":
+            sdd = geometry.source_detector_mm
+            sinograms = sinograms * (sdd / torch.sqrt(sdd**2 + positions_mm**2))
+            to_isocenter = geometry.source_isocenter_mm / sdd
+        spacing_mm = detector.cell_sides[0] * to_isocenter
+        key = (filter_name, float(frequency_scaling))
+        if key not in self._ramps:
+            self._ramps[key] = ramp_response(detector.shape[0], spacing_mm, filter_name,
+                                             frequency_scaling, self.device)
+        filtered = ramp_filter(sinograms.contiguous(), *self._ramps[key])
+        image = weighted_backprojection(filtered, geometry,
+                                        float(positions_mm[0]) * to_isocenter, spacing_mm)
+        return math.pi / geometry.angular_range_rad * image
 
     # ------------------------------------------------------------------ helpers
     def _per_slice(self, operator: odl.Operator, batch: torch.Tensor,

@@ -7,7 +7,8 @@ import torch
 from ctpnp.geometry import ScanGeometry
 from ctpnp.linalg import CGResult, batch_dot, conjugate_gradient
 from ctpnp.projector.autograd import Backproject, Project
-from ctpnp.projector.backend import FBP_FILTERS, OdlRayTransform, resolve_device
+from ctpnp.projector.backend import OdlRayTransform, resolve_device
+from ctpnp.projector.fbp_filter import WINDOWS
 
 
 class Tomography:
@@ -69,7 +70,7 @@ class Tomography:
         filter: str = "hann",
         frequency_scaling: float = 1.0,
     ) -> torch.Tensor:
-        """Filtered back-projection (ODL's ``fbp_op``), not differentiable.
+        """Filtered back-projection (see :mod:`ctpnp.projector.fbp_filter`), not differentiable.
 
         Args:
             sinograms: ``(B, 1, views, channels)`` line integrals.
@@ -80,8 +81,8 @@ class Tomography:
             ``(B, 1, H, W)`` μ (1/mm).
         """
         name = filter.lower()
-        if name not in FBP_FILTERS:
-            raise ValueError(f"filter={filter!r} is unknown: expected one of {sorted(FBP_FILTERS)}")
+        if name not in WINDOWS:
+            raise ValueError(f"filter={filter!r} is unknown: expected one of {list(WINDOWS)}")
         if not 0 < frequency_scaling <= 1:
             raise ValueError(f"frequency_scaling={frequency_scaling!r} must be in (0, 1]")
         self._check(sinograms, self.sinogram_shape, "sinograms")

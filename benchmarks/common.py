@@ -1,0 +1,66 @@
+"""Shared by the benchmarks: timing, peak memory, the results table and JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def median_seconds(action: Callable[[], object], repeats: int = 3) -> float:
+    """Median wall time of ``repeats`` calls (after one warm-up call)."""
+    action()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mib(action: Callable[[], object]) -> float:
+    """Peak resident memory of this process while ``action`` runs (MiB, Linux).
+
+    Resets the kernel's high-water mark first, so the figure is this call's peak.
+    """
+    Path("/proc/self/clear_refs").write_text("5")
+    action()
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status")
+
+
+def machine() -> dict[str, str]:
+    return {"python": platform.python_version(), "processor": platform.machine(),
+            "torch": torch.__version__, "threads": str(torch.get_num_threads()),
+            "note": "2 CPU cores; timings are ratios measured in one run"}
+
+
+def print_table(title: str, rows: list[dict[str, object]]) -> None:
+    """Print rows (dicts with the same keys) as an aligned Markdown table."""
+    columns = list(rows[0])
+    cells = [[f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+             for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print(f"\n{title}\n")
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |")
+
+
+def write_json(name: str, payload: dict) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the machine description added."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps({**payload, "machine": machine()}, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return path

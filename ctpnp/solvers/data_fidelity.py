@@ -1,0 +1,79 @@
+"""The data term of every solver: (weighted) least squares on post-log data."""
+
+from __future__ import annotations
+
+import torch
+
+from ctpnp.linalg import CGResult, batch_dot, conjugate_gradient
+from ctpnp.projector import Tomography
+
+
+class LeastSquares:
+    """``f(x) = 1/2 sum_i w_i ((A x)_i - y_i)^2`` per batch item.
+
+    Args:
+        op: the forward model ``A``.
+        y: ``(B, 1, views, channels)`` post-log line integrals.
+        weights: optional ``(B, 1, views, channels)`` statistical weights
+            (inverse variances, :func:`ctpnp.physics.statistical_weights`). They
+            are normalized to mean 1 per item so that a data weight means the
+            same with or without them.
+    """
+
+    def __init__(self, op: Tomography, y: torch.Tensor, weights: torch.Tensor | None = None
+                 ) -> None:
+        op._check(y, op.sinogram_shape, "y")
+        self.op = op
+        self.y = y
+        if weights is not None:
+            op._check(weights, op.sinogram_shape, "weights")
+            if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
+                raise ValueError("weights must be finite and non-negative")
+            mean = weights.flatten(1).mean(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
+            weights = weights / mean
+        self.weights = weights
+
+    def _weigh(self, sinograms: torch.Tensor) -> torch.Tensor:
+        return sinograms if self.weights is None else self.weights * sinograms
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` data misfit (dimensionless)."""
+        residual = self.op.forward(x) - self.y
+        return 0.5 * batch_dot(residual, self._weigh(residual))
+
+    def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T W (A x - y)``, ``(B, 1, H, W)``."""
+        return self.op.adjoint(self._weigh(self.op.forward(x) - self.y))
+
+    def lipschitz(self) -> float:
+        """Upper bound of the gradient's Lipschitz constant, ``max(w) ||A||^2`` (mm²)."""
+        largest = 1.0 if self.weights is None else float(self.weights.max())
+        return largest * self.op.norm() ** 2
+
+    def prox(
+        self,
+        v: torch.Tensor,
+        tau: float | torch.Tensor,
+        x0: torch.Tensor | None = None,
+        *,
+        tol: float = 1e-5,
+        maxiter: int = 30,
+    ) -> CGResult:
+        """``argmin_u tau f(u) + 1/2 ||u - v||^2`` by warm-started CG.
+
+        Solves ``(A^T W A + I / tau) u = A^T W y + v / tau``.
+
+        Args:
+            v: ``(B, 1, H, W)``.
+            tau: positive scalar or ``(B,)`` tensor, in mm⁻² (``tau * ||A||^2``
+                is dimensionless).
+            x0: warm start, e.g. the previous x-update.
+        """
+        inverse_tau = (1.0 / torch.as_tensor(tau, dtype=torch.float32, device=v.device)
+                       ).reshape(-1, 1, 1, 1)
+        rhs = self.op.adjoint(self._weigh(self.y)) + inverse_tau * v
+        with torch.no_grad():
+            return conjugate_gradient(
+                lambda u: self.op.adjoint(self._weigh(self.op.forward(u))) + inverse_tau * u,
+                rhs, x0, tol=tol, maxiter=maxiter,
+            )

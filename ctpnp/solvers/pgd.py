@@ -1,0 +1,96 @@
+"""PnP proximal gradient descent, with backtracking when the prior has a potential."""
+
+from __future__ import annotations
+
+import torch
+
+from ctpnp.projector import Tomography
+from ctpnp.solvers.common import denoiser, initial_image, keep_active, nonnegative
+from ctpnp.solvers.data_fidelity import LeastSquares
+from ctpnp.solvers.equivariance import Mode
+from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule, _norms
+
+
+def pnp_pgd(
+    y: torch.Tensor,
+    op: Tomography,
+    prior,
+    *,
+    sigma_mu_per_mm: float | torch.Tensor = 0.002,
+    data_weight: float = 1.0,
+    weights: torch.Tensor | None = None,
+    step: float | None = None,
+    x0: torch.Tensor | None = None,
+    max_iter: int = 50,
+    rtol: float = 1e-4,
+    backtracking: bool = True,
+    sufficient_decrease: float = 0.1,
+    shrink: float = 0.9,
+    max_backtracks: int = 30,
+    enforce_nonnegative: bool = True,
+    equivariant: bool | Mode = False,
+    seed: int = 0,
+    callback: Callback | None = None,
+) -> SolverResult:
+    """PnP-PGD ``x = D(x - t grad f(x))`` with ``D = prox_{sigma^2 R}``.
+
+    Each step is a proximal-gradient step on ``F = t f + sigma^2 R`` with
+    ``t = step * data_weight``; by default ``step`` is ``0.99 / L`` where
+    ``L = max(w) ||A||^2`` is the misfit's Lipschitz constant.
+
+    Backtracking (gradient-step PnP rule) needs ``prior.potential``: when
+    ``F(x) - F(x+) < (sufficient_decrease / t) ||x+ - x||^2`` the step of that
+    item shrinks by ``shrink`` and the step is retried, so ``F`` does not
+    increase. Without a potential the step is fixed and divergence (e.g. from
+    a too large ``step``) is caught by the monitor.
+
+    Other arguments as in :func:`~ctpnp.solvers.pnp_admm`.
+
+    Returns:
+        :class:`SolverResult`; history has ``step`` and, with backtracking,
+        ``objective`` ``F(x)``.
+    """
+    data = LeastSquares(op, y, weights)
+    denoise = denoiser(prior, equivariant, seed)
+    use_potential = backtracking and hasattr(prior, "potential")
+    x = initial_image(op, y, x0)
+    batch = x.shape[0]
+    base_step = 0.99 / data.lipschitz() if step is None else float(step)
+    t = torch.full((batch,), base_step * data_weight, dtype=torch.float64)
+    sigma_sq = torch.as_tensor(sigma_mu_per_mm, dtype=torch.float64) ** 2
+
+    def terms(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f(x), R(x))``, each ``(B,)`` float64 on the CPU."""
+        return data.value(image).cpu(), prior.potential(image).double().cpu()
+
+    def proximal_step(image: torch.Tensor, t_now: torch.Tensor) -> torch.Tensor:
+        scale = t_now.float().to(image.device).view(-1, 1, 1, 1)
+        return nonnegative(denoise.prox(image - scale * data.gradient(image), sigma_mu_per_mm),
+                           enforce_nonnegative)
+
+    monitor = Monitor(batch, StoppingRule(max_iter, rtol), callback)
+    with torch.no_grad():
+        current = terms(x) if use_potential else None
+        while monitor.running:
+            mask = monitor.step_mask(x)
+            x_new = proximal_step(x, t)
+            extra = {"step": t.clone()}
+            if use_potential:
+                candidate = terms(x_new)
+                for _ in range(max_backtracks):
+                    decrease = (t * current[0] + sigma_sq * current[1]
+                                - t * candidate[0] - sigma_sq * candidate[1])
+                    failing = monitor.active & (
+                        decrease < sufficient_decrease / t * _norms(x_new - x) ** 2)
+                    if not bool(failing.any()):
+                        break
+                    t = torch.where(failing, shrink * t, t)
+                    x_new = keep_active(failing.to(x.device).view(-1, 1, 1, 1),
+                                        proximal_step(x, t), x_new)
+                    candidate = terms(x_new)
+                extra = {"step": t.clone(), "objective": t * candidate[0] + sigma_sq * candidate[1]}
+                current = tuple(torch.where(monitor.active, new, old)
+                                for new, old in zip(candidate, current, strict=True))
+            monitor.update(x, x_new, **extra)
+            x = keep_active(mask, x_new, x)
+    return monitor.result(x)

@@ -1,0 +1,42 @@
+"""Set-up: environment.yml lists exactly pyproject's dependencies; the CLI runs."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _normalized(requirement: str) -> str:
+    return requirement.replace(" ", "").lower()
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(item["pip"] for item in environment["dependencies"]
+                       if isinstance(item, dict) and "pip" in item)
+    assert sorted(map(_normalized, pip_section)) == sorted(map(_normalized,
+                                                               project["dependencies"]))
+    python = next(item for item in environment["dependencies"]
+                  if isinstance(item, str) and item.startswith("python"))
+    assert project["requires-python"] == ">=" + python.split("=")[1]
+
+
+def test_ctpnp_info_reports_versions_and_cuda():
+    completed = subprocess.run([sys.executable, "-m", "ctpnp.cli", "info"], capture_output=True,
+                               text=True, check=True)
+    lines = dict(line.split(None, 1) for line in completed.stdout.splitlines()
+                 if not line.startswith(("torch CUDA", "ASTRA CUDA")))
+    assert lines["odl"].strip() == "1.0.0"
+    assert "ASTRA CUDA" in completed.stdout
+
+
+def test_cli_errors_are_one_line_without_traceback():
+    completed = subprocess.run([sys.executable, "-m", "ctpnp.cli", "nonsense"],
+                               capture_output=True, text=True)
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
