@@ -64,3 +64,20 @@ def test_statistical_weights_are_inverse_variance():
 def test_bad_photons_are_rejected(photons):
     with pytest.raises(ValueError, match="photons"):
         physics.simulate_low_dose(torch.zeros((1, 1, 4, 5)), photons)
+
+
+def test_noise_variance_estimate_tracks_the_dose(shepp_logan_mu):
+    from conftest import geometries
+
+    from ctpnp import Tomography
+
+    op = Tomography(geometries()["parallel"])
+    clean = op.forward(shepp_logan_mu)
+    for photons in (1e3, 1e4):
+        counts = physics.simulate_counts(clean, photons, seed=2)
+        noisy = physics.counts_to_line_integrals(counts, photons)
+        true_variance = float((1.0 / counts.clamp_min(1)).mean())
+        estimate = float(physics.estimate_noise_variance(noisy)[0])
+        assert 0.5 * true_variance < estimate < 2.0 * true_variance
+    # noiseless data: only the projected anatomy remains, far below the noise at 1e4 photons
+    assert float(physics.estimate_noise_variance(clean)[0]) < 0.2 * true_variance

@@ -39,7 +39,7 @@ from ctpnp.io.errors import (
 )
 from ctpnp.io.headers import checked_rescale, field_name, optional_text, read_int
 from ctpnp.io.pixels import decode_frames
-from ctpnp.io.scan import MEDIA_DIRECTORY, _files, is_dicom_file, read_dataset
+from ctpnp.io.scan import MEDIA_DIRECTORY, is_dicom_file, list_files, read_dataset
 
 __all__ = ["ProjectionData", "ProjectionGeometryError", "read_projections"]
 
@@ -117,7 +117,7 @@ def read_projections(folder: Path | str) -> ProjectionData:
     if not folder.is_dir():
         raise DicomInputError("is not a folder", path=folder)
     views = []
-    for path in _files(folder):
+    for path in list_files(folder):
         if not is_dicom_file(path):
             continue
         ds = read_dataset(path, pixels=True)

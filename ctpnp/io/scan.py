@@ -107,7 +107,7 @@ def _add(result: ScanResult, ds: Dataset, path: Path, *, enhanced: bool) -> None
     result.records.extend(records)
 
 
-def _files(folder: Path) -> list[Path]:
+def list_files(folder: Path) -> list[Path]:
     """Regular files under ``folder``, recursively, in a stable order; links not followed."""
     found = []
     for root, dirs, names in os.walk(folder):
@@ -122,7 +122,7 @@ def scan_folder(folder: Path | str) -> ScanResult:
     if not folder.is_dir():
         raise DicomInputError("is not a folder", path=folder)
     result = ScanResult()
-    for path in _files(folder):
+    for path in list_files(folder):
         result.files_seen += 1
         if not is_dicom_file(path):
             result.skipped["not DICOM"] += 1

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from ctpnp.projector import Tomography
-from ctpnp.solvers.common import denoiser, initial_image, keep_active, nonnegative
+from ctpnp.solvers.common import (
+    data_weight_per_item,
+    denoiser,
+    initial_image,
+    keep_active,
+    nonnegative,
+)
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
 from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule, _norms
@@ -17,7 +23,7 @@ def pnp_admm(
     prior,
     *,
     sigma_mu_per_mm: float | torch.Tensor = 0.002,
-    data_weight: float = 1.0,
+    data_weight: float | torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     x0: torch.Tensor | None = None,
     max_iter: int = 20,
@@ -44,8 +50,9 @@ def pnp_admm(
         op: forward model.
         prior: object with ``prox(x, sigma)`` on μ images.
         sigma_mu_per_mm: denoiser strength σ (1/mm); scalar or ``(B,)``.
-        data_weight: weight of the misfit (dimensionless; the inverse noise
-            variance of the post-log data when ``R`` is a log-prior in nats).
+        data_weight: weight of the misfit, scalar or ``(B,)`` (dimensionless; the
+            inverse noise variance of the post-log data when ``R`` is a log-prior
+            in nats). Default: estimated from ``y`` for each item.
         weights: statistical weights of the data (see :class:`LeastSquares`).
         x0: starting image ``(B, 1, H, W)``; default FBP (Hann).
         max_iter, rtol: see :class:`StoppingRule`.
@@ -63,7 +70,7 @@ def pnp_admm(
     denoise = denoiser(prior, equivariant, seed)
     sigma = torch.as_tensor(sigma_mu_per_mm, dtype=torch.float32)
     rho = 1.0 / sigma.double() ** 2
-    tau = (data_weight / rho).float().to(op.device)
+    tau = (data_weight_per_item(y, data_weight) / rho).float().to(op.device)
     z = initial_image(op, y, x0)
     x = z.clone()
     u = torch.zeros_like(z)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ctpnp.physics import estimate_noise_variance
 from ctpnp.projector import Tomography
 from ctpnp.solvers.equivariance import EquivariantDenoiser, Mode
 
@@ -33,3 +34,18 @@ def keep_active(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> tor
 def nonnegative(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     """μ ≥ 0 when ``enabled``."""
     return x.clamp_min(0.0) if enabled else x
+
+
+def data_weight_per_item(y: torch.Tensor, data_weight: float | torch.Tensor | None
+                         ) -> torch.Tensor:
+    """``(B,)`` float64 weight of the misfit: given, or the inverse noise variance of ``y``.
+
+    Estimating it from the sinogram (:func:`ctpnp.physics.estimate_noise_variance`)
+    makes every default follow the dose without tuning.
+    """
+    if data_weight is None:
+        return 1.0 / estimate_noise_variance(y).cpu().clamp_min(1e-12)
+    weight = torch.as_tensor(data_weight, dtype=torch.float64).expand(y.shape[0]).clone()
+    if bool((weight <= 0).any()) or not bool(torch.isfinite(weight).all()):
+        raise ValueError(f"data_weight must be positive and finite, got {data_weight}")
+    return weight

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from ctpnp.projector import Tomography
-from ctpnp.solvers.common import denoiser, initial_image, keep_active, nonnegative
+from ctpnp.solvers.common import (
+    data_weight_per_item,
+    denoiser,
+    initial_image,
+    keep_active,
+    nonnegative,
+)
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
 from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule
@@ -17,7 +23,7 @@ def pnp_drs(
     prior,
     *,
     sigma_mu_per_mm: float | torch.Tensor = 0.002,
-    data_weight: float = 1.0,
+    data_weight: float | torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     x0: torch.Tensor | None = None,
     max_iter: int = 20,
@@ -44,7 +50,7 @@ def pnp_drs(
     data = LeastSquares(op, y, weights)
     denoise = denoiser(prior, equivariant, seed)
     sigma = torch.as_tensor(sigma_mu_per_mm, dtype=torch.float32)
-    tau = (data_weight * sigma.double() ** 2).float().to(op.device)
+    tau = (data_weight_per_item(y, data_weight) * sigma.double() ** 2).float().to(op.device)
     s = initial_image(op, y, x0)
     d = s.clone()
     p = s.clone()

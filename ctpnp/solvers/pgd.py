@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from ctpnp.projector import Tomography
-from ctpnp.solvers.common import denoiser, initial_image, keep_active, nonnegative
+from ctpnp.solvers.common import (
+    data_weight_per_item,
+    denoiser,
+    initial_image,
+    keep_active,
+    nonnegative,
+)
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
 from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule, _norms
@@ -16,10 +22,10 @@ def pnp_pgd(
     op: Tomography,
     prior,
     *,
-    sigma_mu_per_mm: float | torch.Tensor = 0.002,
-    data_weight: float = 1.0,
+    data_weight: float | torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     step: float | None = None,
+    sigma_mu_per_mm: float | torch.Tensor | None = None,
     x0: torch.Tensor | None = None,
     max_iter: int = 50,
     rtol: float = 1e-4,
@@ -34,9 +40,10 @@ def pnp_pgd(
 ) -> SolverResult:
     """PnP-PGD ``x = D(x - t grad f(x))`` with ``D = prox_{sigma^2 R}``.
 
-    Each step is a proximal-gradient step on ``F = t f + sigma^2 R`` with
-    ``t = step * data_weight``; by default ``step`` is ``0.99 / L`` where
-    ``L = max(w) ||A||^2`` is the misfit's Lipschitz constant.
+    Each step is a proximal-gradient step on ``F = t f + sigma^2 R``, which
+    has the minimizers of ``data_weight f + R`` when ``sigma^2 = t / data_weight``
+    (the default). ``t = step`` defaults to ``0.99 / L`` where ``L = max(w) ||A||^2``
+    is the misfit's Lipschitz constant (a convergent step).
 
     Backtracking (gradient-step PnP rule) needs ``prior.potential``: when
     ``F(x) - F(x+) < (sufficient_decrease / t) ||x+ - x||^2`` the step of that
@@ -56,7 +63,9 @@ def pnp_pgd(
     x = initial_image(op, y, x0)
     batch = x.shape[0]
     base_step = 0.99 / data.lipschitz() if step is None else float(step)
-    t = torch.full((batch,), base_step * data_weight, dtype=torch.float64)
+    t = torch.full((batch,), base_step, dtype=torch.float64)
+    if sigma_mu_per_mm is None:
+        sigma_mu_per_mm = (t / data_weight_per_item(y, data_weight)).sqrt().float()
     sigma_sq = torch.as_tensor(sigma_mu_per_mm, dtype=torch.float64) ** 2
 
     def terms(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
