@@ -124,7 +124,7 @@ def test_prox_mu_interface_and_relaxation(shipped):
     full = shipped.prox(x, sigma_train_mu)
     assert full.shape == x.shape and full.dtype == torch.float32
     torch.testing.assert_close(shipped.prox(x, 10 * sigma_train_mu), full)  # capped at t = 1
-    half = shipped.prox(x, sigma_train_mu / 2)  # t = 1/4
-    torch.testing.assert_close(half, 0.75 * x + 0.25 * full)
+    half = shipped.prox(x, sigma_train_mu / 2)  # t = 1/2
+    torch.testing.assert_close(half, 0.5 * x + 0.5 * full)
     both = shipped.prox(torch.cat([x, x]), torch.tensor([sigma_train_mu, sigma_train_mu / 2]))
     torch.testing.assert_close(both, torch.cat([full, half]))

@@ -195,12 +195,15 @@ class LPNPrior:
         """Denoise mu images ``(B, 1, H, W)`` (1/mm) at noise std ``sigma`` (1/mm).
 
         At ``sigma`` equal to the training level (``sigma_train_unit`` times
-        ``2 mu_water``) this is the exact prox ``F``. Below it, the relaxation
-        ``(1 - t) x + t F(x)`` with ``t = (sigma / sigma_train)^2`` -- the
-        gradient of the convex ``(1 - t)/2 ||x||^2 + t Phi``, hence still an exact
-        proximal operator, matching ``prox_{sigma^2 R}`` to first order. Above
-        the training level ``t`` is capped at 1 (the trained prox itself).
-        ``sigma`` may be a float or a ``(B,)`` tensor.
+        ``2 mu_water``) this is the exact prox ``F = prox_{sigma^2 R}``. Below it,
+        the relaxation ``(1 - t) x + t F(x)`` with ``t = sigma / sigma_train`` --
+        the gradient of the convex ``(1 - t)/2 ||x||^2 + t Phi``, hence still an
+        exact proximal operator (of a regularizer ~ ``t R`` to first order). The
+        linear ``t`` follows the empirical strength scaling ``lambda ~ sigma`` of
+        MAP denoisers (the validation-tuned TV strength is ``~1.6 sigma`` from 25
+        to 200 HU) and denoised held-out phantoms better than ``t = (sigma /
+        sigma_train)^2``. Above the training level ``t`` is capped at 1 (the
+        trained prox itself). ``sigma`` may be a float or a ``(B,)`` tensor.
         """
         t = _relaxation(sigma_mu_to_unit(sigma), self.sigma_train_unit, x)
         denoised = unit_to_mu(self.image_prox(mu_to_unit(x)))
@@ -238,9 +241,9 @@ class LPNPrior:
 def _relaxation(
     sigma_unit: float | torch.Tensor, sigma_train_unit: float, like: torch.Tensor
 ) -> torch.Tensor:
-    """``t = min(1, (sigma / sigma_train)^2)`` shaped ``(B, 1, 1, 1)`` (or scalar)."""
+    """``t = min(1, sigma / sigma_train)`` shaped ``(B, 1, 1, 1)`` (or scalar)."""
     t = torch.as_tensor(sigma_unit, dtype=like.dtype, device=like.device) / sigma_train_unit
-    t = t.pow(2).clamp(max=1.0)
+    t = t.clamp(max=1.0)
     return t.reshape(-1, 1, 1, 1) if t.ndim else t
 
 

@@ -70,12 +70,15 @@ class TVPrior:
 
     Args:
         weight: ``R(u) = weight * TV(u)`` in nats, ``u`` normalized intensity.
-            The default was chosen on validation phantoms
-            (``benchmarks/bench_priors.py``) for noise near 50 HU.
+            The default maximized PSNR on validation phantoms
+            (``benchmarks/bench_priors.py``) at 50 HU noise. The best weight
+            there halves when the noise doubles (strength ``lambda = sigma_unit^2
+            weight ~ 1.6 sigma_unit`` from 25 to 200 HU), so pass a weight tuned
+            for the noise level you work at.
         n_iter: FGP iterations per prox.
     """
 
-    def __init__(self, weight: float = 40.0, n_iter: int = 50) -> None:
+    def __init__(self, weight: float = 63.0, n_iter: int = 50) -> None:
         self.weight = float(weight)
         self.n_iter = n_iter
 

@@ -33,6 +33,11 @@ __all__ = ["LPNTrainConfig", "Stage", "train_lpn"]
 
 ProgressCallback = Callable[[dict], None]
 
+VALIDATION_METRIC = (
+    "PSNR (dB, peak 1 on normalized intensity = the [-1000, 1000] HU window) of the whole-image "
+    "prox on Gaussian noise of std sigma_unit (fixed noise seed), mean over validation slices"
+)
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -273,6 +278,6 @@ def _model_card(
             "config": config.to_dict(),
             "history": state["history"],
         },
-        "validation": {"seeds": list(config.val_seeds), **final},
+        "validation": {"seeds": list(config.val_seeds), "metric": VALIDATION_METRIC, **final},
         "ctpnp_version": version("ctpnp"),
     }
