@@ -26,12 +26,17 @@ class StoppingRule:
         divergence_factor: an item has diverged when its iterate is not finite
             or its fixed-point residual exceeds ``divergence_factor`` times the
             smallest residual it has had.
+        wild_steps: an item has also diverged after this many consecutive
+            iterations that each changed the image by more than its own norm
+            (``relative_change >= 1``): a bounded cycle, e.g. between 0 and a
+            large image when a too-large step meets the μ ≥ 0 constraint.
         min_iter: iterations before the relative-change test may stop an item.
     """
 
     max_iter: int = 50
     rtol: float = 1e-4
     divergence_factor: float = 1e3
+    wild_steps: int = 5
     min_iter: int = 3
 
     def __post_init__(self) -> None:
@@ -78,6 +83,7 @@ class Monitor:
     callback: Callback | None = None
     _records: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     _best_residual: torch.Tensor | None = None
+    _wild_run: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.active = torch.ones(self.batch, dtype=torch.bool)
@@ -110,7 +116,10 @@ class Monitor:
         residual = torch.where(finite, difference, torch.inf)
         best = residual if self._best_residual is None else \
             torch.minimum(self._best_residual, residual)
-        blown_up = ~finite | (residual > self.rule.divergence_factor * best.clamp_min(1e-30))
+        wild = relative >= 1.0
+        self._wild_run = wild.long() if self._wild_run is None else (self._wild_run + 1) * wild
+        blown_up = (~finite | (residual > self.rule.divergence_factor * best.clamp_min(1e-30))
+                    | (self._wild_run >= self.rule.wild_steps))
         self._best_residual = best
         self.iteration += 1
         self.n_iter += self.active.long()

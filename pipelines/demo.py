@@ -1,0 +1,97 @@
+"""Demo: a simulated low-dose scan of pydicom's CT slice, reconstructed three ways.
+
+1. Read the CT slice that ships with pydicom (``pydicom.examples.ct``) with
+   :func:`ctpnp.io.read_ct_series`.
+2. Simulate a low-dose clinical fan-beam scan: project the slice upsampled to a
+   grid twice as fine as the reconstruction's (no inverse crime), Poisson noise.
+3. Reconstruct with FBP (Hann), TV (PDHG) and, when the shipped LPN prior is
+   present, PnP-ADMM; all defaults, nothing tuned on this slice.
+4. Write each image as NIfTI (HU) and ``demo.png`` with PSNR/SSIM in the titles.
+
+Run: ``make demo`` (or ``.venv/bin/python pipelines/demo.py --out demo_output``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pydicom.examples
+import torch
+import torch.nn.functional as F
+
+from ctpnp import ScanGeometry, Tomography, physics
+from ctpnp.figures import side_by_side
+from ctpnp.io import read_ct_series, write_nifti
+from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
+from ctpnp.solvers import pnp_admm, tv
+
+
+def read_example_slice() -> tuple[torch.Tensor, float, object]:
+    """pydicom's example CT slice as ``(1, 1, H, W)`` HU, its pixel size (mm), the series."""
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(pydicom.examples.get_path("ct"), folder)
+        series = read_ct_series(folder)
+    hu = torch.from_numpy(series.hu[:1].copy())[None]
+    return hu, float(series.spacing_mm[1]), series
+
+
+def reconstructions(y: torch.Tensor, op: Tomography) -> dict[str, torch.Tensor]:
+    """Every method's image in μ (1/mm), in the order of the figure."""
+    images = {"FBP (Hann)": op.fbp(y, filter="hann")}
+    images["TV (PDHG)"] = tv(y, op).x
+    try:
+        from ctpnp.priors import load
+    except ImportError:
+        return images
+    images["PnP-ADMM (LPN)"] = pnp_admm(y, op, load("lpn")).x
+    return images
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("demo_output"))
+    parser.add_argument("--photons", type=float, default=2e4,
+                        help="incident photons per detector reading (low dose)")
+    parser.add_argument("--views", type=int, default=360)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    reference_hu, pixel_mm, series = read_example_slice()
+    height, width = reference_hu.shape[-2:]
+    geometry = ScanGeometry.clinical_fan((height, width), pixel_mm, args.views)
+    fine = geometry.with_image_grid((2 * height, 2 * width), pixel_mm / 2)
+    fine_mu = physics.hu_to_mu(F.interpolate(reference_hu, scale_factor=2, mode="bilinear",
+                                             align_corners=False)).clamp_min(0)
+    clean = Tomography(fine).forward(fine_mu)
+    y = physics.simulate_low_dose(clean, args.photons, seed=args.seed)
+    op = Tomography(geometry)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    panels = {"reference": reference_hu[0, 0].numpy()}
+    print(f"{'method':18s} {'PSNR full':>10s} {'PSNR soft':>10s} {'SSIM soft':>10s} {'s':>6s}")
+    start = time.perf_counter()
+    for name, mu in reconstructions(y, op).items():
+        seconds = time.perf_counter() - start
+        hu = physics.mu_to_hu(mu)
+        full = float(psnr_hu(hu, reference_hu, FULL_WINDOW))
+        soft = float(psnr_hu(hu, reference_hu, SOFT_TISSUE_WINDOW))
+        ssim = float(ssim_hu(hu, reference_hu, SOFT_TISSUE_WINDOW))
+        print(f"{name:18s} {full:10.2f} {soft:10.2f} {ssim:10.3f} {seconds:6.1f}")
+        panels[f"{name}\n{full:.1f} dB full / {soft:.1f} dB soft"] = hu[0, 0].numpy()
+        stem = name.split(" ")[0].lower().replace("-", "_")
+        write_nifti(hu[0].numpy(), series.affine, args.out / f"{stem}.nii.gz",
+                    description=f"ctpnp demo {name}")
+        start = time.perf_counter()
+    write_nifti(reference_hu[0].numpy(), series.affine, args.out / "reference.nii.gz")
+    figure = side_by_side(panels, args.out / "demo.png", SOFT_TISSUE_WINDOW,
+                          f"pydicom CT slice, {args.photons:g} photons/reading, {args.views} "
+                          "views; PSNR in full [-1000, 2000] and soft-tissue [-160, 240] HU")
+    print(f"wrote {figure} and NIfTI images in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
