@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ctpnp import ScanGeometry, Tomography, physics
+from ctpnp.metrics import psnr_hu
 from ctpnp.phantoms import load
 from ctpnp.priors import TVPrior
 from ctpnp.solvers import pnp_admm, pnp_drs, pnp_pgd, tv
@@ -45,9 +46,9 @@ def test_drs_fixed_point_residual_goes_to_zero(scan):
 
 def test_pgd_backtracking_never_increases_the_objective(scan):
     y, _ = scan
-    # a step 50x too large for the misfit's Lipschitz constant forces backtracking
-    step = 50.0 / OP.norm() ** 2
-    result = pnp_pgd(y, OP, TVPrior(), step=step, max_iter=12, rtol=0)
+    # a step 3x too large for the misfit's Lipschitz constant forces backtracking
+    step = 3.0 / OP.norm() ** 2
+    result = pnp_pgd(y[:1], OP, TVPrior(), step=step, max_iter=8, rtol=0)
     objective = result.history["objective"][:, 0]
     assert result.ok
     assert bool((objective[1:] <= objective[:-1] * (1 + 1e-6)).all())
@@ -84,15 +85,16 @@ def test_each_item_stops_on_its_own(scan):
 
 
 def test_equivariant_option_is_seeded_and_changes_the_iterates(scan):
-    y, _ = scan
+    y, hu = scan
     prior = TVPrior()
     plain = pnp_admm(y[:1], OP, prior, max_iter=4, rtol=0)
     first = pnp_admm(y[:1], OP, prior, max_iter=4, rtol=0, equivariant=True, seed=3)
     again = pnp_admm(y[:1], OP, prior, max_iter=4, rtol=0, equivariant=True, seed=3)
     torch.testing.assert_close(first.x, again.x, rtol=0, atol=0)
-    # TV on a square grid is nearly D4-invariant: the images agree closely but not exactly
-    difference = float((first.x - plain.x).abs().max())
-    assert 0 < difference < 0.05 * float(plain.x.abs().max())
+    # FGP's forward differences are not D4-symmetric: the images differ, quality does not
+    assert float((first.x - plain.x).abs().max()) > 0
+    quality = [float(psnr_hu(physics.mu_to_hu(r.x), hu)) for r in (plain, first)]
+    assert abs(quality[0] - quality[1]) < 1.0
 
 
 def test_tv_baseline_converges_and_beats_unregularized_least_squares(scan):

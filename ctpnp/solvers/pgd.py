@@ -45,10 +45,11 @@ def pnp_pgd(
     (the default). ``t = step`` defaults to ``0.99 / L`` where ``L = max(w) ||A||^2``
     is the misfit's Lipschitz constant (a convergent step).
 
-    Backtracking (gradient-step PnP rule) needs ``prior.potential``: when
-    ``F(x) - F(x+) < (sufficient_decrease / t) ||x+ - x||^2`` the step of that
-    item shrinks by ``shrink`` and the step is retried, so ``F`` does not
-    increase. Without a potential the step is fixed and divergence (e.g. from
+    Backtracking (gradient-step PnP rule) needs ``prior.potential``: each
+    iteration is a unit step on ``F``, and when
+    ``F(x) - F(x+) < sufficient_decrease ||x+ - x||^2`` the ``t`` of that item
+    shrinks by ``shrink`` and the step is retried, so ``F`` does not increase
+    (a convergent ``t < 1 / L`` always passes with ``sufficient_decrease < 1/2``). Without a potential the step is fixed and divergence (e.g. from
     a too large ``step``) is caught by the monitor.
 
     Other arguments as in :func:`~ctpnp.solvers.pnp_admm`.
@@ -90,7 +91,7 @@ def pnp_pgd(
                     decrease = (t * current[0] + sigma_sq * current[1]
                                 - t * candidate[0] - sigma_sq * candidate[1])
                     failing = monitor.active & (
-                        decrease < sufficient_decrease / t * _norms(x_new - x) ** 2)
+                        decrease < sufficient_decrease * _norms(x_new - x) ** 2)
                     if not bool(failing.any()):
                         break
                     t = torch.where(failing, shrink * t, t)
