@@ -49,7 +49,8 @@ def pnp_pgd(
     iteration is a unit step on ``F``, and when
     ``F(x) - F(x+) < sufficient_decrease ||x+ - x||^2`` the ``t`` of that item
     shrinks by ``shrink`` and the step is retried, so ``F`` does not increase
-    (a convergent ``t < 1 / L`` always passes with ``sufficient_decrease < 1/2``). Without a potential the step is fixed and divergence (e.g. from
+    (a convergent ``t < 1 / L`` always passes with ``sufficient_decrease < 1/2``).
+    Without a potential the step is fixed and divergence (e.g. from
     a too large ``step``) is caught by the monitor.
 
     Other arguments as in :func:`~ctpnp.solvers.pnp_admm`.
