@@ -9,7 +9,16 @@ from ctpnp.priors.icnn import ICNNConfig
 from ctpnp.priors.patches import PatchTiling
 from ctpnp.train.data import piecewise_smooth_hu
 
-INVERSION_TOL = 1e-3  # relative ||F(y) - u|| / ||u|| the inversion must reach
+INVERSION_TOL = 1e-3  # RMS per pixel of F(y) - u, normalized intensity (1e-3 = 2 HU)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny images: one thread is faster than two fighting over a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _small_prior(seed=0, patch_size=4, stride=2) -> LPNPrior:
@@ -88,7 +97,7 @@ def test_inversion_reaches_tolerance(shipped):
     u = _phantom_mu(size=32) / (2 * MU_WATER_PER_MM)
     result = shipped.invert(u)
     assert result.residual.max() < INVERSION_TOL
-    recomputed = (shipped.image_prox(result.y) - u).norm() / u.norm()
+    recomputed = (shipped.image_prox(result.y) - u).pow(2).mean().sqrt()
     assert recomputed < INVERSION_TOL
 
 

@@ -10,7 +10,7 @@ convex and ``F = grad Phi`` is the exact proximal operator of the image
 regularizer ``phi_img(u) = <y, u> - 1/2 ||u||^2 - Phi(y)`` where ``grad Phi(y)
 = u`` (``phi_img = Phi^* - 1/2 ||.||^2`` on the range of ``F``). ``y`` is found
 by L-BFGS on the strongly convex ``Phi(y) - <u, y>`` started at ``y = u``; the
-residual ``||F(y) - u||`` is reported.
+residual ``||F(y) - u||`` (RMS per pixel) is reported.
 
 Units. Images handed to the prior are mu (1/mm), ``(B, 1, H, W)`` float32; the
 network sees normalized intensities ``u = mu / (2 mu_water)``
@@ -99,7 +99,9 @@ class InversionResult:
 
     Attributes:
         y: ``(B, 1, H, W)`` normalized-intensity pre-image.
-        residual: ``(B,)`` ``||F(y) - u|| / ||u||`` (relative, per image).
+        residual: ``(B,)`` root-mean-square ``F(y) - u`` per pixel, in
+            normalized intensity (1 = 2000 HU), per image (per patch when the
+            inversion ran on patches).
         iterations: L-BFGS iterations used.
     """
 
@@ -277,6 +279,5 @@ def _conjugate_point(potential, gradient, u: torch.Tensor, max_iter: int, tol: f
     iterations = int(opt.state[y].get("n_iter", 0))
     y = y.detach()
     with torch.no_grad():
-        res = (gradient(y) - target).flatten(1).norm(dim=1)
-        res = res / target.flatten(1).norm(dim=1).clamp(min=1e-12)
+        res = (gradient(y) - target).flatten(1).pow(2).mean(dim=1).sqrt()
     return InversionResult(y=y, residual=res, iterations=iterations)
