@@ -1,4 +1,5 @@
-"""Priors for plug-and-play CT reconstruction: learned proximal networks, TV, ...
+"""Priors for plug-and-play CT reconstruction: learned proximal networks,
+the gradient-step Prox-denoiser, TV and BM3D.
 
 Every prior works on mu images ``(B, 1, H, W)`` float32 in 1/mm and offers
 ``prox(x, sigma)`` (``sigma``: Gaussian noise std in 1/mm) and ``potential(x)``
@@ -6,8 +7,20 @@ Every prior works on mu images ``(B, 1, H, W)`` float32 in 1/mm and offers
 """
 
 from ctpnp.priors.base import Prior
+from ctpnp.priors.bm3d import BM3DPrior
 from ctpnp.priors.lpn import LPN, LPNPrior
+from ctpnp.priors.prox_denoiser import GradientStepDenoiser, ProxDenoiserPrior
 from ctpnp.priors.registry import available, load
 from ctpnp.priors.tv import TVPrior
 
-__all__ = ["LPN", "LPNPrior", "Prior", "TVPrior", "available", "load"]
+__all__ = [
+    "LPN",
+    "BM3DPrior",
+    "GradientStepDenoiser",
+    "LPNPrior",
+    "Prior",
+    "ProxDenoiserPrior",
+    "TVPrior",
+    "available",
+    "load",
+]

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ctpnp.priors.base import Prior
+from ctpnp.priors.bm3d import BM3DPrior
 from ctpnp.priors.lpn import LPNPrior
 from ctpnp.priors.tv import TVPrior
 from ctpnp.priors.weights import load_weights
@@ -34,6 +35,7 @@ SHIPPED_WEIGHTS_DIR = Path(__file__).with_name("weights")
 
 FACTORIES: dict[str, Callable[[], Prior]] = {
     "tv": TVPrior,
+    "bm3d": BM3DPrior,
 }
 
 FROM_WEIGHTS: dict[str, Callable[[dict[str, torch.Tensor], dict, str], Prior]] = {

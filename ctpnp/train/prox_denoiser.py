@@ -1,0 +1,281 @@
+"""Train a gradient-step Prox-denoiser: L2 over a range of noise levels, then the Hessian penalty.
+
+Stage 1 minimises ``||D_sigma(u + sigma n) - u||^2`` (mean per pixel) with
+``sigma`` uniform in the configured HU range. Stage 2 adds ``penalty_weight *
+max(||Hess g_sigma||, 1 - eps)`` (power iteration by double backprop,
+:func:`ctpnp.priors.prox_denoiser.hessian_spectral_norm`) and stops as soon as
+the estimated ``||Hess g_sigma||`` on fixed validation patches is below
+``stop_below`` (< 1), which makes ``D_sigma`` a proximal operator. Checkpoints
+and resume use :mod:`ctpnp.train.checkpoint`; the result is a weights file with
+its model card (:mod:`ctpnp.priors.weights`) that ``ctpnp.priors.load`` reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+from ctpnp.priors.normalization import MU_WATER_PER_MM
+from ctpnp.priors.prox_denoiser import GradientStepDenoiser, hessian_spectral_norm
+from ctpnp.priors.unet import UNetConfig
+from ctpnp.priors.weights import save_weights
+from ctpnp.train.checkpoint import Checkpoint
+from ctpnp.train.data import PatchSampler, phantom_slices_hu
+from ctpnp.train.lpn import psnr_unit_db
+
+__all__ = ["ProxTrainConfig", "train_prox_denoiser", "validation_patches"]
+
+ProgressCallback = Callable[[dict], None]
+
+HU_PER_UNIT = 2000.0  # normalized intensity 1 = 2000 HU
+
+
+@dataclass(frozen=True)
+class ProxTrainConfig:
+    """Everything that defines a Prox-denoiser training run (stored in checkpoints and the card).
+
+    Attributes:
+        unet: architecture of the residual network.
+        patch_size: training patch side (pixels).
+        batch_size: patches per L2 step.
+        penalty_batch: patches (of the same batch) the Hessian penalty is computed on.
+        sigma_hu_range: noise std range (HU), sampled uniformly.
+        sigma_ref_hu: level at which the prior reports its potential (HU).
+        l2_steps: stage-1 optimizer steps (lr ``l2_lr``).
+        finetune_steps: maximal stage-2 steps (lr ``finetune_lr``).
+        penalty_weight: weight of ``max(||Hess g||, 1 - eps)``.
+        eps: penalty margin.
+        power_iters: power iterations per penalty evaluation.
+        check_every: stage-2 steps between validation Hessian checks.
+        stop_below: stage 2 ends once the validation max ``||Hess g||`` is below this.
+        val_power_iters: power iterations of the validation check.
+        n_val_patches: validation patches (noise levels spread over the range).
+        train_seeds / val_seeds: ``ctpnp.phantoms.random_anatomy`` seeds.
+        slice_size / pixel_mm: phantom rasterization.
+        checkpoint_every / progress_every: steps between checkpoints / reports.
+        seed: RNG seed (init, patches, noise).
+    """
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    patch_size: int = 32
+    batch_size: int = 16
+    penalty_batch: int = 4
+    sigma_hu_range: tuple[float, float] = (10.0, 150.0)
+    sigma_ref_hu: float = 50.0
+    l2_steps: int = 1500
+    l2_lr: float = 1e-3
+    finetune_steps: int = 400
+    finetune_lr: float = 2e-4
+    penalty_weight: float = 1e-3
+    eps: float = 0.1
+    power_iters: int = 6
+    check_every: int = 25
+    stop_below: float = 0.95
+    val_power_iters: int = 20
+    n_val_patches: int = 32
+    train_seeds: tuple[int, ...] = tuple(range(16))
+    val_seeds: tuple[int, ...] = (100_000, 100_001)
+    slice_size: int = 512
+    pixel_mm: float = 0.8
+    checkpoint_every: int = 100
+    progress_every: int = 20
+    seed: int = 0
+
+    @property
+    def sigma_range_unit(self) -> tuple[float, float]:
+        """``sigma_hu_range`` in normalized intensity."""
+        return (self.sigma_hu_range[0] / HU_PER_UNIT, self.sigma_hu_range[1] / HU_PER_UNIT)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (inverse of :meth:`from_dict`)."""
+        d = asdict(self)
+        d["unet"] = self.unet.to_dict()
+        for key in ("sigma_hu_range", "train_seeds", "val_seeds"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ProxTrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["unet"] = UNetConfig.from_dict(d["unet"])
+        for key in ("sigma_hu_range", "train_seeds", "val_seeds"):
+            d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def validation_patches(
+    seeds: tuple[int, ...], config: ProxTrainConfig, n: int, seed: int = 12345
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(clean, noisy, sigma_unit)`` patches ``(n, 1, p, p)``, ``(n,)`` from phantom ``seeds``.
+
+    Noise levels are spread evenly over the configured range; everything is
+    drawn from ``seed`` so repeated calls give the same patches.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    slices = phantom_slices_hu(seeds, config.slice_size, config.pixel_mm)
+    clean = PatchSampler(slices, config.patch_size, gen).sample(n)
+    sigma = torch.linspace(*config.sigma_range_unit, n)
+    noisy = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=gen)
+    return clean, noisy, sigma
+
+
+def validate(
+    network: GradientStepDenoiser, config: ProxTrainConfig, val: tuple[torch.Tensor, ...]
+) -> dict[str, float]:
+    """Validation PSNR (dB, peak 1 on normalized intensity) and max estimated ``||Hess g||``."""
+    clean, noisy, sigma = val
+    was_training = network.training
+    network.eval()
+    denoised = network(noisy, sigma)
+    hess = hessian_spectral_norm(
+        network, noisy, sigma, config.val_power_iters, generator=torch.Generator().manual_seed(7)
+    )
+    network.train(was_training)
+    return {
+        "val_psnr_db": psnr_unit_db(denoised, clean),
+        "val_noisy_psnr_db": psnr_unit_db(noisy, clean),
+        "val_max_hessian_norm": float(hess.max()),
+    }
+
+
+def train_prox_denoiser(
+    config: ProxTrainConfig,
+    out_path: str | Path,
+    progress: ProgressCallback | None = None,
+    resume: bool = True,
+) -> Path:
+    """Train a Prox-denoiser on generated phantoms and write ``out_path`` with its model card.
+
+    Args:
+        config: the run.
+        out_path: final weights path; checkpoints go beside it.
+        progress: called with dicts (``event`` = ``"step"``, ``"validation"``,
+            ``"checkpoint"`` or ``"done"`` ...). Library code prints nothing.
+        resume: continue from an existing checkpoint of the same config.
+
+    Returns:
+        ``out_path``.
+    """
+    out_path = Path(out_path)
+    report = progress or (lambda _event: None)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        network = GradientStepDenoiser(config.unet)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.l2_lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    ckpt = Checkpoint(out_path)
+    state = {"step": 0, "elapsed_s": 0.0, "history": []}
+    if resume and ckpt.exists():
+        state = ckpt.load(network, optimizer, generator, config.to_dict())
+
+    sampler = PatchSampler(
+        phantom_slices_hu(config.train_seeds, config.slice_size, config.pixel_mm),
+        config.patch_size,
+        generator,
+    )
+    val = validation_patches(config.val_seeds, config, config.n_val_patches)
+    lo, hi = config.sigma_range_unit
+    total = config.l2_steps + config.finetune_steps
+
+    network.train()
+    start = time.perf_counter() - state["elapsed_s"]
+    step = state["step"]
+    while step < total and not _converged(state, config):
+        finetune = step >= config.l2_steps
+        if finetune and (step - config.l2_steps) % config.check_every == 0:
+            metrics = validate(network, config, val)
+            state["history"].append({"step": step, **metrics})
+            report({"event": "validation", "step": step, **metrics})
+            if _converged(state, config):
+                break
+        for group in optimizer.param_groups:
+            group["lr"] = config.finetune_lr if finetune else config.l2_lr
+        clean = sampler.sample(config.batch_size)
+        sigma = lo + (hi - lo) * torch.rand(config.batch_size, generator=generator)
+        noisy = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=generator)
+        loss = (network(noisy, sigma, create_graph=True) - clean).pow(2).mean()
+        record = {"mse": loss.item()}
+        if finetune:
+            k = config.penalty_batch
+            hess = hessian_spectral_norm(
+                network, noisy[:k], sigma[:k], config.power_iters, create_graph=True,
+                generator=generator,
+            )
+            loss = loss + config.penalty_weight * hess.clamp(min=1.0 - config.eps).mean()
+            record["hessian_norm_max"] = float(hess.max())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+        step += 1
+        state.update(step=step, elapsed_s=time.perf_counter() - start)
+        if step % config.progress_every == 0:
+            report({"event": "step", "step": step, "total_steps": total, "finetune": finetune,
+                    **record, "elapsed_s": state["elapsed_s"]})
+        if step % config.checkpoint_every == 0:
+            ckpt.save(network, optimizer, generator, config.to_dict(), state)
+            report({"event": "checkpoint", "step": step, "path": str(ckpt.weights_path)})
+
+    final = validate(network, config, val)
+    card = _model_card(config, state, final)
+    save_weights(out_path, network.state_dict(), card)
+    report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
+    return out_path
+
+
+def _converged(state: dict, config: ProxTrainConfig) -> bool:
+    last = state["history"][-1] if state["history"] else {}
+    return (
+        state["step"] >= config.l2_steps
+        and last.get("step") == state["step"]
+        and last.get("val_max_hessian_norm", float("inf")) < config.stop_below
+    )
+
+
+def _model_card(config: ProxTrainConfig, state: dict, final: dict) -> dict:
+    return {
+        "model": "prox",
+        "architecture": config.unet.to_dict(),
+        "sigma_range_unit": list(config.sigma_range_unit),
+        "sigma_range_hu": list(config.sigma_hu_range),
+        "sigma_ref_unit": config.sigma_ref_hu / HU_PER_UNIT,
+        "normalization": {
+            "unit": "u = (HU + 1000) / 2000 = mu / (2 mu_water)",
+            "hu_window": [-1000.0, 1000.0],
+            "mu_water_per_mm": MU_WATER_PER_MM,
+        },
+        "data": {
+            "phantoms": "anatomy",
+            "train_seeds": list(config.train_seeds),
+            "extra_slices": 0,
+            "slice_size": config.slice_size,
+            "pixel_mm": config.pixel_mm,
+            "augmentations": ["rot90", "horizontal flip"],
+        },
+        "training": {
+            "steps": state["step"],
+            "l2_steps": config.l2_steps,
+            "finetune_steps_run": max(state["step"] - config.l2_steps, 0),
+            "wall_time_s": round(state["elapsed_s"], 1),
+            "torch_threads": torch.get_num_threads(),
+            "config": config.to_dict(),
+            "history": state["history"],
+        },
+        "validation": {
+            "seeds": list(config.val_seeds),
+            "patches": config.n_val_patches,
+            "patch_size": config.patch_size,
+            "sigma": "evenly spread over sigma_range_unit",
+            "metric": "PSNR (dB, peak 1 on normalized intensity) of D_sigma on the noisy "
+                      "patches; max over patches of the power-iteration estimate of "
+                      f"||Hess g_sigma|| ({config.val_power_iters} iterations)",
+            **final,
+        },
+        "ctpnp_version": version("ctpnp"),
+    }
