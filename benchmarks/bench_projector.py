@@ -43,10 +43,9 @@ def measure(size: int, n_views: int, repeats: int) -> dict[str, object]:
     def op_autograd() -> None:  # the adjoint runs in backward()
         (op.forward(x_grad) * y).sum().backward()
 
-    t_raw = median_seconds(raw, repeats)
-    t_op = median_seconds(op_no_grad, repeats)
-    t_grad = median_seconds(op_autograd, repeats)
-    t_fbp = median_seconds(lambda: op.fbp(y), repeats)
+    seconds = median_seconds({"raw": raw, "op": op_no_grad, "grad": op_autograd,
+                              "fbp": lambda: op.fbp(y)}, repeats)
+    t_raw, t_op, t_grad, t_fbp = (seconds[k] for k in ("raw", "op", "grad", "fbp"))
     return {
         "grid": f"{size}²", "views": n_views, "channels": geometry.n_channels,
         "raw ODL fwd+adj s": t_raw, "ctpnp op s": t_op, "ctpnp autograd s": t_grad,

@@ -13,16 +13,28 @@ import torch
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
+# One torch thread: ASTRA's CPU projectors are single-threaded anyway, and on a
+# shared 2-core machine two OpenMP threads per process oversubscribe the cores
+# and make small torch kernels several times slower (measured: FBP 0.9 s -> 5.8 s).
+torch.set_num_threads(1)
 
-def median_seconds(action: Callable[[], object], repeats: int = 3) -> float:
-    """Median wall time of ``repeats`` calls (after one warm-up call)."""
-    action()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+def median_seconds(actions: dict[str, Callable[[], object]], repeats: int = 3
+                   ) -> dict[str, float]:
+    """Median wall time of each action over ``repeats`` rounds (after one warm-up round).
+
+    The actions run interleaved, one of each per round, so that a change in
+    the machine's load during the run affects all of them alike and their
+    ratios stay meaningful.
+    """
+    times: dict[str, list[float]] = {name: [] for name in actions}
+    for round_index in range(repeats + 1):
+        for name, action in actions.items():
+            start = time.perf_counter()
+            action()
+            if round_index:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def peak_rss_mib(action: Callable[[], object]) -> float:

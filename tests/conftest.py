@@ -7,6 +7,10 @@ from odl.core import phantom
 
 from ctpnp import ScanGeometry, physics
 
+# One torch thread per test process: predictable on a shared 2-core machine, where
+# two OpenMP threads oversubscribe the cores and slow small kernels several-fold.
+torch.set_num_threads(1)
+
 GRID = (128, 128)
 PIXEL_MM = 1.5
 
