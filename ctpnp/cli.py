@@ -7,6 +7,7 @@ import platform
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 
 
 def _versions() -> dict[str, str]:
@@ -31,6 +32,35 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ctpnp.train.lpn import LPNTrainConfig, train_lpn
+
+    extra_slices_hu = ()
+    if args.data is not None:
+        from ctpnp.io import read_ct_series
+
+        series = int(args.series) if args.series and args.series.isdigit() else args.series
+        extra_slices_hu = read_ct_series(args.data, series=series).hu
+    bar = tqdm(unit="step", desc=f"training {args.model}")
+
+    def progress(event: dict) -> None:
+        bar.total = event.get("total_steps", bar.total)
+        if event.get("event") == "step":
+            bar.update(event["step"] - bar.n)
+            bar.set_postfix(loss=f"{event.get('loss', float('nan')):.4g}")
+        elif event.get("event") == "validation":
+            bar.write(f"step {event['step']}: validation PSNR "
+                      f"{event.get('val_psnr_db', float('nan')):.2f} dB")
+
+    out = train_lpn(LPNTrainConfig(), args.out, progress=progress, resume=not args.restart,
+                    extra_slices_hu=extra_slices_hu)
+    bar.close()
+    print(f"wrote {out} and its model card {out.with_suffix('.json')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ctpnp",
@@ -40,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="versions, CUDA availability")
     info.set_defaults(run=_info)
+    train = commands.add_parser(
+        "train", help="train a learned prior on generated phantoms (and optional DICOM)")
+    train.add_argument("model", choices=["lpn"], help="which prior")
+    train.add_argument("--out", type=Path, default=Path("lpn.safetensors"),
+                       help="weights file to write (model card beside it)")
+    train.add_argument("--data", type=Path, help="folder with a normal-dose CT series to add")
+    train.add_argument("--series", help="SeriesInstanceUID or index when --data holds several")
+    train.add_argument("--restart", action="store_true",
+                       help="ignore an existing checkpoint instead of resuming")
+    train.set_defaults(run=_train)
     return parser
 
 

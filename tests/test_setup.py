@@ -40,3 +40,14 @@ def test_cli_errors_are_one_line_without_traceback():
                                capture_output=True, text=True)
     assert completed.returncode != 0
     assert "Traceback" not in completed.stderr
+
+
+def test_train_with_a_folder_without_ct_gives_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    completed = subprocess.run(
+        [sys.executable, "-m", "ctpnp.cli", "train", "lpn", "--data", str(tmp_path),
+         "--out", str(tmp_path / "lpn.safetensors")], capture_output=True, text=True)
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ctpnp: error:") and str(tmp_path) in lines[0]
+    assert not (tmp_path / "lpn.safetensors").exists()
