@@ -47,9 +47,10 @@ def _tuned_tv(sigma_hu: float, val_mu: torch.Tensor) -> tuple[TVPrior, dict]:
 
 
 # One line per prior: name -> (sigma_hu, validation images) -> (prior, notes).
-# Add "prox" and "bm3d" here once they are registered in ctpnp.priors.
 PRIORS: dict[str, Callable[[float, torch.Tensor], tuple[object, dict]]] = {
     "lpn": lambda _s, _v: (load("lpn"), {}),
+    "prox": lambda _s, _v: (load("prox"), {}),
+    "bm3d": lambda _s, _v: (load("bm3d"), {}),
     "tv": _tuned_tv,
 }
 

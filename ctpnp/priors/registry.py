@@ -19,6 +19,7 @@ import torch
 from ctpnp.priors.base import Prior
 from ctpnp.priors.bm3d import BM3DPrior
 from ctpnp.priors.lpn import LPNPrior
+from ctpnp.priors.prox_denoiser import ProxDenoiserPrior
 from ctpnp.priors.tv import TVPrior
 from ctpnp.priors.weights import load_weights
 
@@ -40,6 +41,7 @@ FACTORIES: dict[str, Callable[[], Prior]] = {
 
 FROM_WEIGHTS: dict[str, Callable[[dict[str, torch.Tensor], dict, str], Prior]] = {
     "lpn": LPNPrior.from_weights,
+    "prox": ProxDenoiserPrior.from_weights,
 }
 
 

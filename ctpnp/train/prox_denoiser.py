@@ -23,7 +23,7 @@ import torch
 from ctpnp.priors.normalization import MU_WATER_PER_MM
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, hessian_spectral_norm
 from ctpnp.priors.unet import UNetConfig
-from ctpnp.priors.weights import save_weights
+from ctpnp.priors.weights import check_state_dict, load_weights, save_weights
 from ctpnp.train.checkpoint import Checkpoint
 from ctpnp.train.data import PatchSampler, phantom_slices_hu
 from ctpnp.train.lpn import psnr_unit_db
@@ -149,6 +149,7 @@ def train_prox_denoiser(
     out_path: str | Path,
     progress: ProgressCallback | None = None,
     resume: bool = True,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train a Prox-denoiser on generated phantoms and write ``out_path`` with its model card.
 
@@ -158,6 +159,9 @@ def train_prox_denoiser(
         progress: called with dicts (``event`` = ``"step"``, ``"validation"``,
             ``"checkpoint"`` or ``"done"`` ...). Library code prints nothing.
         resume: continue from an existing checkpoint of the same config.
+        init_from: start from this Prox-denoiser weights file (same
+            architecture), e.g. to fine-tune an L2-trained model further with
+            ``l2_steps=0``; its training record is kept in the new card.
 
     Returns:
         ``out_path``.
@@ -167,6 +171,7 @@ def train_prox_denoiser(
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         network = GradientStepDenoiser(config.unet)
+    previous = _load_init(network, init_from) if init_from is not None else None
     optimizer = torch.optim.Adam(network.parameters(), lr=config.l2_lr)
     generator = torch.Generator().manual_seed(config.seed)
     ckpt = Checkpoint(out_path)
@@ -208,7 +213,7 @@ def train_prox_denoiser(
                 generator=generator,
             )
             loss = loss + config.penalty_weight * hess.clamp(min=1.0 - config.eps).mean()
-            record["hessian_norm_max"] = float(hess.max())
+            record["hessian_norm_max"] = float(hess.detach().max())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -223,7 +228,7 @@ def train_prox_denoiser(
             report({"event": "checkpoint", "step": step, "path": str(ckpt.weights_path)})
 
     final = validate(network, config, val)
-    card = _model_card(config, state, final)
+    card = _model_card(config, state, final, previous)
     save_weights(out_path, network.state_dict(), card)
     report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
     return out_path
@@ -238,7 +243,19 @@ def _converged(state: dict, config: ProxTrainConfig) -> bool:
     )
 
 
-def _model_card(config: ProxTrainConfig, state: dict, final: dict) -> dict:
+def _load_init(network: GradientStepDenoiser, path: str | Path) -> dict:
+    """Load ``path``'s tensors into ``network``; return its card's training record."""
+    tensors, card = load_weights(path)
+    check_state_dict(network.state_dict(), tensors, path)
+    network.load_state_dict(tensors)
+    return {"weights": Path(path).name, **card.get("training", {})}
+
+
+def _model_card(
+    config: ProxTrainConfig, state: dict, final: dict, previous: dict | None
+) -> dict:
+    before = previous or {}
+    before_s = before.get("total_wall_time_s", before.get("wall_time_s", 0.0))
     return {
         "model": "prox",
         "architecture": config.unet.to_dict(),
@@ -263,9 +280,11 @@ def _model_card(config: ProxTrainConfig, state: dict, final: dict) -> dict:
             "l2_steps": config.l2_steps,
             "finetune_steps_run": max(state["step"] - config.l2_steps, 0),
             "wall_time_s": round(state["elapsed_s"], 1),
+            "total_wall_time_s": round(state["elapsed_s"] + before_s, 1),
             "torch_threads": torch.get_num_threads(),
             "config": config.to_dict(),
             "history": state["history"],
+            "initialized_from": previous,
         },
         "validation": {
             "seeds": list(config.val_seeds),
