@@ -34,7 +34,7 @@ def side_by_side(images_hu: Mapping[str, np.ndarray], path: Path | str, window: 
         axis.axis("off")
     figure.suptitle(suptitle or f"window [{window.low_hu:g}, {window.high_hu:g}] HU",
                     fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
     partial = path.with_name(f".{path.name}.partial")
     figure.savefig(partial, dpi=110, format="png")
     plt.close(figure)
