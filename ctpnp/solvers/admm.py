@@ -60,7 +60,7 @@ def pnp_admm(
         enforce_nonnegative: clip the denoiser output to μ ≥ 0.
         equivariant: apply the prior under random (or averaged) flips/rotations.
         seed: seed of the equivariant transforms.
-        callback: progress, ``callback(iteration, record)``.
+        callback: progress, ``callback(iteration, record, estimate)`` (see :data:`Callback`).
 
     Returns:
         :class:`SolverResult` with ``x = z``; history has ``primal_residual``
@@ -81,7 +81,7 @@ def pnp_admm(
             x_new = data.prox(z - u, tau, x0=x, tol=cg_tol, maxiter=cg_maxiter).x
             z_new = nonnegative(denoise.prox(x_new + u, sigma_mu_per_mm), enforce_nonnegative)
             u_new = u + x_new - z_new
-            monitor.update(torch.cat([z, u], 1), torch.cat([z_new, u_new], 1),
+            monitor.update(torch.cat([z, u], 1), torch.cat([z_new, u_new], 1), z_new,
                            primal_residual=_norms(x_new - z_new),
                            dual_residual=rho.cpu() * _norms(z_new - z))
             x, z, u = (keep_active(mask, new, old)

@@ -61,7 +61,7 @@ def pnp_drs(
             d_new = nonnegative(denoise.prox(s, sigma_mu_per_mm), enforce_nonnegative)
             p_new = data.prox(2 * d_new - s, tau, x0=p, tol=cg_tol, maxiter=cg_maxiter).x
             s_new = s + p_new - d_new
-            monitor.update(s, s_new)
+            monitor.update(s, s_new, d_new)
             s, d, p = (keep_active(mask, new, old)
                        for new, old in ((s_new, s), (d_new, d), (p_new, p)))
     return monitor.result(d)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-Callback = Callable[[int, dict[str, torch.Tensor]], None]
-"""``callback(iteration, record)``: ``record`` maps names to ``(B,)`` tensors."""
+Callback = Callable[[int, dict[str, torch.Tensor], torch.Tensor], None]
+"""``callback(iteration, record, estimate)``: ``record`` maps names to ``(B,)``
+tensors, ``estimate`` is the solver's current image ``(B, 1, H, W)`` μ (1/mm)."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,14 @@ class Monitor:
         """``(B, 1, 1, 1)`` mask of the items still iterating, on ``like``'s device."""
         return self.active.to(like.device).view(-1, *([1] * (like.ndim - 1)))
 
-    def update(self, x_old: torch.Tensor, x_new: torch.Tensor, **extra: torch.Tensor) -> None:
+    def update(self, x_old: torch.Tensor, x_new: torch.Tensor, estimate: torch.Tensor,
+               **extra: torch.Tensor) -> None:
         """Record one iteration and decide which items stop.
 
         Args:
-            x_old, x_new: ``(B, 1, H, W)`` consecutive iterates (of the fixed-point
-                variable the solver iterates on).
+            x_old, x_new: consecutive iterates of the fixed-point variable the
+                solver iterates on, ``(B, C, H, W)``.
+            estimate: the image the solver would return now, ``(B, 1, H, W)``.
             extra: further ``(B,)`` per-item quantities to record.
         """
         difference = _norms(x_new - x_old)
@@ -134,7 +137,7 @@ class Monitor:
         self.converged |= newly_converged
         self.active &= ~(newly_diverged | newly_converged)
         if self.callback is not None:
-            self.callback(self.iteration, record)
+            self.callback(self.iteration, record, estimate)
 
     def result(self, x: torch.Tensor) -> SolverResult:
         """Package the final iterate; diverged items become NaN."""

@@ -102,6 +102,6 @@ def pnp_pgd(
                 extra = {"step": t.clone(), "objective": t * candidate[0] + sigma_sq * candidate[1]}
                 current = tuple(torch.where(monitor.active, new, old)
                                 for new, old in zip(candidate, current, strict=True))
-            monitor.update(x, x_new, **extra)
+            monitor.update(x, x_new, x_new, **extra)
             x = keep_active(mask, x_new, x)
     return monitor.result(x)

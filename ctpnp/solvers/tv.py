@@ -71,7 +71,7 @@ def tv(
                      ).clamp_min(0.0)
             objective = data.value(x_new).cpu() + (weight.flatten().cpu().double()
                                                    * total_variation(x_new).double().cpu())
-            monitor.update(x, x_new, objective=objective)
+            monitor.update(x, x_new, x_new, objective=objective)
             x_bar = keep_active(mask, 2 * x_new - x, x_bar)
             x, p = keep_active(mask, x_new, x), keep_active(mask, p_new, p)
             q = keep_active(mask, q_new, q)
