@@ -61,6 +61,42 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ctpnp.io import read_ct_series
+    from ctpnp.simulation import simulate_series
+
+    series = read_ct_series(args.images)
+    bars: list[tqdm] = []  # opened at the first finished slice: errors before stay one line
+
+    def progress(_: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(series.hu), unit="slice", desc="simulating",
+                             file=sys.stderr))
+        bars[0].update()
+
+    try:
+        folders = simulate_series(series, args.out, photons=args.photons, n_views=args.views,
+                                  beam=args.geometry, electronic_noise=args.electronic_noise,
+                                  seed=args.seed, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(f"wrote {len(folders)} simulated scan(s) of {args.views} views to {args.out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ctpnp.comparison import compare, format_table, write_outputs
+
+    result = compare(args.recon, args.reference)
+    print(format_table(result))
+    for path in write_outputs(result, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ctpnp",
@@ -80,6 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--restart", action="store_true",
                        help="ignore an existing checkpoint instead of resuming")
     train.set_defaults(run=_train)
+    simulate = commands.add_parser(
+        "simulate", help="simulate a low-dose scan of a CT series, written as DICOM-CT-PD")
+    simulate.add_argument("images", type=Path, help="folder with a normal-dose CT series")
+    simulate.add_argument("out", type=Path, help="folder to create (one sub-folder per slice)")
+    simulate.add_argument("--photons", type=float, required=True,
+                          help="incident photons per detector reading (I0)")
+    simulate.add_argument("--views", type=int, required=True, help="views per full turn")
+    simulate.add_argument("--geometry", choices=["fan", "parallel"], default="fan",
+                          help="beam; DICOM-CT-PD stores fan beams only")
+    simulate.add_argument("--seed", type=int, help="noise seed (slice k uses seed + k)")
+    simulate.add_argument("--electronic-noise", type=float, default=0.0,
+                          help="readout noise standard deviation (photon counts)")
+    simulate.set_defaults(run=_simulate)
+    comparison = commands.add_parser(
+        "compare", help="PSNR, SSIM, RMSE (HU) of reconstructions against a reference series")
+    comparison.add_argument("recon", type=Path, nargs="+",
+                            help="folders with a CT series or a volume.nii.gz")
+    comparison.add_argument("--reference", type=Path, required=True,
+                            help="folder with the reference CT series")
+    comparison.add_argument("--out", type=Path, default=Path("comparison"),
+                            help="folder for metrics.csv, metrics.json and comparison.png")
+    comparison.set_defaults(run=_compare)
     return parser
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pydicom.examples
 import torch
-import torch.nn.functional as F
 
 from ctpnp import ScanGeometry, Tomography, physics
 from ctpnp.figures import side_by_side
 from ctpnp.io import read_ct_series, write_nifti
 from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
 from ctpnp.priors import load as load_prior
+from ctpnp.simulation import clean_projection
 from ctpnp.solvers import pnp_admm, tv
 
 
@@ -62,10 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     reference_hu, pixel_mm, series = read_example_slice()
     height, width = reference_hu.shape[-2:]
     geometry = ScanGeometry.clinical_fan((height, width), pixel_mm, args.views)
-    fine = geometry.with_image_grid((2 * height, 2 * width), pixel_mm / 2)
-    fine_mu = physics.hu_to_mu(F.interpolate(reference_hu, scale_factor=2, mode="bilinear",
-                                             align_corners=False)).clamp_min(0)
-    clean = Tomography(fine).forward(fine_mu)
+    clean = clean_projection(reference_hu, geometry)
     y = physics.simulate_low_dose(clean, args.photons, seed=args.seed)
     op = Tomography(geometry)
 
