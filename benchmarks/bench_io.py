@@ -8,17 +8,14 @@ folder (uncompressed, 16 bit). Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import write_json
 
 from ctpnp.io import axial_affine, read_ct_series, write_ct_series
-
-RESULTS = Path(__file__).parent / "results" / "bench_io.json"
 
 
 def _seconds(action) -> tuple[float, object]:
@@ -44,15 +41,10 @@ def main() -> None:
     print(f"ctpnp.io, {shape[0]} slices of {shape[1]}x{shape[2]} (uint16, uncompressed)")
     for name, seconds in rows.items():
         print(f"  {name:<22} {seconds:8.2f}   ({1e3 * seconds / shape[0]:.2f} ms/slice)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    write_json("bench_io", {
         "shape": list(shape),
         "seconds": {"generate_write": t_generate, "read": t_read, "write_back": t_write},
-        "machine": {"python": platform.python_version(), "processor": platform.processor(),
-                    "note": "2 shared CPU cores; other jobs may run at the same time"},
-    }, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
-
+    })
 
 if __name__ == "__main__":
     main()

@@ -12,16 +12,13 @@ Each timing is the best of ``--repeat`` runs. Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
+
+from common import write_json
 
 from ctpnp import ScanGeometry
 from ctpnp.geometry import CLINICAL
 from ctpnp.phantoms import load, random_anatomy
-
-RESULTS = Path(__file__).parent / "results" / "bench_phantoms.json"
 
 
 def _best_seconds(action, repeat: int) -> float:
@@ -55,15 +52,11 @@ def main() -> None:
     for name, row in results.items():
         print(f"  {name:<20} {row['shapes']:>6} {row['project_s']:>10.2f} "
               f"{row['rays_per_s'] / 1e6:>8.2f} {row['rasterize_512_ss4_s']:>9.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    write_json("bench_phantoms", {
         "sinogram": {"views": fan.n_views, "channels": fan.n_channels, "detector": "curved"},
         "raster": {"shape": [512, 512], "pixel_mm": 0.7, "supersample": 4},
         "phantoms": results,
-        "machine": {"python": platform.python_version(), "processor": platform.processor(),
-                    "note": "2 shared CPU cores; other jobs may run at the same time"},
-    }, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    })
 
 
 if __name__ == "__main__":
