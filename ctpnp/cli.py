@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 from collections.abc import Sequence
@@ -23,12 +24,27 @@ def _versions() -> dict[str, str]:
 def _info(_: argparse.Namespace) -> int:
     import torch
 
+    from ctpnp.priors.registry import available, shipped_weights
+    from ctpnp.priors.weights import card_path as card_path_of
     from ctpnp.projector import cuda_available
 
     for name, version in _versions().items():
         print(f"{name:15s} {version}")
     print(f"{'torch CUDA':15s} {'yes' if torch.cuda.is_available() else 'no'}")
     print(f"{'ASTRA CUDA':15s} {'yes (astra_cuda)' if cuda_available() else 'no (astra_cpu, 2D)'}")
+    print("shipped priors (model cards beside the weights):")
+    for name in available():
+        card_path = card_path_of(shipped_weights(name))
+        if not card_path.exists():
+            print(f"  {name:13s} built from code")
+            continue
+        card = json.loads(card_path.read_text())
+        training = card.get("training", {})
+        validation = card.get("validation", {})
+        minutes = training.get("total_wall_time_s", training.get("wall_time_s", 0)) / 60
+        print(f"  {name:13s} {card_path.with_suffix('.safetensors').name}: trained "
+              f"{minutes:.0f} min on the CPU, validation PSNR "
+              f"{validation.get('val_psnr_db', float('nan')):.2f} dB")
     return 0
 
 

@@ -33,6 +33,8 @@ def test_ctpnp_info_reports_versions_and_cuda():
                  if not line.startswith(("torch CUDA", "ASTRA CUDA")))
     assert lines["odl"].strip() == "1.0.0"
     assert "ASTRA CUDA" in completed.stdout
+    shipped = [line for line in completed.stdout.splitlines() if "validation PSNR" in line]
+    assert {line.split()[0] for line in shipped} == {"lpn", "prox"}
 
 
 def test_cli_errors_are_one_line_without_traceback():
