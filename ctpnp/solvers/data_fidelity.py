@@ -32,6 +32,7 @@ class LeastSquares:
             mean = weights.flatten(1).mean(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
             weights = weights / mean
         self.weights = weights
+        self._backprojected_data: torch.Tensor | None = None
 
     def _weigh(self, sinograms: torch.Tensor) -> torch.Tensor:
         return sinograms if self.weights is None else self.weights * sinograms
@@ -71,7 +72,10 @@ class LeastSquares:
         """
         inverse_tau = (1.0 / torch.as_tensor(tau, dtype=torch.float32, device=v.device)
                        ).reshape(-1, 1, 1, 1)
-        rhs = self.op.adjoint(self._weigh(self.y)) + inverse_tau * v
+        if self._backprojected_data is None:  # A^T W y is the same every iteration
+            with torch.no_grad():
+                self._backprojected_data = self.op.adjoint(self._weigh(self.y))
+        rhs = self._backprojected_data + inverse_tau * v
         with torch.no_grad():
             return conjugate_gradient(
                 lambda u: self.op.adjoint(self._weigh(self.op.forward(u))) + inverse_tau * u,
