@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("ctpnp", "torch", "numpy", "odl", "astra-toolbox", "pydicom", "nibabel"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -27,8 +15,9 @@ def _info(_: argparse.Namespace) -> int:
     from ctpnp.priors.registry import available, shipped_weights
     from ctpnp.priors.weights import card_path as card_path_of
     from ctpnp.projector import cuda_available
+    from ctpnp.versions import package_versions
 
-    for name, version in _versions().items():
+    for name, version in package_versions().items():
         print(f"{name:15s} {version}")
     print(f"{'torch CUDA':15s} {'yes' if torch.cuda.is_available() else 'no'}")
     print(f"{'ASTRA CUDA':15s} {'yes (astra_cuda)' if cuda_available() else 'no (astra_cpu, 2D)'}")
@@ -103,6 +92,38 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconstruct(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ctpnp.reconstruct import reconstruct_scan
+
+    bars: list[tqdm] = []  # opened once the input is read: errors before stay one line
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, initial=done, unit="slice", desc="reconstructing",
+                             file=sys.stderr))
+            if done:
+                bars[0].write(f"resuming: {done} of {total} slices already finished",
+                              file=sys.stderr)
+        bars[0].update(done - bars[0].n)
+
+    try:
+        report = reconstruct_scan(
+            args.input, args.out, method=args.method, prior=args.prior,
+            iterations=args.iterations, grid_like=args.grid_like, size=args.size,
+            pixel_mm=args.pixel_mm, device=args.device, workers=args.workers, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if report.diverged:
+        print(f"ctpnp: warning: slice(s) {report.diverged} of {report.n_slices} diverged: NaN "
+              f"in volume.nii.gz, air in dicom/; see {report.files[-1]}", file=sys.stderr)
+    print(f"wrote {report.n_slices} slice(s) to {args.out}: "
+          + ", ".join(path.name for path in report.files))
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from ctpnp.comparison import compare, format_table, write_outputs
 
@@ -111,6 +132,31 @@ def _compare(args: argparse.Namespace) -> int:
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")
     return 0
+
+
+def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
+    from ctpnp.reconstruct import DEFAULT_METHOD, DEFAULT_PRIOR
+    from ctpnp.volume import METHODS
+
+    parser.add_argument("input", type=Path,
+                        help="a DICOM-CT-PD scan folder, or the slice_NNNN/ folders of simulate")
+    parser.add_argument("out", type=Path,
+                        help="study folder to create (an interrupted run's is resumed)")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                        help=f"reconstruction method (default {DEFAULT_METHOD})")
+    parser.add_argument("--prior", default=DEFAULT_PRIOR,
+                        help=f"PnP prior: lpn, prox, bm3d, tv or a .safetensors file "
+                             f"(default {DEFAULT_PRIOR})")
+    parser.add_argument("--iterations", type=int, help="maximum iterations per slice "
+                                                       "(default: the solver's)")
+    parser.add_argument("--grid-like", type=Path, metavar="IMAGES_DIR",
+                        help="CT series whose grid (shape, pixels, position) the images take")
+    parser.add_argument("--size", type=int, help="pixels per side (default: the largest square "
+                                                 "inside the scanned circle)")
+    parser.add_argument("--pixel-mm", type=float,
+                        help="pixel size in mm (default: a channel's width at the isocentre)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--electronic-noise", type=float, default=0.0,
                           help="readout noise standard deviation (photon counts)")
     simulate.set_defaults(run=_simulate)
+    reconstruct = commands.add_parser(
+        "reconstruct", help="reconstruct a DICOM-CT-PD scan into a DICOM series, NIfTI and a "
+                            "report")
+    _reconstruct_arguments(reconstruct)
+    reconstruct.set_defaults(run=_reconstruct)
     comparison = commands.add_parser(
         "compare", help="PSNR, SSIM, RMSE (HU) of reconstructions against a reference series")
     comparison.add_argument("recon", type=Path, nargs="+",
