@@ -185,3 +185,11 @@ def test_forbild_matches_odl_independent_implementation() -> None:
     mismatch = np.abs(ours - theirs) > 0.5
     assert mismatch.mean() < 2e-3
     assert np.abs(ours - theirs)[~mismatch].max() < 0.5
+
+
+def test_load_scale_shrinks_lengths_and_keeps_ct_numbers():
+    full, half = load("water_inserts"), load("water_inserts", scale=0.5)
+    points_mm = np.array([[0.0, 30.0, 0.0], [-60.0, 0.0, 0.0], [0.0, 95.0, 0.0]])
+    np.testing.assert_array_equal(half.hu_at(points_mm / 2), full.hu_at(points_mm))
+    with pytest.raises(ValueError, match="scale"):
+        load("water_inserts", scale=0.0)
