@@ -1,0 +1,113 @@
+"""The phantom validation study on a tiny configuration: tables, resume, errors, physics."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from ctpnp.study import DEFAULT_CONFIG, StudyConfigError, load_config, run_study
+from ctpnp.study.run import plan
+
+TINY = """\
+grid: {size: 64, pixel_mm: 0.8, views: 90}
+photons: [1.0e+4, 1.0e+5]
+log_prior: {prior: prox}
+scenes:
+  - {name: anatomy_7001, source: anatomy, seed: 7001}
+  - {name: water_inserts, source: phantom, phantom: water_inserts, rois: true}
+methods:
+  - {name: FBP, solver: fbp}
+  - {name: TV, solver: tv, max_iter: 10}
+  - {name: PnP-ADMM LPN, solver: pnp_admm, prior: lpn, max_iter: 2}
+"""
+METHODS = ("FBP", "TV", "PnP-ADMM LPN")
+SCENES = ("anatomy_7001", "water_inserts")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """The tiny study run once: (config path, output folder, progress descriptions)."""
+    folder = tmp_path_factory.mktemp("study")
+    config = folder / "tiny.yaml"
+    config.write_text(TINY)
+    calls: list[str] = []
+    report = run_study(folder / "out", config, progress=lambda i, n, text: calls.append(text))
+    assert report == folder / "out" / "study.md"
+    return config, folder / "out", calls
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_tables_hold_every_case_with_finite_values(study):
+    _, out, calls = study
+    rows = _rows(out / "results.csv")
+    assert {(r["scene"], float(r["photons"]), r["method"]) for r in rows} == {
+        (s, p, m) for s in SCENES for p in (1e4, 1e5) for m in METHODS}
+    assert len(rows) == 12 and len(calls) == 14  # 12 reconstructions + 2 reference maps
+    for row in rows:
+        for column in ("psnr_full_db", "psnr_soft_db", "ssim_full", "ssim_soft", "rmse_hu",
+                       "seconds", "mean_log_prior", "pearson", "spearman"):
+            assert math.isfinite(float(row[column])), (row["scene"], row["method"], column)
+        assert row["diverged"] == "False"
+    markdown = (out / "study.md").read_text()
+    for name in (*METHODS, *SCENES, "Prior mismatch", "HU accuracy"):
+        assert name in markdown
+    for figure in ("quality_vs_dose", "convergence", "hu_accuracy", "noise_vs_dose", "montage",
+                   "log_prior_vs_error"):
+        assert (out / f"{figure}.png").stat().st_size > 1000
+    inserts = _rows(out / "inserts.csv")
+    assert len(inserts) == 7 * 2 * len(METHODS)
+
+
+def test_rerun_computes_nothing(study):
+    config, out, _ = study
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "cases").iterdir()}
+    calls: list[str] = []
+    run_study(out, config, progress=lambda i, n, text: calls.append(text))
+    assert len(calls) == 14 and all(text.endswith("(stored)") for text in calls)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cases").iterdir()} == before
+
+
+def test_fbp_reads_insert_ct_numbers_and_noise_falls_with_dose(study):
+    """Exact data + Poisson noise: at 1e5 photons FBP's inserts read their nominal HU
+    (a wrong μ/HU scale or ROI would miss by hundreds), and more photons mean less noise."""
+    _, out, _ = study
+    inserts = [r for r in _rows(out / "inserts.csv")
+               if r["method"] == "FBP" and float(r["photons"]) == 1e5]
+    assert len(inserts) == 7
+    for row in inserts:
+        assert abs(float(row["error_hu"])) < 20.0, row
+    noise = {float(r["photons"]): float(r["noise_std_hu"]) for r in _rows(out / "results.csv")
+             if r["scene"] == "water_inserts" and r["method"] == "FBP"}
+    assert noise[1e5] < 0.6 * noise[1e4]
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (("views: 90", "views: many"), "grid.views"),
+    (("source: anatomy, seed: 7001", "source: anatomy"), "scenes[0].seed"),
+    (("solver: tv", "solver: sart"), "methods[1].solver"),
+    (("prior: lpn, max_iter: 2", "prior: lpn, max_iter: 2, colour: red"), "methods[2].colour"),
+    (("photons: [1.0e+4, 1.0e+5]", "photons: [1.0e+4, -5]"), "photons[1]"),
+])
+def test_bad_config_names_file_and_field(tmp_path, edit, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(TINY.replace(*edit))
+    with pytest.raises(StudyConfigError, match=re.escape(f"bad.yaml: field '{field}'")):
+        run_study(tmp_path / "out", path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_default_config_is_valid_and_holds_out_the_training_seeds():
+    config = load_config(DEFAULT_CONFIG)
+    seeds = {s.seed for s in config.scenes if s.source == "anatomy"}
+    assert seeds and seeds.isdisjoint({*range(32), 5001, 5002, 9001, 9002})
+    assert {s.family for s in config.scenes} == {"in-family", "out-of-family", "real CT"}
+    assert len(plan(config)) == len(config.scenes) * (1 + len(config.photons)
+                                                      * len(config.methods))
