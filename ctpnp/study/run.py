@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ctpnp import physics
+from ctpnp.metrics import psnr_hu
 from ctpnp.priors import LPNPrior
 from ctpnp.priors import load as load_prior
 from ctpnp.projector import Tomography
@@ -157,21 +158,16 @@ class _Runner:
         trace: list[float] = []
 
         def callback(_iteration: int, _record: dict, estimate: torch.Tensor) -> None:
-            trace.append(image_quality(physics.mu_to_hu(estimate), scene.reference_hu)
-                         ["psnr_full_db"])
+            trace.append(float(psnr_hu(physics.mu_to_hu(estimate), scene.reference_hu)))
 
-        if method.solver == "fbp":
-            mu = self.op.fbp(y, filter="hann")
-            result = None
-        elif method.solver == "tv":
+        result = None
+        if method.solver == "tv":
             result = tv(y, self.op, max_iter=method.max_iter, callback=callback)
-        else:
+        elif method.solver in _PNP:
             result = _PNP[method.solver](y, self.op, self._prior(method.prior),
                                          max_iter=method.max_iter,
                                          equivariant=method.equivariant, callback=callback)
-        if result is not None:
-            mu = result.x
-        hu = physics.mu_to_hu(mu)
+        hu = physics.mu_to_hu(self.op.fbp(y, filter="hann") if result is None else result.x)
         return hu, {
             "solver": method.solver, "prior": method.prior, "equivariant": method.equivariant,
             **image_quality(hu, scene.reference_hu), **_convergence(result),

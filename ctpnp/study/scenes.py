@@ -25,7 +25,8 @@ from ctpnp.phantoms.shapes import Shape
 from ctpnp.simulation import clean_projection
 from ctpnp.study.config import SceneSpec, StudyConfig
 
-__all__ = ["Insert", "Scene", "build_scene", "fitted_phantom", "object_mask"]
+__all__ = ["Insert", "Scene", "build_scene", "fitted_phantom", "object_mask",
+           "pydicom_example_slice"]
 
 AIR_HU = -1000.0
 _OUTLINE_STEP_MM = 2.0
@@ -66,7 +67,7 @@ class Scene:
 def build_scene(spec: SceneSpec, config: StudyConfig) -> Scene:
     """Reference image, noiseless data and ROIs of ``spec`` under ``config``."""
     if spec.source == "pydicom_ct":
-        reference_hu, pixel_mm = _pydicom_slice()
+        reference_hu, pixel_mm = pydicom_example_slice()
         geometry = ScanGeometry.clinical_fan(tuple(reference_hu.shape[-2:]), pixel_mm,
                                              config.views)
         return Scene(spec, geometry, reference_hu, clean_projection(reference_hu, geometry))
@@ -130,7 +131,7 @@ def _erode(mask: np.ndarray, erosion_px: int) -> np.ndarray:
     return ndimage.binary_erosion(mask, iterations=erosion_px) if erosion_px else mask
 
 
-def _pydicom_slice() -> tuple[torch.Tensor, float]:
+def pydicom_example_slice() -> tuple[torch.Tensor, float]:
     """pydicom's example CT slice as ``(1, 1, H, W)`` HU and its pixel size (mm)."""
     with tempfile.TemporaryDirectory() as folder:
         shutil.copy(pydicom.examples.get_path("ct"), folder)
