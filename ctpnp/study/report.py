@@ -74,7 +74,8 @@ def _markdown(config: StudyConfig, references, results) -> list[str]:
                 [[m.name, m.solver, m.prior or "—", "yes" if m.equivariant else "no",
                   str(m.max_iter) if m.iterative else "—"] for m in config.methods]),
         "",
-        "Random anatomy is the priors' training family (held-out seeds); the analytic "
+        "Random anatomy is the priors' training family (held-out seeds), drawn here for "
+        f"the grid's {config.size * config.pixel_mm:g} mm field of view; the analytic "
         "phantoms are scaled into the field of view, so their structures are smaller than "
         "in their definitions.",
         "",
@@ -124,8 +125,11 @@ def _markdown(config: StudyConfig, references, results) -> list[str]:
         "",
         "## Limits of these measurements",
         "",
-        "- One noise realisation per scene and dose, and few scenes per family: differences "
-        "of a few tenths of a dB are within what another seed could change.",
+        "- One noise realisation per scene and dose and few scenes per family; no "
+        "confidence intervals are computed, so small differences may not repeat with other "
+        "seeds.",
+        "- Iterative methods stop at their iteration budget or relative-change rule; an "
+        "unconverged method is measured where it stopped (see Convergence).",
         "- The real slice's reference is itself a clinical image with noise, and its anatomy "
         "runs past the image edge (truncated projections); its pixels differ from the "
         "0.8 mm the priors were trained at.",
