@@ -111,3 +111,12 @@ def test_shipped_default_config_is_valid_and_holds_out_the_training_seeds():
     assert {s.family for s in config.scenes} == {"in-family", "out-of-family", "real CT"}
     assert len(plan(config)) == len(config.scenes) * (1 + len(config.photons)
                                                       * len(config.methods))
+
+
+def test_unreadable_config_names_the_file(tmp_path):
+    with pytest.raises(StudyConfigError, match=re.escape(f"{tmp_path / 'missing.yaml'}: cannot")):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("grid: {size: 64\n")
+    with pytest.raises(StudyConfigError, match=r"broken\.yaml: not valid YAML"):
+        load_config(broken)
