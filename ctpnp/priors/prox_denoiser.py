@@ -176,11 +176,14 @@ class ProxDenoiserPrior:
 
         ``R(D(z)) = phi_sigma(D(z)) / sigma^2`` with ``phi_sigma(D(z)) =
         g_sigma(z) - 1/2 ||z - D(z)||^2`` (normalized units) -- exact, with no
-        inversion, because it is evaluated at the prox output.
+        inversion, because it is evaluated at the prox output. Differentiable
+        with respect to ``z`` and ``sigma`` when autograd is on and either
+        requires grad (learning PnP parameters); detached otherwise.
         """
         u = mu_to_unit(z)
         s = self._sigma_unit(sigma, u)
-        grad, g = self.network.grad_g(u, s)
+        differentiable = torch.is_grad_enabled() and (u.requires_grad or s.requires_grad)
+        grad, g = self.network.grad_g(u, s, create_graph=differentiable)
         phi = g - 0.5 * grad.flatten(1).pow(2).sum(1)
         return unit_to_mu(u - grad), phi / s**2
 

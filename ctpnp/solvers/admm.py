@@ -6,11 +6,11 @@ import torch
 
 from ctpnp.projector import Tomography
 from ctpnp.solvers.common import (
-    data_weight_per_item,
     denoiser,
     initial_image,
     keep_active,
     nonnegative,
+    pnp_settings,
 )
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
@@ -22,7 +22,7 @@ def pnp_admm(
     op: Tomography,
     prior,
     *,
-    sigma_mu_per_mm: float | torch.Tensor = 0.002,
+    sigma_mu_per_mm: float | torch.Tensor | None = None,
     data_weight: float | torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     x0: torch.Tensor | None = None,
@@ -52,7 +52,10 @@ def pnp_admm(
         sigma_mu_per_mm: denoiser strength σ (1/mm); scalar or ``(B,)``.
         data_weight: weight of the misfit, scalar or ``(B,)`` (dimensionless; the
             inverse noise variance of the post-log data when ``R`` is a log-prior
-            in nats). Default: estimated from ``y`` for each item.
+            in nats). Defaults of both: the dose rule learned for this solver
+            and prior when its model card has one, else ``σ = 0.002/mm`` and
+            the inverse noise variance estimated from ``y``
+            (:func:`~ctpnp.solvers.common.pnp_settings`).
         weights: statistical weights of the data (see :class:`LeastSquares`).
         x0: starting image ``(B, 1, H, W)``; default FBP (Hann).
         max_iter, rtol: see :class:`StoppingRule`.
@@ -68,22 +71,42 @@ def pnp_admm(
     """
     data = LeastSquares(op, y, weights)
     denoise = denoiser(prior, equivariant, seed)
-    sigma = torch.as_tensor(sigma_mu_per_mm, dtype=torch.float32)
+    sigma, weight = pnp_settings(prior, "pnp-admm", y, sigma_mu_per_mm, data_weight)
     rho = 1.0 / sigma.double() ** 2
-    tau = (data_weight_per_item(y, data_weight) / rho).float().to(op.device)
+    tau = (weight / rho).float().to(op.device)
     z = initial_image(op, y, x0)
-    x = z.clone()
-    u = torch.zeros_like(z)
+    state = (z.clone(), z, torch.zeros_like(z))
     monitor = Monitor(z.shape[0], StoppingRule(max_iter, rtol), callback)
     with torch.no_grad():
         while monitor.running:
             mask = monitor.step_mask(z)
-            x_new = data.prox(z - u, tau, x0=x, tol=cg_tol, maxiter=cg_maxiter).x
-            z_new = nonnegative(denoise.prox(x_new + u, sigma_mu_per_mm), enforce_nonnegative)
-            u_new = u + x_new - z_new
+            new = admm_iteration(data, denoise, state, sigma, tau, cg_tol=cg_tol,
+                                 cg_maxiter=cg_maxiter, enforce_nonnegative=enforce_nonnegative)
+            (x_new, z_new, u_new), (_, z, u) = new, state
             monitor.update(torch.cat([z, u], 1), torch.cat([z_new, u_new], 1), z_new,
                            primal_residual=_norms(x_new - z_new),
-                           dual_residual=rho.cpu() * _norms(z_new - z))
-            x, z, u = (keep_active(mask, new, old)
-                       for new, old in ((x_new, x), (z_new, z), (u_new, u)))
-    return monitor.result(z)
+                           dual_residual=rho * _norms(z_new - z))
+            state = tuple(keep_active(mask, n, o) for n, o in zip(new, state, strict=True))
+    return monitor.result(state[1])
+
+
+def admm_iteration(
+    data: LeastSquares,
+    denoise,
+    state: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    sigma_mu_per_mm: torch.Tensor,
+    tau: torch.Tensor,
+    *,
+    cg_tol: float,
+    cg_maxiter: int,
+    enforce_nonnegative: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One scaled-ADMM iteration ``(x, z, u) -> (x+, z+, u+)``; the estimate is ``z``.
+
+    Differentiable in ``sigma_mu_per_mm`` ``(B,)`` and ``tau = data_weight
+    sigma^2`` ``(B,)`` (mm⁻²) when autograd is on, as learning parameters needs.
+    """
+    x, z, u = state
+    x_new = data.prox(z - u, tau, x0=x, tol=cg_tol, maxiter=cg_maxiter).x
+    z_new = nonnegative(denoise.prox(x_new + u, sigma_mu_per_mm), enforce_nonnegative)
+    return x_new, z_new, u + x_new - z_new

@@ -7,6 +7,7 @@ import torch
 from ctpnp.physics import estimate_noise_variance
 from ctpnp.projector import Tomography
 from ctpnp.solvers.equivariance import EquivariantDenoiser, Mode
+from ctpnp.solvers.parameters import PnPParameters, learned_parameters
 
 
 def initial_image(op: Tomography, y: torch.Tensor, x0: torch.Tensor | None) -> torch.Tensor:
@@ -36,16 +37,39 @@ def nonnegative(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     return x.clamp_min(0.0) if enabled else x
 
 
-def data_weight_per_item(y: torch.Tensor, data_weight: float | torch.Tensor | None
-                         ) -> torch.Tensor:
-    """``(B,)`` float64 weight of the misfit: given, or the inverse noise variance of ``y``.
+def pnp_settings(
+    prior,
+    solver: str,
+    y: torch.Tensor,
+    sigma_mu_per_mm: float | torch.Tensor | None,
+    data_weight: float | torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Denoiser strength and data weight of each item: given, learned, or the untrained rule.
 
-    Estimating it from the sinogram (:func:`ctpnp.physics.estimate_noise_variance`)
-    makes every default follow the dose without tuning.
+    What is not given comes from the dose rule stored for ``solver`` in the
+    prior's model card (:func:`~ctpnp.solvers.parameters.learned_parameters`),
+    else from the untrained rule (``sigma = 0.002/mm``, ``data_weight = 1/v``);
+    both follow the noise variance ``v`` estimated from ``y``
+    (:func:`ctpnp.physics.estimate_noise_variance`), so defaults follow the dose.
+
+    Returns:
+        ``sigma_mu_per_mm`` ``(B,)`` float32 (1/mm) and ``data_weight`` ``(B,)``
+        float64 (dimensionless), both on the CPU.
     """
-    if data_weight is None:
-        return 1.0 / estimate_noise_variance(y).cpu().clamp_min(1e-12)
-    weight = torch.as_tensor(data_weight, dtype=torch.float64).expand(y.shape[0]).clone()
-    if bool((weight <= 0).any()) or not bool(torch.isfinite(weight).all()):
-        raise ValueError(f"data_weight must be positive and finite, got {data_weight}")
-    return weight
+    batch = y.shape[0]
+    variance = estimate_noise_variance(y).cpu().double().clamp_min(1e-12)
+    rule = learned_parameters(prior, solver) or PnPParameters()
+    sigma, weight = rule.settings(variance)
+    if sigma_mu_per_mm is not None:
+        sigma = _positive("sigma_mu_per_mm", sigma_mu_per_mm, batch).float()
+    if data_weight is not None:
+        weight = _positive("data_weight", data_weight, batch)
+    return sigma, weight
+
+
+def _positive(name: str, value: float | torch.Tensor, batch: int) -> torch.Tensor:
+    """``value`` as a ``(B,)`` float64 CPU tensor, checked positive and finite."""
+    tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu().expand(batch).clone()
+    if bool((tensor <= 0).any()) or not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return tensor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ctpnp.linalg import CGResult, batch_dot, conjugate_gradient
@@ -62,7 +64,10 @@ class LeastSquares:
     ) -> CGResult:
         """``argmin_u tau f(u) + 1/2 ||u - v||^2`` by warm-started CG.
 
-        Solves ``(A^T W A + I / tau) u = A^T W y + v / tau``.
+        Solves ``(A^T W A + I / tau) u = A^T W y + v / tau``. When autograd is
+        on and ``v`` or ``tau`` requires grad, the solution is differentiable by
+        implicit differentiation (one more CG solve in the backward pass, no
+        graph through the CG iterations), which learning PnP parameters needs.
 
         Args:
             v: ``(B, 1, H, W)``.
@@ -75,9 +80,42 @@ class LeastSquares:
         if self._backprojected_data is None:  # A^T W y is the same every iteration
             with torch.no_grad():
                 self._backprojected_data = self.op.adjoint(self._weigh(self.y))
-        rhs = self._backprojected_data + inverse_tau * v
-        with torch.no_grad():
-            return conjugate_gradient(
-                lambda u: self.op.adjoint(self._weigh(self.op.forward(u))) + inverse_tau * u,
-                rhs, x0, tol=tol, maxiter=maxiter,
-            )
+        constant = inverse_tau.detach()
+
+        def solve(rhs: torch.Tensor, start: torch.Tensor | None) -> CGResult:
+            with torch.no_grad():
+                return conjugate_gradient(
+                    lambda u: self.op.adjoint(self._weigh(self.op.forward(u))) + constant * u,
+                    rhs, start, tol=tol, maxiter=maxiter,
+                )
+
+        result = solve(self._backprojected_data + constant * v.detach(), x0)
+        if torch.is_grad_enabled() and (v.requires_grad or inverse_tau.requires_grad):
+            x = _ImplicitSolution.apply(result.x, v, inverse_tau, solve)
+            result = dataclasses.replace(result, x=x)
+        return result
+
+
+class _ImplicitSolution(torch.autograd.Function):
+    """Attach the gradient of ``u = M^-1 (b + v / tau)``, ``M = A^T W A + I / tau``, to ``u``.
+
+    With ``g = M^-1 grad_u`` (``M`` is symmetric): ``grad_v = g / tau`` and
+    ``grad_(1/tau) = <g, v - u>`` per item.
+    """
+
+    @staticmethod
+    def forward(ctx, solution, v, inverse_tau, solve):
+        ctx.save_for_backward(solution, v, inverse_tau)
+        ctx.solve = solve
+        return solution.clone()
+
+    @staticmethod
+    def backward(ctx, grad_solution):
+        solution, v, inverse_tau = ctx.saved_tensors
+        g = ctx.solve(grad_solution, None).x
+        grad_v = g * inverse_tau if ctx.needs_input_grad[1] else None
+        grad_inverse_tau = None
+        if ctx.needs_input_grad[2]:
+            per_item = (g * (v - solution)).sum(dim=(1, 2, 3), keepdim=True)
+            grad_inverse_tau = per_item.sum_to_size(inverse_tau.shape)
+        return None, grad_v, grad_inverse_tau, None

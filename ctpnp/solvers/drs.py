@@ -6,11 +6,11 @@ import torch
 
 from ctpnp.projector import Tomography
 from ctpnp.solvers.common import (
-    data_weight_per_item,
     denoiser,
     initial_image,
     keep_active,
     nonnegative,
+    pnp_settings,
 )
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
@@ -22,7 +22,7 @@ def pnp_drs(
     op: Tomography,
     prior,
     *,
-    sigma_mu_per_mm: float | torch.Tensor = 0.002,
+    sigma_mu_per_mm: float | torch.Tensor | None = None,
     data_weight: float | torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     x0: torch.Tensor | None = None,
@@ -49,19 +49,37 @@ def pnp_drs(
     """
     data = LeastSquares(op, y, weights)
     denoise = denoiser(prior, equivariant, seed)
-    sigma = torch.as_tensor(sigma_mu_per_mm, dtype=torch.float32)
-    tau = (data_weight_per_item(y, data_weight) * sigma.double() ** 2).float().to(op.device)
+    sigma, weight = pnp_settings(prior, "pnp-drs", y, sigma_mu_per_mm, data_weight)
+    tau = (weight * sigma.double() ** 2).float().to(op.device)
     s = initial_image(op, y, x0)
-    d = s.clone()
-    p = s.clone()
+    state = (s, s.clone(), s.clone())
     monitor = Monitor(s.shape[0], StoppingRule(max_iter, rtol), callback)
     with torch.no_grad():
         while monitor.running:
-            mask = monitor.step_mask(s)
-            d_new = nonnegative(denoise.prox(s, sigma_mu_per_mm), enforce_nonnegative)
-            p_new = data.prox(2 * d_new - s, tau, x0=p, tol=cg_tol, maxiter=cg_maxiter).x
-            s_new = s + p_new - d_new
-            monitor.update(s, s_new, d_new)
-            s, d, p = (keep_active(mask, new, old)
-                       for new, old in ((s_new, s), (d_new, d), (p_new, p)))
-    return monitor.result(d)
+            mask = monitor.step_mask(state[0])
+            new = drs_iteration(data, denoise, state, sigma, tau, cg_tol=cg_tol,
+                                cg_maxiter=cg_maxiter, enforce_nonnegative=enforce_nonnegative)
+            monitor.update(state[0], new[0], new[1])
+            state = tuple(keep_active(mask, n, o) for n, o in zip(new, state, strict=True))
+    return monitor.result(state[1])
+
+
+def drs_iteration(
+    data: LeastSquares,
+    denoise,
+    state: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    sigma_mu_per_mm: torch.Tensor,
+    tau: torch.Tensor,
+    *,
+    cg_tol: float,
+    cg_maxiter: int,
+    enforce_nonnegative: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One DRS iteration ``(s, d, p) -> (s+, d+, p+)``; the estimate is ``d``.
+
+    Differentiable in ``sigma_mu_per_mm`` and ``tau`` as :func:`~ctpnp.solvers.admm.admm_iteration`.
+    """
+    s, _, p = state
+    d_new = nonnegative(denoise.prox(s, sigma_mu_per_mm), enforce_nonnegative)
+    p_new = data.prox(2 * d_new - s, tau, x0=p, tol=cg_tol, maxiter=cg_maxiter).x
+    return s + p_new - d_new, d_new, p_new

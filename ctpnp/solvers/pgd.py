@@ -6,11 +6,11 @@ import torch
 
 from ctpnp.projector import Tomography
 from ctpnp.solvers.common import (
-    data_weight_per_item,
     denoiser,
     initial_image,
     keep_active,
     nonnegative,
+    pnp_settings,
 )
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
@@ -41,9 +41,12 @@ def pnp_pgd(
     """PnP-PGD ``x = D(x - t grad f(x))`` with ``D = prox_{sigma^2 R}``.
 
     Each step is a proximal-gradient step on ``F = t f + sigma^2 R``, which
-    has the minimizers of ``data_weight f + R`` when ``sigma^2 = t / data_weight``
-    (the default). ``t = step`` defaults to ``0.99 / L`` where ``L = max(w) ||A||^2``
-    is the misfit's Lipschitz constant (a convergent step).
+    has the minimizers of ``data_weight f + R`` when ``sigma^2 = t / data_weight``.
+    ``t = step`` defaults to ``0.99 / L`` where ``L = max(w) ||A||^2`` is the
+    misfit's Lipschitz constant (a convergent step). ``sigma`` and ``data_weight``
+    default as in :func:`~ctpnp.solvers.pnp_admm` (dose rule, key ``"pnp-pgd"``);
+    a default ``sigma`` is then lowered to ``sqrt(t / data_weight)`` where it is
+    larger, so the iteration keeps the minimizers of ``data_weight f + R``.
 
     Backtracking (gradient-step PnP rule) needs ``prior.potential``: each
     iteration is a unit step on ``F``, and when
@@ -66,9 +69,11 @@ def pnp_pgd(
     batch = x.shape[0]
     base_step = 0.99 / data.lipschitz() if step is None else float(step)
     t = torch.full((batch,), base_step, dtype=torch.float64)
-    if sigma_mu_per_mm is None:
-        sigma_mu_per_mm = (t / data_weight_per_item(y, data_weight)).sqrt().float()
-    sigma_sq = torch.as_tensor(sigma_mu_per_mm, dtype=torch.float64) ** 2
+    sigma, weight = pnp_settings(prior, "pnp-pgd", y, sigma_mu_per_mm, data_weight)
+    if sigma_mu_per_mm is None:  # the largest sigma whose step t keeps F's minimizers
+        sigma = torch.minimum(sigma, (t / weight).sqrt().float())
+    sigma_mu_per_mm = sigma.to(x.device)
+    sigma_sq = sigma.double() ** 2
 
     def terms(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(f(x), R(x))``, each ``(B,)`` float64 on the CPU."""

@@ -1,0 +1,104 @@
+"""PnP parameters that follow the dose: denoiser strength and data weight from the noise level.
+
+A PnP solver needs the denoiser strength ``sigma`` and the weight of the data
+misfit. Both should follow the noise of the scan, which every solver estimates
+from the sinogram (:func:`ctpnp.physics.estimate_noise_variance`, ``v``). The
+rule is log-linear in ``v``::
+
+    sigma_hu    = exp(log_sigma_hu + sigma_exponent * log(v / v_ref))
+    data_weight = exp(log_data_scale + data_scale_exponent * log(v / v_ref)) / v
+
+so four numbers, stored as logarithms and exponents, fix the defaults at
+every dose. They are learned per prior and solver
+(:mod:`ctpnp.train.pnp_parameters`) and saved in the prior's model card under
+``"pnp_parameters"``; solvers use them by default when present.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ctpnp.physics import MU_WATER_PER_MM
+
+__all__ = ["REFERENCE_VARIANCE", "PnPParameters", "learned_parameters", "settings"]
+
+REFERENCE_VARIANCE = 1e-4
+"""Post-log noise variance (dimensionless) at which the log-intercepts are stated;
+about a 1e4-photon scan of a 20 cm body."""
+
+CARD_KEY = "pnp_parameters"
+
+
+@dataclass(frozen=True)
+class PnPParameters:
+    """The dose rule above; the untrained default is ``sigma = 0.002/mm``, ``data_weight = 1/v``.
+
+    Attributes:
+        log_sigma_hu: log of the denoiser strength (HU) at ``v = REFERENCE_VARIANCE``.
+        sigma_exponent: ``d log sigma / d log v``.
+        log_data_scale: log of ``data_weight * v`` at ``v = REFERENCE_VARIANCE``.
+        data_scale_exponent: ``d log(data_weight * v) / d log v``.
+    """
+
+    log_sigma_hu: float = math.log(0.002 * 1000.0 / MU_WATER_PER_MM)
+    sigma_exponent: float = 0.0
+    log_data_scale: float = 0.0
+    data_scale_exponent: float = 0.0
+
+    def vector(self) -> torch.Tensor:
+        """``(4,)`` float64: the four fields in order."""
+        return torch.tensor([self.log_sigma_hu, self.sigma_exponent, self.log_data_scale,
+                             self.data_scale_exponent], dtype=torch.float64)
+
+    @classmethod
+    def from_vector(cls, theta: torch.Tensor) -> PnPParameters:
+        """Inverse of :meth:`vector`."""
+        return cls(*(float(t) for t in theta.detach().reshape(4)))
+
+    def settings(self, variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sigma_mu_per_mm, data_weight)`` for ``(B,)`` noise variances; see :func:`settings`."""
+        return settings(self.vector(), variance)
+
+    def to_card(self) -> dict:
+        """JSON form stored in a model card."""
+        return {**asdict(self), "reference_variance": REFERENCE_VARIANCE}
+
+
+def settings(theta: torch.Tensor, variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable dose rule: ``theta`` ``(4,)`` and ``(B,)`` variances → two ``(B,)`` tensors.
+
+    Returns:
+        ``sigma_mu_per_mm`` (1/mm, float32) and ``data_weight`` (dimensionless, float64).
+    """
+    theta = theta.double()
+    log_ratio = torch.log(variance.double().cpu() / REFERENCE_VARIANCE)
+    sigma_hu = torch.exp(theta[0] + theta[1] * log_ratio)
+    data_weight = torch.exp(theta[2] + theta[3] * log_ratio) / variance.double().cpu()
+    return (sigma_hu * MU_WATER_PER_MM / 1000.0).float(), data_weight
+
+
+def learned_parameters(prior, solver: str) -> PnPParameters | None:
+    """The parameters stored for ``solver`` (e.g. ``"pnp-admm"``) in the prior's card, if any.
+
+    Raises:
+        ValueError: the card has an entry for ``solver`` with missing or bad fields.
+    """
+    card = getattr(prior, "card", None) or {}
+    entry = card.get(CARD_KEY, {}).get(solver)
+    if entry is None:
+        return None
+    names = ("log_sigma_hu", "sigma_exponent", "log_data_scale", "data_scale_exponent")
+    try:
+        values = [float(entry[name]) for name in names]
+        reference = float(entry["reference_variance"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"model card {CARD_KEY}.{solver}: missing or bad field ({error})"
+                         ) from None
+    if not all(math.isfinite(v) for v in values) or not math.isclose(reference,
+                                                                      REFERENCE_VARIANCE):
+        raise ValueError(f"model card {CARD_KEY}.{solver}: non-finite values or "
+                         f"reference_variance {reference} != {REFERENCE_VARIANCE}")
+    return PnPParameters(*values)
