@@ -29,7 +29,13 @@ import numpy as np
 
 from ctpnp.acquisition import Acquisition
 from ctpnp.geometry import ScanGeometry
-from ctpnp.io import CTSeries, DicomInputError, list_ct_series, read_projections
+from ctpnp.io import (
+    CTSeries,
+    DicomInputError,
+    ProjectionData,
+    list_ct_series,
+    read_projections,
+)
 from ctpnp.io.affine import affine_from_planes
 from ctpnp.rebinning import covered_z_range_mm, rebin_helical
 from ctpnp.simulation import slice_z_mm
@@ -109,15 +115,18 @@ def read_scan(folder: Path | str, z_mm: np.ndarray | None = None) -> Scan:
     data = _read_projections(folder)
     acquisition = data.geometry
     if acquisition.scan_type == "axial":
+        _fan_of_axial(acquisition, folder)
         sinogram = data.data[None, :, acquisition.central_row_index, :]
-        acquisition.fan_geometry((1, 1), 1.0)  # refuses flying focal spots and uneven angles
         return Scan(sinogram, acquisition.focal_z_mm[:1].copy(), acquisition, None, "axial")
     z_mm = _helical_slices(acquisition) if z_mm is None else np.asarray(z_mm, dtype=np.float64)
-    fan = rebin_helical(data.data, acquisition, z_mm)
+    try:
+        fan = rebin_helical(data.data, acquisition, z_mm)
+    except ValueError as error:
+        raise ValueError(f"{folder}: helical scan cannot be rebinned: {error}") from error
     return Scan(fan.sinograms, fan.z_mm, acquisition, fan.view_angles_rad, "helical")
 
 
-def _read_projections(folder: Path):
+def _read_projections(folder: Path) -> ProjectionData:
     """:func:`read_projections`, saying so when the folder holds CT images instead."""
     try:
         return read_projections(folder)
@@ -138,11 +147,7 @@ def _read_slice_folders(folders: list[Path]) -> Scan:
     for folder in folders:
         data = _read_projections(folder)
         acquisition = data.geometry
-        try:
-            geometry = acquisition.fan_geometry((1, 1), 1.0)
-        except ValueError as error:
-            raise DicomInputError(f"not an axial fan-beam slice scan ({error})",
-                                  path=folder) from error
+        geometry = _fan_of_axial(acquisition, folder)
         if first is None:
             first, expected = acquisition, geometry
         elif geometry != expected or acquisition.mu_water_per_mm != first.mu_water_per_mm:
@@ -151,6 +156,15 @@ def _read_slice_folders(folders: list[Path]) -> Scan:
         sinograms.append(data.data[:, acquisition.central_row_index, :])
         z_mm.append(float(acquisition.focal_z_mm[0]))
     return Scan(np.stack(sinograms), np.array(z_mm), first, None, "slice folders")
+
+
+def _fan_of_axial(acquisition: Acquisition, folder: Path) -> ScanGeometry:
+    """The fan geometry of an axial scan on a unit grid (compares scans); errors name ``folder``."""
+    try:
+        return acquisition.fan_geometry((1, 1), 1.0)
+    except ValueError as error:
+        raise DicomInputError(f"not an axial fan-beam scan of one slice ({error})",
+                              path=folder) from error
 
 
 def _helical_slices(acquisition: Acquisition) -> np.ndarray:
