@@ -1,0 +1,200 @@
+"""Learn the PnP dose rule by restarted Jacobian-free backpropagation (JFB).
+
+The four numbers of :class:`~ctpnp.solvers.parameters.PnPParameters`
+(log-intercepts and exponents of the denoiser strength and of the data weight)
+are learned for one prior and one solver on simulated phantom scans at
+several doses, following Davy, Briceño-Arias & Pustelnik (2025):
+
+* every training scan keeps its solver state between visits, so the iteration
+  is *restarted* from where it was instead of from FBP;
+* each visit runs a block of iterations without gradient, then a block with
+  gradient, and the loss (mean squared error in HU against the phantom)
+  is back-propagated through that last block only -- Jacobian-free, since at
+  an approximate fixed point the Jacobian of the remaining iterations is
+  dropped;
+* parameters live as logarithms, so they stay positive and Adam's steps are
+  relative.
+
+The data x-update is differentiated implicitly
+(:meth:`~ctpnp.solvers.data_fidelity.LeastSquares.prox`), the denoiser by
+double back-propagation through the network; the prior's weights stay fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ctpnp import physics
+from ctpnp.geometry import ScanGeometry
+from ctpnp.io.atomic import staged_file
+from ctpnp.metrics import psnr_hu
+from ctpnp.phantoms import random_anatomy
+from ctpnp.priors.weights import card_path
+from ctpnp.projector import Tomography
+from ctpnp.solvers.admm import admm_iteration
+from ctpnp.solvers.common import initial_image
+from ctpnp.solvers.data_fidelity import LeastSquares
+from ctpnp.solvers.drs import drs_iteration
+from ctpnp.solvers.parameters import CARD_KEY, PnPParameters, settings
+
+__all__ = ["PnPTrainConfig", "learn_pnp_parameters", "store_pnp_parameters"]
+
+ITERATIONS = {"pnp-admm": admm_iteration, "pnp-drs": drs_iteration}
+"""Solvers whose parameters can be learned; each iteration's estimate is ``state[1]``."""
+
+
+@dataclass(frozen=True)
+class PnPTrainConfig:
+    """Settings of :func:`learn_pnp_parameters`.
+
+    Attributes:
+        solver: ``"pnp-admm"`` or ``"pnp-drs"``.
+        image_size: training slices are ``image_size²`` pixels of ``pixel_mm`` (mm),
+            random anatomy filling the field of view, clinical curved fan of ``n_views``.
+        photons: the doses (incident photons per reading) trained on; the dose rule
+            is fitted across them.
+        seeds: random-anatomy seeds of the training scans (distinct from the priors'
+            training seeds 0-31, the validation seeds 5001-5002, the benchmark's
+            test seeds 9001-9002 and the study's 7001+).
+        steps: Adam steps; step ``k`` visits scan ``k mod n_scans``.
+        warm_iterations: iterations without gradient per visit.
+        grad_iterations: iterations back-propagated per visit.
+        learning_rate: Adam's step on the logarithms.
+        cg_maxiter: CG iterations per data update.
+    """
+
+    solver: str = "pnp-admm"
+    image_size: int = 256
+    pixel_mm: float = 0.8
+    n_views: int = 360
+    photons: tuple[float, ...] = (1e4, 1e5)
+    seeds: tuple[int, ...] = (101, 102)
+    steps: int = 24
+    warm_iterations: int = 4
+    grad_iterations: int = 1
+    learning_rate: float = 0.1
+    cg_maxiter: int = 8
+
+    def __post_init__(self) -> None:
+        if self.solver not in ITERATIONS:
+            raise ValueError(f"solver={self.solver!r}: learnable for {sorted(ITERATIONS)}")
+        if min(self.steps, self.grad_iterations, self.cg_maxiter) < 1 or self.warm_iterations < 0:
+            raise ValueError("steps, grad_iterations, cg_maxiter must be >= 1, "
+                             "warm_iterations >= 0")
+
+
+@dataclass
+class _Scan:
+    """One training pair and the solver state it was left in."""
+
+    data: LeastSquares
+    reference_hu: torch.Tensor
+    variance: torch.Tensor
+    state: tuple[torch.Tensor, ...]
+
+
+def _training_scans(op: Tomography, config: PnPTrainConfig) -> list[_Scan]:
+    """Exact line integrals of each seed's phantom with Poisson noise at each dose."""
+    scans = []
+    fov_mm = config.image_size * config.pixel_mm
+    for seed in config.seeds:
+        phantom = random_anatomy(seed, fov_mm=fov_mm)
+        hu = torch.from_numpy(phantom.rasterize(op.geometry))[None, None].to(op.device)
+        clean = torch.from_numpy(phantom.project(op.geometry))[None, None].to(op.device)
+        for k, photons in enumerate(config.photons):
+            y = physics.simulate_low_dose(clean, photons, seed=seed * 100 + k)
+            start = initial_image(op, y, None)
+            scans.append(_Scan(LeastSquares(op, y), hu,
+                               physics.estimate_noise_variance(y).cpu().double(),
+                               (start.clone(), start, torch.zeros_like(start))
+                               if config.solver == "pnp-admm" else (start, start.clone(),
+                                                                    start.clone())))
+    return scans
+
+
+def learn_pnp_parameters(
+    prior,
+    config: PnPTrainConfig = PnPTrainConfig(),
+    *,
+    initial: PnPParameters | None = None,
+    device: str = "cpu",
+    progress: Callable[[dict], object] | None = None,
+) -> tuple[PnPParameters, list[dict]]:
+    """Learn the dose rule of ``config.solver`` with ``prior`` by restarted JFB.
+
+    Args:
+        prior: a prior with a differentiable ``prox(x, sigma)`` (LPN, Prox-denoiser).
+        config: data and optimization settings.
+        initial: starting parameters (default: the untrained rule).
+        device: ``"cpu"`` or ``"cuda"``.
+        progress: called with each step's log entry.
+
+    Returns:
+        The learned parameters and the per-step log (``step``, ``loss_hu2``,
+        ``psnr_full`` of the estimate before the step, ``sigma_hu``,
+        ``data_scale``, the four parameters after the step, ``seconds``).
+    """
+    geometry = ScanGeometry.clinical_fan((config.image_size,) * 2, config.pixel_mm,
+                                         config.n_views)
+    op = Tomography(geometry, device)
+    scans = _training_scans(op, config)
+    for parameter in getattr(prior, "network", torch.nn.Module()).parameters():
+        parameter.requires_grad_(False)
+    theta = (initial or PnPParameters()).vector().requires_grad_(True)
+    optimizer = torch.optim.Adam([theta], lr=config.learning_rate)
+    iterate = ITERATIONS[config.solver]  # warm block, then the back-propagated block
+    log: list[dict] = []
+    start = time.perf_counter()
+    for step in range(config.steps):
+        scan = scans[step % len(scans)]
+        sigma, weight = settings(theta, scan.variance)
+        sigma, tau = sigma.to(op.device), (weight * sigma.double() ** 2).float().to(op.device)
+        state = scan.state
+        with torch.no_grad():
+            for _ in range(config.warm_iterations):
+                state = iterate(scan.data, prior, state, sigma.detach(), tau.detach(),
+                                cg_tol=1e-6, cg_maxiter=config.cg_maxiter,
+                                enforce_nonnegative=True)
+        with torch.enable_grad():
+            for _ in range(config.grad_iterations):
+                state = iterate(scan.data, prior, state, sigma, tau, cg_tol=1e-6,
+                                cg_maxiter=config.cg_maxiter, enforce_nonnegative=True)
+            estimate_hu = physics.mu_to_hu(state[1])
+            loss = (estimate_hu - scan.reference_hu).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+        optimizer.step()
+        scan.state = tuple(s.detach() for s in state)
+        learned = PnPParameters.from_vector(theta)
+        entry = {"step": step, "scan": step % len(scans), "loss_hu2": float(loss.detach()),
+                 "psnr_full": float(psnr_hu(estimate_hu.detach(), scan.reference_hu)),
+                 "sigma_hu": float(sigma[0]) * 1000.0 / physics.MU_WATER_PER_MM,
+                 "data_scale": float(weight[0] * scan.variance[0]),
+                 **asdict(learned), "seconds": time.perf_counter() - start}
+        log.append(entry)
+        if progress is not None:
+            progress(entry)
+    return PnPParameters.from_vector(theta), log
+
+
+def store_pnp_parameters(weights_path: str | Path, parameters: PnPParameters,
+                         config: PnPTrainConfig, log: list[dict]) -> Path:
+    """Add the learned rule to the model card beside ``weights_path`` (atomically).
+
+    The card's ``pnp_parameters.<solver>`` holds the parameters, the training
+    configuration and the per-step log; the weights file is not touched.
+    """
+    path = card_path(weights_path)
+    card = json.loads(path.read_text())
+    card.setdefault(CARD_KEY, {})[config.solver] = {
+        **parameters.to_card(), "training": {"method": "restarted JFB", **asdict(config),
+                                             "log": log}}
+    with staged_file(path) as staged:
+        Path(staged).write_text(json.dumps(card, indent=2) + "\n")
+    return path
