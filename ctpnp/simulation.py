@@ -30,7 +30,7 @@ from ctpnp.io import CTSeries, write_projections
 from ctpnp.io.atomic import staged_dir
 from ctpnp.projector import Tomography
 
-__all__ = ["clean_projection", "scan_acquisition", "simulate_series", "slice_z_mm"]
+__all__ = ["clean_projection", "phantom_scan", "scan_acquisition", "simulate_series", "slice_z_mm"]
 
 
 def clean_projection(reference_hu: torch.Tensor, geometry: ScanGeometry) -> torch.Tensor:
@@ -48,6 +48,25 @@ def clean_projection(reference_hu: torch.Tensor, geometry: ScanGeometry) -> torc
     fine_mu = physics.hu_to_mu(F.interpolate(reference_hu, scale_factor=2, mode="bilinear",
                                              align_corners=False)).clamp_min(0)
     return Tomography(fine).forward(fine_mu)
+
+
+def phantom_scan(phantom, geometry: ScanGeometry, photons: float, seed: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A low-dose scan of an analytic phantom from its exact line integrals (no inverse crime).
+
+    Args:
+        phantom: a :class:`ctpnp.phantoms.Phantom`.
+        geometry: the scan and the reference's image grid.
+        photons: incident photons per reading (Poisson noise).
+        seed: noise seed.
+
+    Returns:
+        ``y`` ``(1, 1, views, channels)`` post-log data and the reference
+        ``(1, 1, H, W)`` HU (pixel averages), both float32 on the CPU.
+    """
+    reference_hu = torch.from_numpy(phantom.rasterize(geometry))[None, None]
+    clean = torch.from_numpy(phantom.project(geometry))[None, None]
+    return physics.simulate_low_dose(clean, photons, seed=seed), reference_hu
 
 
 def scan_acquisition(

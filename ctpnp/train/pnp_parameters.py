@@ -37,6 +37,7 @@ from ctpnp.metrics import psnr_hu
 from ctpnp.phantoms import random_anatomy
 from ctpnp.priors.weights import card_path
 from ctpnp.projector import Tomography
+from ctpnp.simulation import phantom_scan
 from ctpnp.solvers.admm import admm_iteration
 from ctpnp.solvers.common import initial_image
 from ctpnp.solvers.data_fidelity import LeastSquares
@@ -105,16 +106,14 @@ def _training_scans(op: Tomography, config: PnPTrainConfig) -> list[_Scan]:
     fov_mm = config.image_size * config.pixel_mm
     for seed in config.seeds:
         phantom = random_anatomy(seed, fov_mm=fov_mm)
-        hu = torch.from_numpy(phantom.rasterize(op.geometry))[None, None].to(op.device)
-        clean = torch.from_numpy(phantom.project(op.geometry))[None, None].to(op.device)
         for k, photons in enumerate(config.photons):
-            y = physics.simulate_low_dose(clean, photons, seed=seed * 100 + k)
+            y, hu = (t.to(op.device) for t in phantom_scan(phantom, op.geometry, photons,
+                                                           seed * 100 + k))
             start = initial_image(op, y, None)
+            state = ((start.clone(), start, torch.zeros_like(start))
+                     if config.solver == "pnp-admm" else (start, start.clone(), start.clone()))
             scans.append(_Scan(LeastSquares(op, y), hu,
-                               physics.estimate_noise_variance(y).cpu().double(),
-                               (start.clone(), start, torch.zeros_like(start))
-                               if config.solver == "pnp-admm" else (start, start.clone(),
-                                                                    start.clone())))
+                               physics.estimate_noise_variance(y).cpu().double(), state))
     return scans
 
 
