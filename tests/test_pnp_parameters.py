@@ -73,7 +73,8 @@ def test_the_dose_rule_in_a_model_card_becomes_the_default(tmp_path):
     store_pnp_parameters(weights, rule, config, [{"step": 0}])
     prior = load(weights)
     assert learned_parameters(prior, "pnp-admm") == rule
-    assert learned_parameters(prior, "pnp-drs") is None
+    assert learned_parameters(prior, "pnp-drs") == rule  # same fixed points as ADMM
+    assert learned_parameters(prior, "pnp-pgd") is None
 
     y = physics.simulate_low_dose(torch.full((2, 1, 24, 23), 2.0), 1e4, seed=0)
     sigma, weight = pnp_settings(prior, "pnp-admm", y, None, None)

@@ -31,6 +31,12 @@ about a 1e4-photon scan of a 20 cm body."""
 
 CARD_KEY = "pnp_parameters"
 
+SAME_FIXED_POINTS = {"pnp-drs": "pnp-admm"}
+"""With the same denoiser and data step, DRS ``d = D(s), p = P(2d - s)`` is ADMM
+``x = P(z - u), z = D(x + u), u = u + x - z`` after the change of variables
+``s_k = x_(k+1) + u_k`` (then ``d = z``, ``p = x``), so both have the same fixed
+points and share learned parameters."""
+
 
 @dataclass(frozen=True)
 class PnPParameters:
@@ -83,11 +89,14 @@ def settings(theta: torch.Tensor, variance: torch.Tensor) -> tuple[torch.Tensor,
 def learned_parameters(prior, solver: str) -> PnPParameters | None:
     """The parameters stored for ``solver`` (e.g. ``"pnp-admm"``) in the prior's card, if any.
 
+    PnP-DRS without its own entry uses PnP-ADMM's (:data:`SAME_FIXED_POINTS`).
+
     Raises:
         ValueError: the card has an entry for ``solver`` with missing or bad fields.
     """
     card = getattr(prior, "card", None) or {}
-    entry = card.get(CARD_KEY, {}).get(solver)
+    entries = card.get(CARD_KEY, {})
+    entry = entries.get(solver, entries.get(SAME_FIXED_POINTS.get(solver)))
     if entry is None:
         return None
     names = ("log_sigma_hu", "sigma_exponent", "log_data_scale", "data_scale_exponent")
