@@ -66,6 +66,48 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    import shutil
+
+    from tqdm import tqdm
+
+    from ctpnp.priors import load
+    from ctpnp.priors.registry import available, shipped_weights
+    from ctpnp.priors.weights import card_path
+    from ctpnp.train.pnp_parameters import (
+        PnPTrainConfig,
+        learn_pnp_parameters,
+        store_pnp_parameters,
+    )
+
+    source = shipped_weights(args.prior) if args.prior in available() else Path(args.prior)
+    if not source.is_file() or not card_path(source).is_file():
+        raise FileNotFoundError(f"{source}: no weights file with a model card beside it")
+    if args.out.resolve() == source.resolve():
+        raise ValueError(f"--out {args.out}: choose a new file, the source is not modified")
+    config = PnPTrainConfig(solver=args.solver, steps=args.steps, image_size=args.size,
+                            photons=tuple(args.photons))
+    prior = load(source)
+    bar = tqdm(total=config.steps, unit="step", desc=f"learning {args.solver} parameters",
+               file=sys.stderr)
+
+    def progress(entry: dict) -> None:
+        bar.update()
+        bar.set_postfix(psnr=f"{entry['psnr_full']:.2f}", sigma_hu=f"{entry['sigma_hu']:.0f}")
+
+    try:
+        parameters, log = learn_pnp_parameters(prior, config, progress=progress)
+    finally:
+        bar.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, args.out)
+    shutil.copyfile(card_path(source), card_path(args.out))
+    store_pnp_parameters(args.out, parameters, config, log)
+    print(f"wrote {args.out} and its model card with the learned {args.solver} parameters: "
+          f"{parameters}")
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -178,6 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--restart", action="store_true",
                        help="ignore an existing checkpoint instead of resuming")
     train.set_defaults(run=_train)
+    tune = commands.add_parser(
+        "tune", help="learn a prior's PnP parameters (restarted JFB on generated phantoms)")
+    tune.add_argument("prior", help="shipped prior name (lpn, prox) or weights file")
+    tune.add_argument("out", type=Path,
+                      help="weights file to write: a copy of the prior, parameters in its card")
+    tune.add_argument("--solver", choices=["pnp-admm", "pnp-drs"], default="pnp-admm")
+    tune.add_argument("--steps", type=int, default=24, help="Adam steps")
+    tune.add_argument("--size", type=int, default=256, help="training image size (pixels)")
+    tune.add_argument("--photons", type=float, nargs="+", default=[1e4, 1e5],
+                      help="doses to learn the rule over (photons per reading)")
+    tune.set_defaults(run=_tune)
     simulate = commands.add_parser(
         "simulate", help="simulate a low-dose scan of a CT series, written as DICOM-CT-PD")
     simulate.add_argument("images", type=Path, help="folder with a normal-dose CT series")

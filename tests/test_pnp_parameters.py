@@ -122,3 +122,24 @@ def test_restarted_jfb_improves_deliberately_bad_parameters():
         return float(torch.nn.functional.mse_loss(physics.mu_to_hu(x), hu))
 
     assert quality(learned) < 0.8 * quality(bad)
+
+
+def test_ctpnp_tune_writes_a_copy_with_the_learned_rule(tmp_path):
+    import subprocess
+    import sys
+
+    source_card = card_path(shipped_weights("prox")).read_text()
+    out = tmp_path / "prox_tuned.safetensors"
+    done = subprocess.run([sys.executable, "-m", "ctpnp.cli", "tune", "prox", str(out),
+                           "--steps", "2", "--size", "32", "--photons", "2e4"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    card = json.loads(card_path(out).read_text())
+    entry = card["pnp_parameters"]["pnp-admm"]
+    assert len(entry["training"]["log"]) == 2
+    assert learned_parameters(load(out), "pnp-admm") is not None
+    assert card_path(shipped_weights("prox")).read_text() == source_card  # source untouched
+    refused = subprocess.run([sys.executable, "-m", "ctpnp.cli", "tune", str(tmp_path / "none"),
+                              str(out)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "none" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
