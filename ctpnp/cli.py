@@ -150,11 +150,17 @@ def _reconstruct(args: argparse.Namespace) -> int:
                               file=sys.stderr)
         bars[0].update(done - bars[0].n)
 
+    def on_iteration() -> None:
+        if len(bars) == 1:
+            bars.append(tqdm(unit="iteration", desc="solver iterations", file=sys.stderr))
+        bars[1].update()
+
     try:
         report = reconstruct_scan(
             args.input, args.out, method=args.method, prior=args.prior,
             iterations=args.iterations, grid_like=args.grid_like, size=args.size,
-            pixel_mm=args.pixel_mm, device=args.device, workers=args.workers, progress=progress)
+            pixel_mm=args.pixel_mm, device=args.device, workers=args.workers, progress=progress,
+            on_iteration=on_iteration)
     finally:
         for bar in bars:
             bar.close()

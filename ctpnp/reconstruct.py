@@ -96,6 +96,7 @@ def reconstruct_scan(
     device: str = "cpu",
     workers: int = 1,
     progress: Progress | None = None,
+    on_iteration: Callable[[], object] | None = None,
 ) -> Report:
     """Reconstruct the scan in ``input_dir`` into a study in ``out_dir`` (see the module docstring).
 
@@ -110,6 +111,7 @@ def reconstruct_scan(
             with ``size`` (pixels per side) and ``pixel_mm`` (mm).
         device: ``"cpu"`` or ``"cuda"``. workers: CPU worker processes.
         progress: ``progress(slices_done, slices_total)``, see :func:`reconstruct_volume`.
+        on_iteration: called after each solver iteration, see :func:`reconstruct_volume`.
 
     Raises:
         DicomInputError: unreadable input (names the file and the tag).
@@ -133,7 +135,7 @@ def reconstruct_scan(
     work = out_dir / WORK_DIR
     result = reconstruct_volume(scan.sinograms, geometry, work / "slices", method=method,
                                 prior=prior, params=params, workers=workers, device=device,
-                                progress=progress)
+                                progress=progress, on_iteration=on_iteration)
     reconstruct_s = time.perf_counter() - start - read_s
     mu_water = scan.acquisition.mu_water_per_mm
     hu = physics.mu_to_hu(torch.from_numpy(np.array(result.volume)), mu_water).numpy()

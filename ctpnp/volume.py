@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import multiprocessing
+import queue
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,10 @@ class _Config:
 class _Reconstructor:
     """Forward model and prior built once; reconstructs batches and writes their slices."""
 
-    def __init__(self, config: _Config) -> None:
+    def __init__(self, config: _Config, on_iteration: Callable[[], object] | None = None
+                 ) -> None:
         self.config = config
+        self.on_iteration = on_iteration
         self.op = Tomography(config.geometry, config.device)
         self.prior = None
         if config.method in PNP_SOLVERS:
@@ -92,7 +95,9 @@ class _Reconstructor:
     def run(self, indices: list[int], sinograms: np.ndarray, out_dir: Path) -> list[int]:
         """Reconstruct ``(B, views, channels)`` sinograms and write slices ``indices``."""
         y = torch.from_numpy(sinograms).to(self.op.device, torch.float32)[:, None]
-        method, params = self.config.method, self.config.params
+        method, params = self.config.method, dict(self.config.params)
+        if self.on_iteration is not None and method != "fbp":
+            params["callback"] = lambda *_: self.on_iteration()
         batch = len(indices)
         if method == "fbp":
             x = self.op.fbp(y, **params)
@@ -112,18 +117,28 @@ class _Reconstructor:
 
 
 _WORKER: _Reconstructor | None = None
+_TOKENS: multiprocessing.Queue | None = None
 
 
-def _init_worker(config: _Config) -> None:
-    """Worker-process initializer: one torch thread, one reconstructor."""
-    global _WORKER
+def _init_worker(config: _Config, iterations: multiprocessing.Queue | None) -> None:
+    """Worker-process initializer: one torch thread, one reconstructor.
+
+    With ``iterations``, each finished solver iteration puts ``True`` in it and
+    each finished batch ``False`` (so the caller knows when it has them all).
+    """
+    global _WORKER, _TOKENS
     torch.set_num_threads(1)
-    _WORKER = _Reconstructor(config)
+    _TOKENS = iterations
+    _WORKER = _Reconstructor(config, None if iterations is None
+                             else lambda: iterations.put_nowait(True))
 
 
 def _run_in_worker(indices: list[int], sinograms: np.ndarray, out_dir: Path) -> list[int]:
     assert _WORKER is not None, "worker not initialized"
-    return _WORKER.run(indices, sinograms, out_dir)
+    finished = _WORKER.run(indices, sinograms, out_dir)
+    if _TOKENS is not None:
+        _TOKENS.put_nowait(False)
+    return finished
 
 
 class _InlineExecutor(cf.Executor):
@@ -227,6 +242,7 @@ def reconstruct_volume(
     workers: int = 1,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
+    on_iteration: Callable[[], object] | None = None,
 ) -> VolumeResult:
     """Reconstruct ``S`` slices into ``out_dir``, resuming from the slices already there.
 
@@ -246,6 +262,8 @@ def reconstruct_volume(
         progress: ``progress(done, total)`` after each finished batch (and once at
             the start); an exception raised from it stops the run, keeping every
             slice finished so far.
+        on_iteration: called in the calling process after each solver iteration
+            of any batch (not for FBP), e.g. for a progress bar over iterations.
 
     Raises:
         ValueError: unknown method, bad sizes, slices that do not match the
@@ -263,28 +281,45 @@ def reconstruct_volume(
     done = total - len(pending)
     if progress is not None:
         progress(done, total)
+    tokens = None
     if pending:
+        context = multiprocessing.get_context("spawn")
+        tokens = context.Queue() if on_iteration is not None and workers > 1 else None
         if workers == 1:
             executor: cf.Executor = _InlineExecutor()
-            task = _Reconstructor(config).run
+            task = _Reconstructor(config, on_iteration).run
         else:
-            executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
-                "spawn"), initializer=_init_worker, initargs=(config,))
+            executor = cf.ProcessPoolExecutor(workers, mp_context=context,
+                                              initializer=_init_worker, initargs=(config, tokens))
             task = _run_in_worker
+
+        def wait_for_one(futures: set[cf.Future]) -> set[cf.Future]:
+            """Block until a batch finishes, relaying iteration tokens meanwhile."""
+            nonlocal done, ended
+            while True:
+                finished, futures = cf.wait(futures, timeout=None if tokens is None else 0.2,
+                                            return_when=cf.FIRST_COMPLETED)
+                ended += _relay(tokens, on_iteration)
+                if finished:
+                    done += _collect(finished, total, done, progress)
+                    return futures
+
+        submitted = ended = 0
         try:
             in_flight: set[cf.Future] = set()
             for indices, stack in _batches(sinograms, pending, batch_size, geometry.sinogram_shape):
                 in_flight.add(executor.submit(task, indices, stack, out_dir))
+                submitted += 1
                 while len(in_flight) >= workers:
-                    finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-                    done += _collect(finished, total, done, progress)
+                    in_flight = wait_for_one(in_flight)
             while in_flight:
-                finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-                done += _collect(finished, total, done, progress)
+                in_flight = wait_for_one(in_flight)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
 
     infos = [json.loads(_slice_path(out_dir, i, ".json").read_text()) for i in range(total)]
+    if pending and tokens is not None:  # the last tokens may trail their batch's result
+        _relay(tokens, on_iteration, submitted - ended)
     computed = np.zeros(total, dtype=bool)
     computed[pending] = True
     return VolumeResult(
@@ -294,6 +329,27 @@ def reconstruct_volume(
         diverged=np.array([info["diverged"] for info in infos], dtype=bool),
         computed=computed,
     )
+
+
+def _relay(tokens: multiprocessing.Queue | None, on_iteration: Callable[[], object] | None,
+           batches: int = 0) -> int:
+    """Call ``on_iteration`` once per iteration token the workers queued.
+
+    Returns the number of batch-end tokens seen; waits (up to 10 s each) until
+    ``batches`` of them arrived, since tokens may trail their batch's result.
+    """
+    if tokens is None or on_iteration is None:
+        return 0
+    ended = 0
+    while True:
+        try:
+            iteration = tokens.get(timeout=10.0) if ended < batches else tokens.get_nowait()
+        except queue.Empty:
+            return ended
+        if iteration:
+            on_iteration()
+        else:
+            ended += 1
 
 
 def _collect(finished: set[cf.Future], total: int, done: int, progress: Progress | None) -> int:

@@ -47,6 +47,16 @@ def test_two_workers_give_the_same_result(sinograms, reference, tmp_path):
     assert done[0] == (0, 4) and done[-1] == (4, 4) and result.computed.all()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_solver_iteration_is_reported_in_the_calling_process(sinograms, tmp_path,
+                                                                    workers):
+    ticks = []
+    result = _tv(sinograms[:3], tmp_path, workers=workers, batch_size=2,
+                 on_iteration=lambda: ticks.append(1))
+    assert (result.n_iter == 15).all()
+    assert len(ticks) == 30  # two batches (2 + 1 slices) of 15 iterations each
+
+
 def test_pnp_admm_with_tv_prior_runs_per_slice(sinograms, tmp_path):
     single = reconstruct_volume(sinograms[:2], GEOMETRY, tmp_path / "one", prior="tv",
                                 params={"max_iter": 5}, device="cpu")
