@@ -29,7 +29,7 @@ def pnp_admm(
     max_iter: int = 20,
     rtol: float = 1e-4,
     cg_tol: float = 1e-5,
-    cg_maxiter: int = 20,
+    cg_maxiter: int = 10,
     enforce_nonnegative: bool = True,
     equivariant: bool | Mode = False,
     seed: int = 0,
