@@ -172,6 +172,29 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ctpnp.study import load_config, run_study
+
+    load_config(args.config)  # a malformed configuration fails before any output
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int, description: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="case", desc="study", file=sys.stderr))
+        bars[0].set_postfix_str(description[:60])
+        bars[0].update(done - bars[0].n)
+
+    try:
+        report = run_study(args.out, args.config, progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(f"wrote {report} and the tables and figures beside it")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from ctpnp.comparison import compare, format_table, write_outputs
 
@@ -255,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "report")
     _reconstruct_arguments(reconstruct)
     reconstruct.set_defaults(run=_reconstruct)
+    study = commands.add_parser(
+        "study", help="phantom validation study: phantoms x doses x methods, report and figures")
+    study.add_argument("out", type=Path, help="folder for study.md, tables, figures and cases")
+    study.add_argument("--config", type=Path,
+                       help="study YAML (default: the shipped ctpnp/study/default.yaml)")
+    study.set_defaults(run=_study)
     comparison = commands.add_parser(
         "compare", help="PSNR, SSIM, RMSE (HU) of reconstructions against a reference series")
     comparison.add_argument("recon", type=Path, nargs="+",

@@ -120,3 +120,24 @@ def test_unreadable_config_names_the_file(tmp_path):
     broken.write_text("grid: {size: 64\n")
     with pytest.raises(StudyConfigError, match=r"broken\.yaml: not valid YAML"):
         load_config(broken)
+
+
+def test_ctpnp_study_command_resumes_and_reports_bad_configs_in_one_line(study, tmp_path):
+    import subprocess
+    import sys
+
+    config, out, _ = study
+    before = sorted(p.stat().st_mtime_ns for p in (out / "cases").iterdir())
+    done = subprocess.run([sys.executable, "-m", "ctpnp.cli", "study", str(out), "--config",
+                           str(config)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "study.md" in done.stdout
+    assert sorted(p.stat().st_mtime_ns for p in (out / "cases").iterdir()) == before
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {size: -3}\n")
+    refused = subprocess.run([sys.executable, "-m", "ctpnp.cli", "study", str(tmp_path / "o"),
+                              "--config", str(bad)], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 1 and "bad.yaml" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert not (tmp_path / "o").exists()
