@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--views", type=int, default=360)
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(TEST_SEEDS),
+                        help="test phantoms (random-anatomy seeds never used for tuning)")
     args = parser.parse_args()
     geometry = ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views)
     op = Tomography(geometry)
@@ -128,7 +130,7 @@ def main() -> None:
     }
     rows = []
     for dose, photons in DOSES.items():
-        for seed in TEST_SEEDS:
+        for seed in args.seeds:
             y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
                                  photons, seed)
             start = time.perf_counter()
@@ -151,7 +153,7 @@ def main() -> None:
     print_table("Mean over the test phantoms", summary)
     write_json(f"bench_solvers_{args.size}", {"summary": summary,
         "size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "doses": DOSES,
-        "test_seeds": TEST_SEEDS,
+        "test_seeds": args.seeds,
         "pnp_parameters": {"lpn": lpn.card.get("pnp_parameters"),
                            "prox": prox.card.get("pnp_parameters")},
         "windows_hu": {"full": FULL_WINDOW, "soft": SOFT_TISSUE_WINDOW},

@@ -30,7 +30,7 @@ from ctpnp.solvers import tv
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 PIXEL_MM = 0.8
 DOSES = {"low (1e4 photons)": 1e4, "standard (1e5 photons)": 1e5}
-FACTORS_MM = (50.0, 150.0, 450.0, 1350.0)
+FACTORS_MM = (5.0, 15.0, 50.0)
 
 
 def main() -> None:
