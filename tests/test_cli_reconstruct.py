@@ -145,7 +145,11 @@ def _interrupt(args: list[str], out: Path, sig: signal.Signals, after: int, log:
     """Start ``args`` (stderr to ``log``), send ``sig`` once slice ``after`` (0-based) is
     finished; returns the exit status."""
     with log.open("w") as stderr:
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
+        # a terminal's Ctrl-C: SIGINT handled by default even when this test runs in a
+        # background job, whose children inherit SIGINT ignored
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                    signal.SIG_DFL))
         finished = out / ".work" / "slices" / f"slice_{after:05d}.json"
         deadline = time.monotonic() + 200
         while not finished.exists() and process.poll() is None and time.monotonic() < deadline:
