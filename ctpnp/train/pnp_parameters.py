@@ -174,7 +174,7 @@ def learn_pnp_parameters(
         entry = {"step": step, "scan": step % len(scans), "loss_hu2": float(loss.detach()),
                  "psnr_full": float(psnr_hu(estimate_hu.detach(), scan.reference_hu)),
                  "sigma_hu": float(sigma[0].detach()) * 1000.0 / physics.MU_WATER_PER_MM,
-                 "data_scale": float(weight[0] * scan.variance[0]),
+                 "data_scale": float(weight[0].detach() * scan.variance[0]),
                  **asdict(learned), "seconds": time.perf_counter() - start}
         log.append(entry)
         if progress is not None:
