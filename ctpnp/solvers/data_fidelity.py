@@ -39,14 +39,26 @@ class LeastSquares:
     def _weigh(self, sinograms: torch.Tensor) -> torch.Tensor:
         return sinograms if self.weights is None else self.weights * sinograms
 
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``A x - y``, ``(B, 1, views, channels)``: one forward projection, which
+        :meth:`value_of` and :meth:`gradient_of` share."""
+        return self.op.forward(x) - self.y
+
+    def value_of(self, residual: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` data misfit (dimensionless) from :meth:`residual`."""
+        return 0.5 * batch_dot(residual, self._weigh(residual))
+
+    def gradient_of(self, residual: torch.Tensor) -> torch.Tensor:
+        """``A^T W (A x - y)``, ``(B, 1, H, W)``, from :meth:`residual`."""
+        return self.op.adjoint(self._weigh(residual))
+
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """``(B,)`` data misfit (dimensionless)."""
-        residual = self.op.forward(x) - self.y
-        return 0.5 * batch_dot(residual, self._weigh(residual))
+        return self.value_of(self.residual(x))
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         """``A^T W (A x - y)``, ``(B, 1, H, W)``."""
-        return self.op.adjoint(self._weigh(self.op.forward(x) - self.y))
+        return self.gradient_of(self.residual(x))
 
     def lipschitz(self) -> float:
         """Upper bound of the gradient's Lipschitz constant, ``max(w) ||A||^2`` (mm²)."""

@@ -75,24 +75,28 @@ def pnp_pgd(
     sigma_mu_per_mm = sigma.to(x.device)
     sigma_sq = sigma.double() ** 2
 
-    def terms(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def terms(image: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(f(x), R(x))``, each ``(B,)`` float64 on the CPU."""
-        return data.value(image).cpu(), prior.potential(image).double().cpu()
+        return data.value_of(residual).cpu(), prior.potential(image).double().cpu()
 
-    def proximal_step(image: torch.Tensor, t_now: torch.Tensor) -> torch.Tensor:
+    def proximal_step(image: torch.Tensor, gradient: torch.Tensor, t_now: torch.Tensor
+                      ) -> torch.Tensor:
         scale = t_now.float().to(image.device).view(-1, 1, 1, 1)
-        return nonnegative(denoise.prox(image - scale * data.gradient(image), sigma_mu_per_mm),
+        return nonnegative(denoise.prox(image - scale * gradient, sigma_mu_per_mm),
                            enforce_nonnegative)
 
     monitor = Monitor(batch, StoppingRule(max_iter, rtol), callback)
     with torch.no_grad():
-        current = terms(x) if use_potential else None
+        residual = data.residual(x)  # A x - y of the current iterate, reused below
+        current = terms(x, residual) if use_potential else None
         while monitor.running:
             mask = monitor.step_mask(x)
-            x_new = proximal_step(x, t)
+            gradient = data.gradient_of(residual)  # fixed while the step is backtracked
+            x_new = proximal_step(x, gradient, t)
+            residual_new = data.residual(x_new)
             extra = {"step": t.clone()}
             if use_potential:
-                candidate = terms(x_new)
+                candidate = terms(x_new, residual_new)
                 for _ in range(max_backtracks):
                     decrease = (t * current[0] + sigma_sq * current[1]
                                 - t * candidate[0] - sigma_sq * candidate[1])
@@ -102,11 +106,13 @@ def pnp_pgd(
                         break
                     t = torch.where(failing, shrink * t, t)
                     x_new = keep_active(failing.to(x.device).view(-1, 1, 1, 1),
-                                        proximal_step(x, t), x_new)
-                    candidate = terms(x_new)
+                                        proximal_step(x, gradient, t), x_new)
+                    residual_new = data.residual(x_new)
+                    candidate = terms(x_new, residual_new)
                 extra = {"step": t.clone(), "objective": t * candidate[0] + sigma_sq * candidate[1]}
                 current = tuple(torch.where(monitor.active, new, old)
                                 for new, old in zip(candidate, current, strict=True))
             monitor.update(x, x_new, x_new, **extra)
             x = keep_active(mask, x_new, x)
+            residual = keep_active(mask, residual_new, residual)
     return monitor.result(x)
