@@ -4,8 +4,9 @@
    :func:`ctpnp.io.read_ct_series`.
 2. Simulate a low-dose clinical fan-beam scan: project the slice upsampled to a
    grid twice as fine as the reconstruction's (no inverse crime), Poisson noise.
-3. Reconstruct with FBP (Hann), TV (PDHG) and PnP-ADMM with the shipped LPN
-   prior; all defaults, nothing tuned on this slice.
+3. Reconstruct with FBP (Hann), TV (PDHG) and PnP-ADMM with the default prior
+   (``ctpnp.reconstruct.DEFAULT_PRIOR``, the Prox-denoiser) and its learned
+   parameters; all defaults, nothing tuned on this slice.
 4. Write each image as NIfTI (HU) and ``demo.png`` with PSNR/SSIM in the titles.
 
 Run: ``make demo`` (or ``.venv/bin/python pipelines/demo.py --out demo_output``).
@@ -28,6 +29,7 @@ from ctpnp.figures import side_by_side
 from ctpnp.io import read_ct_series, write_nifti
 from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
 from ctpnp.priors import load as load_prior
+from ctpnp.reconstruct import DEFAULT_PRIOR
 from ctpnp.simulation import clean_projection
 from ctpnp.solvers import pnp_admm, tv
 
@@ -46,7 +48,7 @@ def methods(y: torch.Tensor, op: Tomography) -> dict[str, Callable[[], torch.Ten
     return {
         "FBP (Hann)": lambda: op.fbp(y, filter="hann"),
         "TV (PDHG)": lambda: tv(y, op).x,
-        "PnP-ADMM (LPN)": lambda: pnp_admm(y, op, load_prior("lpn")).x,
+        f"PnP-ADMM ({DEFAULT_PRIOR})": lambda: pnp_admm(y, op, load_prior(DEFAULT_PRIOR)).x,
     }
 
 
