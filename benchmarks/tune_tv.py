@@ -19,6 +19,7 @@ import argparse
 import warnings
 
 import torch
+from bench_solvers import DOSES, PIXEL_MM
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
@@ -28,8 +29,6 @@ from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import tv
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
-PIXEL_MM = 0.8
-DOSES = {"low (1e4 photons)": 1e4, "standard (1e5 photons)": 1e5}
 FACTORS_MM = (5.0, 15.0, 50.0)
 
 

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def _progress_bars() -> Iterator[list]:
+    """A list for tqdm bars that progress callbacks open lazily (so an error before the
+    first update stays one line), closed however the command ends."""
+    bars: list = []
+    try:
+        yield bars
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -115,21 +128,17 @@ def _simulate(args: argparse.Namespace) -> int:
     from ctpnp.simulation import simulate_series
 
     series = read_ct_series(args.images)
-    bars: list[tqdm] = []  # opened at the first finished slice: errors before stay one line
+    with _progress_bars() as bars:
 
-    def progress(_: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=len(series.hu), unit="slice", desc="simulating",
-                             file=sys.stderr))
-        bars[0].update()
+        def progress(_: int) -> None:
+            if not bars:
+                bars.append(tqdm(total=len(series.hu), unit="slice", desc="simulating",
+                                 file=sys.stderr))
+            bars[0].update()
 
-    try:
         folders = simulate_series(series, args.out, photons=args.photons, n_views=args.views,
                                   beam=args.geometry, electronic_noise=args.electronic_noise,
                                   seed=args.seed, progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
     print(f"wrote {len(folders)} simulated scan(s) of {args.views} views to {args.out}")
     return 0
 
@@ -139,31 +148,27 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
     from ctpnp.reconstruct import reconstruct_scan
 
-    bars: list[tqdm] = []  # opened once the input is read: errors before stay one line
+    with _progress_bars() as bars:
 
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, initial=done, unit="slice", desc="reconstructing",
-                             file=sys.stderr))
-            if done:
-                bars[0].write(f"resuming: {done} of {total} slices already finished",
-                              file=sys.stderr)
-        bars[0].update(done - bars[0].n)
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, initial=done, unit="slice",
+                                 desc="reconstructing", file=sys.stderr))
+                if done:
+                    bars[0].write(f"resuming: {done} of {total} slices already finished",
+                                  file=sys.stderr)
+            bars[0].update(done - bars[0].n)
 
-    def on_iteration() -> None:
-        if len(bars) == 1:
-            bars.append(tqdm(unit="iteration", desc="solver iterations", file=sys.stderr))
-        bars[1].update()
+        def on_iteration() -> None:
+            if len(bars) == 1:
+                bars.append(tqdm(unit="iteration", desc="solver iterations", file=sys.stderr))
+            bars[1].update()
 
-    try:
         report = reconstruct_scan(
             args.input, args.out, method=args.method, prior=args.prior,
             iterations=args.iterations, grid_like=args.grid_like, size=args.size,
             pixel_mm=args.pixel_mm, device=args.device, workers=args.workers, progress=progress,
             on_iteration=on_iteration)
-    finally:
-        for bar in bars:
-            bar.close()
     if report.diverged:
         print(f"ctpnp: warning: slice(s) {report.diverged} of {report.n_slices} diverged: NaN "
               f"in volume.nii.gz, air in dicom/; see {report.files[-1]}", file=sys.stderr)
@@ -178,19 +183,15 @@ def _study(args: argparse.Namespace) -> int:
     from ctpnp.study import load_config, run_study
 
     load_config(args.config)  # a malformed configuration fails before any output
-    bars: list[tqdm] = []
+    with _progress_bars() as bars:
 
-    def progress(done: int, total: int, description: str) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="case", desc="study", file=sys.stderr))
-        bars[0].set_postfix_str(description[:60])
-        bars[0].update(done - bars[0].n)
+        def progress(done: int, total: int, description: str) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, unit="case", desc="study", file=sys.stderr))
+            bars[0].set_postfix_str(description[:60])
+            bars[0].update(done - bars[0].n)
 
-    try:
         report = run_study(args.out, args.config, progress)
-    finally:
-        for bar in bars:
-            bar.close()
     print(f"wrote {report} and the tables and figures beside it")
     return 0
 

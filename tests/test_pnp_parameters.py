@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from ctpnp import ScanGeometry, Tomography, physics
+from ctpnp.phantoms import random_anatomy
 from ctpnp.priors import load
 from ctpnp.priors.registry import shipped_weights
 from ctpnp.priors.weights import card_path
+from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import pnp_admm
 from ctpnp.solvers.common import pnp_settings
 from ctpnp.solvers.data_fidelity import LeastSquares
@@ -108,12 +110,8 @@ def test_restarted_jfb_improves_deliberately_bad_parameters():
 
     geometry = ScanGeometry.clinical_fan((64, 64), 3.2, 90)
     op = Tomography(geometry)
-    from ctpnp.phantoms import random_anatomy
-
-    phantom = random_anatomy(101, fov_mm=64 * 3.2)
-    hu = torch.from_numpy(phantom.rasterize(geometry))[None, None]
-    y = physics.simulate_low_dose(torch.from_numpy(phantom.project(geometry))[None, None],
-                                  2e4, seed=10100)
+    # the training scan itself (seed 101, noise seed 101 * 100 + dose index 0)
+    y, hu = phantom_scan(random_anatomy(101, fov_mm=64 * 3.2), geometry, 2e4, 10100)
 
     def quality(rule: PnPParameters) -> float:
         sigma, weight = rule.settings(physics.estimate_noise_variance(y))

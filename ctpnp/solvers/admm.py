@@ -74,12 +74,11 @@ def pnp_admm(
     sigma, weight = pnp_settings(prior, "pnp-admm", y, sigma_mu_per_mm, data_weight)
     rho = 1.0 / sigma.double() ** 2
     tau = (weight / rho).float().to(op.device)
-    z = initial_image(op, y, x0)
-    state = (z.clone(), z, torch.zeros_like(z))
-    monitor = Monitor(z.shape[0], StoppingRule(max_iter, rtol), callback)
+    state = admm_start(initial_image(op, y, x0))
+    monitor = Monitor(y.shape[0], StoppingRule(max_iter, rtol), callback)
     with torch.no_grad():
         while monitor.running:
-            mask = monitor.step_mask(z)
+            mask = monitor.step_mask(state[1])
             new = admm_iteration(data, denoise, state, sigma, tau, cg_tol=cg_tol,
                                  cg_maxiter=cg_maxiter, enforce_nonnegative=enforce_nonnegative)
             (x_new, z_new, u_new), (_, z, u) = new, state
@@ -88,6 +87,11 @@ def pnp_admm(
                            dual_residual=rho * _norms(z_new - z))
             state = tuple(keep_active(mask, n, o) for n, o in zip(new, state, strict=True))
     return monitor.result(state[1])
+
+
+def admm_start(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ADMM state ``(x, z, u)`` from ``image`` ``(B, 1, H, W)``: ``x = z = image``, ``u = 0``."""
+    return image.clone(), image, torch.zeros_like(image)
 
 
 def admm_iteration(

@@ -51,9 +51,8 @@ def pnp_drs(
     denoise = denoiser(prior, equivariant, seed)
     sigma, weight = pnp_settings(prior, "pnp-drs", y, sigma_mu_per_mm, data_weight)
     tau = (weight * sigma.double() ** 2).float().to(op.device)
-    s = initial_image(op, y, x0)
-    state = (s, s.clone(), s.clone())
-    monitor = Monitor(s.shape[0], StoppingRule(max_iter, rtol), callback)
+    state = drs_start(initial_image(op, y, x0))
+    monitor = Monitor(y.shape[0], StoppingRule(max_iter, rtol), callback)
     with torch.no_grad():
         while monitor.running:
             mask = monitor.step_mask(state[0])
@@ -62,6 +61,11 @@ def pnp_drs(
             monitor.update(state[0], new[0], new[1])
             state = tuple(keep_active(mask, n, o) for n, o in zip(new, state, strict=True))
     return monitor.result(state[1])
+
+
+def drs_start(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DRS state ``(s, d, p)`` starting from ``image`` ``(B, 1, H, W)``: all three equal it."""
+    return image, image.clone(), image.clone()
 
 
 def drs_iteration(

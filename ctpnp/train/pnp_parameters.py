@@ -38,16 +38,17 @@ from ctpnp.phantoms import random_anatomy
 from ctpnp.priors.weights import card_path
 from ctpnp.projector import Tomography
 from ctpnp.simulation import phantom_scan
-from ctpnp.solvers.admm import admm_iteration
+from ctpnp.solvers.admm import admm_iteration, admm_start
 from ctpnp.solvers.common import initial_image
 from ctpnp.solvers.data_fidelity import LeastSquares
-from ctpnp.solvers.drs import drs_iteration
+from ctpnp.solvers.drs import drs_iteration, drs_start
 from ctpnp.solvers.parameters import CARD_KEY, PnPParameters, settings
 
 __all__ = ["PnPTrainConfig", "learn_pnp_parameters", "store_pnp_parameters"]
 
-ITERATIONS = {"pnp-admm": admm_iteration, "pnp-drs": drs_iteration}
-"""Solvers whose parameters can be learned; each iteration's estimate is ``state[1]``."""
+ITERATIONS = {"pnp-admm": (admm_start, admm_iteration), "pnp-drs": (drs_start, drs_iteration)}
+"""Solvers whose parameters can be learned: (initial state, iteration); the estimate is
+``state[1]``."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,9 @@ def _training_scans(op: Tomography, config: PnPTrainConfig) -> list[_Scan]:
         for k, photons in enumerate(config.photons):
             y, hu = (t.to(op.device) for t in phantom_scan(phantom, op.geometry, photons,
                                                            seed * 100 + k))
-            start = initial_image(op, y, None)
-            state = ((start.clone(), start, torch.zeros_like(start))
-                     if config.solver == "pnp-admm" else (start, start.clone(), start.clone()))
+            start = ITERATIONS[config.solver][0](initial_image(op, y, None))
             scans.append(_Scan(LeastSquares(op, y), hu,
-                               physics.estimate_noise_variance(y).cpu().double(), state))
+                               physics.estimate_noise_variance(y).cpu().double(), start))
     return scans
 
 
@@ -147,7 +146,7 @@ def learn_pnp_parameters(
         parameter.requires_grad_(False)
     theta = (initial or PnPParameters()).vector().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=config.learning_rate)
-    iterate = ITERATIONS[config.solver]  # warm block, then the back-propagated block
+    iterate = ITERATIONS[config.solver][1]  # warm block, then the back-propagated block
     log: list[dict] = []
     start = time.perf_counter()
     for step in range(config.steps):
