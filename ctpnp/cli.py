@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -115,7 +116,8 @@ def _tune(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, args.out)
     shutil.copyfile(card_path(source), card_path(args.out))
-    store_pnp_parameters(args.out, parameters, config, log)
+    store_pnp_parameters(args.out, config.solver, parameters,
+                         {"method": "restarted JFB", **asdict(config), "log": log})
     print(f"wrote {args.out} and its model card with the learned {args.solver} parameters: "
           f"{parameters}")
     return 0

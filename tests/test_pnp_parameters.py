@@ -16,7 +16,7 @@ from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import pnp_admm
 from ctpnp.solvers.common import pnp_settings
 from ctpnp.solvers.data_fidelity import LeastSquares
-from ctpnp.solvers.parameters import PnPParameters, learned_parameters
+from ctpnp.solvers.parameters import PnPParameters, fit_dose_rule, learned_parameters
 from ctpnp.train.pnp_parameters import (
     PnPTrainConfig,
     learn_pnp_parameters,
@@ -71,12 +71,12 @@ def test_the_dose_rule_in_a_model_card_becomes_the_default(tmp_path):
     shutil.copy(source, weights)
     shutil.copy(card_path(source), card_path(weights))
     rule = PnPParameters(math.log(40.0), -0.5, math.log(0.2), 0.25)
-    config = PnPTrainConfig(steps=1)
-    store_pnp_parameters(weights, rule, config, [{"step": 0}])
+    store_pnp_parameters(weights, "pnp-admm", rule, {"method": "test"})
     prior = load(weights)
     assert learned_parameters(prior, "pnp-admm") == rule
     assert learned_parameters(prior, "pnp-drs") == rule  # same fixed points as ADMM
     assert learned_parameters(prior, "pnp-pgd") is None
+    assert prior.card["pnp_parameters"]["pnp-admm"]["training"] == {"method": "test"}
 
     y = physics.simulate_low_dose(torch.full((2, 1, 24, 23), 2.0), 1e4, seed=0)
     sigma, weight = pnp_settings(prior, "pnp-admm", y, None, None)
@@ -141,3 +141,15 @@ def test_ctpnp_tune_writes_a_copy_with_the_learned_rule(tmp_path):
                               str(out)], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "none" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_the_dose_rule_fitted_through_per_dose_choices_reproduces_them():
+    variances, sigmas_hu, scales = [3e-4, 2e-5], [60.0, 15.0], [0.4, 0.05]
+    rule = fit_dose_rule(variances, sigmas_hu, scales)
+    sigma, weight = rule.settings(torch.tensor(variances))
+    torch.testing.assert_close(physics.mu_difference_to_hu(sigma),
+                               torch.tensor(sigmas_hu), rtol=1e-5, atol=0)
+    torch.testing.assert_close(weight * torch.tensor(variances, dtype=torch.float64),
+                               torch.tensor(scales, dtype=torch.float64))
+    with pytest.raises(ValueError, match="two or more distinct"):
+        fit_dose_rule([1e-4, 1e-4], [50.0, 40.0], [0.3, 0.3])

@@ -21,9 +21,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ctpnp.physics import MU_WATER_PER_MM
+from ctpnp.physics import hu_difference_to_mu, mu_difference_to_hu
 
-__all__ = ["REFERENCE_VARIANCE", "PnPParameters", "learned_parameters", "settings"]
+__all__ = [
+    "REFERENCE_VARIANCE",
+    "PnPParameters",
+    "fit_dose_rule",
+    "learned_parameters",
+    "settings",
+]
 
 REFERENCE_VARIANCE = 1e-4
 """Post-log noise variance (dimensionless) at which the log-intercepts are stated;
@@ -49,7 +55,7 @@ class PnPParameters:
         data_scale_exponent: ``d log(data_weight * v) / d log v``.
     """
 
-    log_sigma_hu: float = math.log(0.002 * 1000.0 / MU_WATER_PER_MM)
+    log_sigma_hu: float = math.log(mu_difference_to_hu(0.002))
     sigma_exponent: float = 0.0
     log_data_scale: float = 0.0
     data_scale_exponent: float = 0.0
@@ -83,7 +89,35 @@ def settings(theta: torch.Tensor, variance: torch.Tensor) -> tuple[torch.Tensor,
     log_ratio = torch.log(variance.double().cpu() / REFERENCE_VARIANCE)
     sigma_hu = torch.exp(theta[0] + theta[1] * log_ratio)
     data_weight = torch.exp(theta[2] + theta[3] * log_ratio) / variance.double().cpu()
-    return (sigma_hu * MU_WATER_PER_MM / 1000.0).float(), data_weight
+    return hu_difference_to_mu(sigma_hu).float(), data_weight
+
+
+def fit_dose_rule(
+    variances: list[float], sigmas_hu: list[float], data_scales: list[float]
+) -> PnPParameters:
+    """The dose rule through per-dose choices: least squares in ``log v``.
+
+    Args:
+        variances: estimated noise variance ``v`` of each tuned scan (at least
+            two distinct values).
+        sigmas_hu: the denoiser strength (HU) chosen for each scan.
+        data_scales: the ``data_weight * v`` chosen for each scan.
+
+    Returns:
+        the :class:`PnPParameters` whose rule best matches the choices (exact
+        through two points).
+
+    Raises:
+        ValueError: fewer than two distinct variances, or non-positive values.
+    """
+    values = torch.tensor([variances, sigmas_hu, data_scales], dtype=torch.float64)
+    if values.shape[1] < 2 or not bool((values > 0).all()) or bool(
+            values[0].max() / values[0].min() < 1.0 + 1e-9):
+        raise ValueError("fit_dose_rule needs positive values at two or more distinct variances")
+    logs = values.log()
+    design = torch.stack([torch.ones_like(logs[0]), logs[0] - math.log(REFERENCE_VARIANCE)], 1)
+    coefficients = torch.linalg.lstsq(design, logs[1:].T).solution  # (2, 2)
+    return PnPParameters(*(float(c) for c in coefficients.T.reshape(4)))
 
 
 def learned_parameters(prior, solver: str) -> PnPParameters | None:

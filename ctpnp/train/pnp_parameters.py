@@ -172,7 +172,7 @@ def learn_pnp_parameters(
         learned = PnPParameters.from_vector(theta)
         entry = {"step": step, "scan": step % len(scans), "loss_hu2": float(loss.detach()),
                  "psnr_full": float(psnr_hu(estimate_hu.detach(), scan.reference_hu)),
-                 "sigma_hu": float(sigma[0].detach()) * 1000.0 / physics.MU_WATER_PER_MM,
+                 "sigma_hu": physics.mu_difference_to_hu(float(sigma[0].detach())),
                  "data_scale": float(weight[0].detach() * scan.variance[0]),
                  **asdict(learned), "seconds": time.perf_counter() - start}
         log.append(entry)
@@ -181,18 +181,18 @@ def learn_pnp_parameters(
     return PnPParameters.from_vector(theta), log
 
 
-def store_pnp_parameters(weights_path: str | Path, parameters: PnPParameters,
-                         config: PnPTrainConfig, log: list[dict]) -> Path:
-    """Add the learned rule to the model card beside ``weights_path`` (atomically).
+def store_pnp_parameters(weights_path: str | Path, solver: str, parameters: PnPParameters,
+                         training: dict) -> Path:
+    """Add a dose rule to the model card beside ``weights_path`` (atomically).
 
-    The card's ``pnp_parameters.<solver>`` holds the parameters, the training
-    configuration and the per-step log; the weights file is not touched.
+    The card's ``pnp_parameters.<solver>`` holds the parameters and
+    ``training``: how they were obtained (``"method"``: ``"restarted JFB"`` with
+    its configuration and per-step log, or ``"validation grid"`` with the grid
+    and its results); the weights file is not touched.
     """
     path = card_path(weights_path)
     card = json.loads(path.read_text())
-    card.setdefault(CARD_KEY, {})[config.solver] = {
-        **parameters.to_card(), "training": {"method": "restarted JFB", **asdict(config),
-                                             "log": log}}
+    card.setdefault(CARD_KEY, {})[solver] = {**parameters.to_card(), "training": training}
     with staged_file(path) as staged:
         Path(staged).write_text(json.dumps(card, indent=2) + "\n")
     return path

@@ -1,0 +1,106 @@
+"""Choose a prior's PnP dose rule on validation phantoms by a grid (never on the test phantoms).
+
+For each dose of ``bench_solvers.py`` this reconstructs the validation scans
+(random anatomy, seed 5001 by default: the seed TV's weight was chosen on,
+``tune_tv.py``) with PnP-ADMM for every pair of denoiser strength
+``sigma_hu`` and data scale ``data_weight * v`` of the grid, run as one batch,
+and reports PSNR/SSIM in both windows. The pair with the best mean
+full-window PSNR at each dose gives one point of the dose rule
+(:func:`ctpnp.solvers.parameters.fit_dose_rule`); with ``--write-card`` the rule
+is stored in the model card beside the prior's weights, with the grid and its
+results. The rule can also be refined by restarted JFB (``ctpnp tune``).
+
+Run: ``.venv/bin/python benchmarks/tune_pnp.py prox [--sigmas-hu 35 70 140]
+[--data-scales 0.1 0.3 1] [--write-card]`` (about 20 minutes per dose for a
+9-point grid at 256² on one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+from bench_solvers import DOSES, PIXEL_MM
+from common import print_table, write_json
+
+from ctpnp import ScanGeometry, Tomography, physics
+from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
+from ctpnp.phantoms import random_anatomy
+from ctpnp.priors import load
+from ctpnp.priors.registry import available, shipped_weights
+from ctpnp.simulation import phantom_scan
+from ctpnp.solvers import pnp_admm
+from ctpnp.solvers.parameters import fit_dose_rule
+from ctpnp.train.pnp_parameters import store_pnp_parameters
+
+warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prior", help="shipped prior name or weights path")
+    parser.add_argument("--sigmas-hu", type=float, nargs="+", default=[35.0, 70.0, 140.0])
+    parser.add_argument("--data-scales", type=float, nargs="+", default=[0.1, 0.3, 1.0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--views", type=int, default=360)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[5001])
+    parser.add_argument("--iterations", type=int, default=15)
+    parser.add_argument("--write-card", action="store_true",
+                        help="store the fitted rule in the prior's model card (pnp-admm)")
+    args = parser.parse_args()
+    weights = shipped_weights(args.prior) if args.prior in available() else args.prior
+    prior = load(weights)
+    geometry = ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views)
+    op = Tomography(geometry)
+    grid = [(s, d) for s in args.sigmas_hu for d in args.data_scales]
+    sigma_hu = torch.tensor([s for s, _ in grid])
+    data_scale = torch.tensor([d for _, d in grid], dtype=torch.float64)
+    rows, variances = [], {}
+    for dose, photons in DOSES.items():
+        for seed in args.seeds:
+            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
+                                 photons, seed)
+            variance = float(physics.estimate_noise_variance(y)[0])
+            variances.setdefault(dose, []).append(variance)
+            result = pnp_admm(y.repeat(len(grid), 1, 1, 1), op, prior,
+                              sigma_mu_per_mm=physics.hu_difference_to_mu(sigma_hu),
+                              data_weight=data_scale / variance, max_iter=args.iterations)
+            images = physics.mu_to_hu(result.x)
+            for k, (s, d) in enumerate(grid):
+                image = images[k:k + 1]
+                rows.append({"dose": dose, "seed": seed, "sigma_hu": s, "data_scale": d,
+                             "PSNR full": float(psnr_hu(image, hu)),
+                             "PSNR soft": float(psnr_hu(image, hu, SOFT_TISSUE_WINDOW)),
+                             "SSIM full": float(ssim_hu(image, hu, FULL_WINDOW)),
+                             "SSIM soft": float(ssim_hu(image, hu, SOFT_TISSUE_WINDOW)),
+                             "diverged": bool(result.diverged[k])})
+            best = max(rows[-len(grid):], key=lambda r: r["PSNR full"])
+            print(f"{dose} seed {seed}: best sigma {best['sigma_hu']:g} HU, data scale "
+                  f"{best['data_scale']:g}: {best['PSNR full']:.2f} dB", flush=True)
+    chosen = {}
+    for dose in DOSES:
+        means = {(s, d): sum(r["PSNR full"] for r in rows if r["dose"] == dose
+                             and (r["sigma_hu"], r["data_scale"]) == (s, d)) / len(args.seeds)
+                 for s, d in grid}
+        chosen[dose] = max(means, key=means.get)
+    rule = fit_dose_rule([sum(variances[d]) / len(variances[d]) for d in DOSES],
+                         [chosen[d][0] for d in DOSES], [chosen[d][1] for d in DOSES])
+    print_table(f"PnP-ADMM grid for {args.prior} on validation phantoms, {args.size}² at "
+                f"{PIXEL_MM} mm, {args.iterations} iterations", rows)
+    print(f"chosen per dose: {chosen}\nfitted rule: {rule}")
+    record = {"prior": args.prior, "size": args.size, "pixel_mm": PIXEL_MM,
+              "views": args.views, "seeds": args.seeds, "iterations": args.iterations,
+              "doses": DOSES, "variances": variances,
+              "chosen": {d: {"sigma_hu": s, "data_scale": k} for d, (s, k) in chosen.items()},
+              "rule": rule.to_card(), "rows": rows}
+    write_json(f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}", record)
+    if args.write_card:
+        store_pnp_parameters(weights, "pnp-admm", rule, {"method": "validation grid",
+                                                         "solver": "pnp-admm", **record})
+        print(f"stored the rule in the model card of {weights}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
