@@ -209,8 +209,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
-    from ctpnp.reconstruct import DEFAULT_METHOD, DEFAULT_PRIOR
-    from ctpnp.volume import METHODS
+    from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS
 
     parser.add_argument("input", type=Path,
                         help="a DICOM-CT-PD scan folder, or the slice_NNNN/ folders of simulate")

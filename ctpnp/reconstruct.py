@@ -41,20 +41,15 @@ import torch
 from ctpnp import Tomography, physics
 from ctpnp.io import read_ct_series, write_ct_series, write_nifti
 from ctpnp.io.atomic import staged_file
+from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS
 from ctpnp.projector.backend import resolve_device
 from ctpnp.scan_input import Grid, Scan, acquisition_grid, read_scan, reference_grid
 from ctpnp.simulation import slice_z_mm
 from ctpnp.solvers import tv
 from ctpnp.versions import package_versions
-from ctpnp.volume import METHODS, PNP_SOLVERS, Progress, reconstruct_volume
+from ctpnp.volume import PNP_SOLVERS, Progress, reconstruct_volume
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_PRIOR", "Report", "reconstruct_scan"]
-
-DEFAULT_METHOD = "pnp-admm"
-"""Method of ``ctpnp reconstruct`` when none is given."""
-
-DEFAULT_PRIOR = "prox"
-"""Prior of the PnP methods when none is given."""
 
 WORK_DIR = ".work"
 REPORT_NAME = "report.json"
@@ -103,7 +98,7 @@ def reconstruct_scan(
     Args:
         input_dir: a DICOM-CT-PD scan or ``ctpnp simulate`` output.
         out_dir: the study folder: new, empty, or an interrupted run's (resumed).
-        method: one of :data:`ctpnp.volume.METHODS`.
+        method: one of :data:`ctpnp.methods.METHODS`.
         prior: registry name or ``.safetensors`` path (PnP methods only).
         iterations: the solver's ``max_iter``; default the solver's (not for FBP).
         grid_like: a CT series whose grid (shape, pixels, position, orientation,

@@ -27,14 +27,14 @@ import torch
 
 from ctpnp.geometry import ScanGeometry
 from ctpnp.io.atomic import staged_file
+from ctpnp.methods import METHODS, PNP_METHODS
 from ctpnp.projector import Tomography
 from ctpnp.projector.backend import resolve_device
 from ctpnp.solvers import pnp_admm, pnp_drs, pnp_pgd, tv
 
 __all__ = ["METHODS", "VolumeResult", "reconstruct_volume"]
 
-PNP_SOLVERS = {"pnp-admm": pnp_admm, "pnp-drs": pnp_drs, "pnp-pgd": pnp_pgd}
-METHODS = (*PNP_SOLVERS, "tv", "fbp")
+PNP_SOLVERS = dict(zip(PNP_METHODS, (pnp_admm, pnp_drs, pnp_pgd), strict=True))
 CONFIG_NAME = "volume.json"
 VOLUME_NAME = "volume.npy"
 

@@ -141,3 +141,14 @@ def test_bad_input_gives_one_line(work, tmp_path, case):
     assert done.stderr.startswith("ctpnp: error: ") and done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_help_answers_without_loading_torch_odl_or_astra():
+    probe = ("import sys, ctpnp.cli\n"
+             "ctpnp.cli.build_parser().format_help()\n"
+             "print(sorted({'torch', 'odl', 'astra', 'numpy'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert "reconstruct" in ctpnp("--help").stdout
