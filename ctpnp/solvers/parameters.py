@@ -9,9 +9,11 @@ rule is log-linear in ``v``::
     data_weight = exp(log_data_scale + data_scale_exponent * log(v / v_ref)) / v
 
 so four numbers, stored as logarithms and exponents, fix the defaults at
-every dose. They are learned per prior and solver
-(:mod:`ctpnp.train.pnp_parameters`) and saved in the prior's model card under
-``"pnp_parameters"``; solvers use them by default when present.
+every dose. They are learned per prior and solver by restarted JFB
+(:mod:`ctpnp.train.pnp_parameters`, ``ctpnp tune``) or fitted through the best
+points of a validation grid (:func:`fit_dose_rule`, ``benchmarks/tune_pnp.py``),
+and saved in the prior's model card under ``"pnp_parameters"`` with a record of
+how they were obtained; solvers use them by default when present.
 """
 
 from __future__ import annotations
