@@ -83,13 +83,13 @@ class LPNTrainConfig:
     icnn: ICNNConfig = field(default_factory=ICNNConfig)
     alpha: float = 0.01
     stride: int | None = None
-    sigma_unit: float = 0.05
+    sigma_unit: float = 0.025
     batch_size: int = 32
     stages: tuple[Stage, ...] = (
-        Stage("l1", 1000, 1e-3),
-        Stage("proximal_matching", 600, 3e-4, 3.2),
-        Stage("proximal_matching", 600, 2e-4, 1.6),
-        Stage("proximal_matching", 600, 1e-4, 0.8),
+        Stage("l1", 4000, 1e-3),
+        Stage("proximal_matching", 1600, 2e-4, 3.2),
+        Stage("proximal_matching", 1400, 1e-4, 1.6),
+        Stage("proximal_matching", 1000, 5e-5, 0.8),
     )
     phantoms: Literal["anatomy", "piecewise_smooth"] = "anatomy"
     train_seeds: tuple[int, ...] = tuple(range(32))
