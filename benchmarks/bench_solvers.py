@@ -22,6 +22,7 @@ import argparse
 import concurrent.futures as cf
 import functools
 import multiprocessing
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -113,8 +114,12 @@ def mean_rows(rows: list[dict]) -> list[dict]:
             for (dose, method), group in groups.items()]
 
 
-def scan_rows(size: int, views: int, iterations: int, dose: str, seed: int) -> list[dict]:
-    """FBP and every iterative method on one held-out scan: the table rows."""
+METHOD_NAMES = ("TV (PDHG)", "PnP-ADMM LPN", "PnP-DRS LPN", "PnP-ADMM Prox", "PnP-DRS Prox")
+
+
+def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], dose: str,
+              seed: int) -> list[dict]:
+    """FBP and the iterative methods ``names`` on one held-out scan: the table rows."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
     geometry = ScanGeometry.clinical_fan((size, size), PIXEL_MM, views)
@@ -138,7 +143,9 @@ def scan_rows(size: int, views: int, iterations: int, dose: str, seed: int) -> l
              "SSIM full": float(ssim_hu(fbp, hu, FULL_WINDOW)),
              "SSIM soft": float(ssim_hu(fbp, hu, SOFT_TISSUE_WINDOW)),
              "s": time.perf_counter() - start}]
-    for name, (prior, solve) in methods.items():
+    assert tuple(methods) == METHOD_NAMES
+    for name in names:
+        prior, solve = methods[name]
         row = run(name, solve, y, op, prior, hu)
         rows.append({"dose": dose, "seed": seed, **row})
         print(f"{dose} seed {seed} {name}: {row['PSNR full']:.2f} dB", flush=True)
@@ -152,11 +159,15 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(TEST_SEEDS),
                         help="test phantoms (random-anatomy seeds never used for tuning)")
+    parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=list(METHOD_NAMES),
+                        help="iterative methods to run (FBP always runs); a subset is written "
+                             "to its own JSON file")
     parser.add_argument("--jobs", type=int, default=1,
                         help="scans reconstructed at once in worker processes (one core each)")
     args = parser.parse_args()
     scans = [(dose, seed) for dose in DOSES for seed in args.seeds]
-    task = functools.partial(scan_rows, args.size, args.views, args.iterations)
+    task = functools.partial(scan_rows, args.size, args.views, args.iterations,
+                             tuple(args.methods))
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
@@ -171,7 +182,10 @@ def main() -> None:
     summary = mean_rows(rows)
     print_table("Mean over the test phantoms", summary)
     lpn, prox = load("lpn"), load("prox")
-    write_json(f"bench_solvers_{args.size}", {"summary": summary,
+    subset = "" if tuple(args.methods) == METHOD_NAMES else "_" + re.sub(
+        r"[^a-z0-9]+", "_", " ".join(args.methods).lower()).strip("_")
+    write_json(f"bench_solvers_{args.size}{subset}", {"summary": summary,
+        "methods": args.methods,
         "size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "doses": DOSES,
         "test_seeds": args.seeds, "jobs": args.jobs,
         "pnp_parameters": {"lpn": lpn.card.get("pnp_parameters"),

@@ -9,7 +9,7 @@ windows; the ``c`` with the best mean full-window PSNR is the default. The
 PnP parameters are learned on other seeds (:mod:`ctpnp.train.pnp_parameters`),
 so both baselines and our methods are tuned on data the benchmark never uses.
 
-Run: ``.venv/bin/python benchmarks/tune_tv.py [--size 256] [--seeds 5001]``
+Run: ``.venv/bin/python benchmarks/tune_tv.py [--seeds 5001] [--factors-mm 25 50 100 200]``
 (about 4 minutes per reconstruction at 256² on one core).
 """
 
@@ -29,7 +29,6 @@ from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import tv
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
-FACTORS_MM = (5.0, 15.0, 50.0)
 
 
 def main() -> None:
@@ -38,6 +37,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=360)
     parser.add_argument("--seeds", type=int, nargs="+", default=[5001])
     parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--factors-mm", type=float, nargs="+", default=[25.0, 50.0, 100.0, 200.0],
+                        help="grid of c (mm); extend it until the best c is inside")
     args = parser.parse_args()
     geometry = ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views)
     op = Tomography(geometry)
@@ -47,7 +48,7 @@ def main() -> None:
             y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
                                  photons, seed)
             variance = physics.estimate_noise_variance(y)
-            for factor in FACTORS_MM:
+            for factor in args.factors_mm:
                 result = tv(y, op, weight_mm=factor * variance, max_iter=args.iterations)
                 image = physics.mu_to_hu(result.x)
                 rows.append({"dose": dose, "seed": seed, "c (mm)": factor,
@@ -60,7 +61,7 @@ def main() -> None:
                 print(f"{dose} seed {seed} c={factor:g}: {rows[-1]['PSNR full']:.2f} dB",
                       flush=True)
     means = {factor: sum(r["PSNR full"] for r in rows if r["c (mm)"] == factor)
-             / sum(r["c (mm)"] == factor for r in rows) for factor in FACTORS_MM}
+             / sum(r["c (mm)"] == factor for r in rows) for factor in args.factors_mm}
     best = max(means, key=means.get)
     print_table(f"TV weight on validation phantoms, {args.size}² at {PIXEL_MM} mm "
                 f"(best c = {best:g} mm)", rows)
