@@ -1,13 +1,14 @@
 """Choose TV's default weight on validation phantoms (never on the test phantoms).
 
 TV's weight follows the dose as ``weight_mm = c * v`` with ``v`` the noise
-variance estimated from the sinogram (:data:`ctpnp.solvers.tv.WEIGHT_PER_NOISE_VARIANCE_MM`
-is ``c``). This script reconstructs the validation scans (random anatomy,
-seeds 5001-5002, the same geometry and doses as ``bench_solvers.py``) with TV
-run to convergence for a grid of ``c`` and reports PSNR/SSIM in both
-windows; the ``c`` with the best mean full-window PSNR is the default. The
-PnP parameters are learned on other seeds (:mod:`ctpnp.train.pnp_parameters`),
-so both baselines and our methods are tuned on data the benchmark never uses.
+variance estimated from the sinogram and ``c`` itself log-linear in ``v``
+(:func:`ctpnp.solvers.tv.default_weight_mm`), like the PnP parameters. This
+script reconstructs the validation scans (random anatomy, seed 5001 by
+default, the same geometry and doses as ``bench_solvers.py``; the PnP rules
+are chosen on the same seed by ``tune_pnp.py``) with TV run to convergence
+for a grid of ``c`` and reports PSNR/SSIM in both windows; the best ``c`` at
+each dose (mean full-window PSNR over the seeds) fixes the rule's two
+numbers, never looking at the test phantoms.
 
 Run: ``.venv/bin/python benchmarks/tune_tv.py [--seeds 5001] [--factors-mm 25 50 100 200]``
 (about 4 minutes per reconstruction at 256² on one core).
@@ -16,6 +17,7 @@ Run: ``.venv/bin/python benchmarks/tune_tv.py [--seeds 5001] [--factors-mm 25 50
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 
 import torch
@@ -27,6 +29,7 @@ from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
 from ctpnp.phantoms import random_anatomy
 from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import tv
+from ctpnp.solvers.parameters import REFERENCE_VARIANCE, log_linear_in_variance
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 
@@ -42,12 +45,13 @@ def main() -> None:
     args = parser.parse_args()
     geometry = ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views)
     op = Tomography(geometry)
-    rows = []
+    rows, variances = [], {}
     for dose, photons in DOSES.items():
         for seed in args.seeds:
             y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
                                  photons, seed)
             variance = physics.estimate_noise_variance(y)
+            variances.setdefault(dose, []).append(float(variance[0]))
             for factor in args.factors_mm:
                 result = tv(y, op, weight_mm=factor * variance, max_iter=args.iterations)
                 image = physics.mu_to_hu(result.x)
@@ -60,15 +64,23 @@ def main() -> None:
                              "converged": bool(result.converged[0])})
                 print(f"{dose} seed {seed} c={factor:g}: {rows[-1]['PSNR full']:.2f} dB",
                       flush=True)
-    means = {factor: sum(r["PSNR full"] for r in rows if r["c (mm)"] == factor)
-             / sum(r["c (mm)"] == factor for r in rows) for factor in args.factors_mm}
-    best = max(means, key=means.get)
-    print_table(f"TV weight on validation phantoms, {args.size}² at {PIXEL_MM} mm "
-                f"(best c = {best:g} mm)", rows)
-    write_json(f"tune_tv_{args.size}", {"size": args.size, "pixel_mm": PIXEL_MM,
-                                        "views": args.views, "seeds": args.seeds,
-                                        "doses": DOSES, "mean_psnr_full": means,
-                                        "best_factor_mm": best, "rows": rows})
+    best = {}
+    for dose in DOSES:
+        means = {factor: sum(r["PSNR full"] for r in rows
+                             if r["c (mm)"] == factor and r["dose"] == dose) / len(args.seeds)
+                 for factor in args.factors_mm}
+        best[dose] = max(means, key=means.get)
+    log_c, exponent = log_linear_in_variance(
+        [sum(variances[d]) / len(variances[d]) for d in DOSES], [best[d] for d in DOSES])
+    print_table(f"TV weight on validation phantoms, {args.size}² at {PIXEL_MM} mm", rows)
+    print(f"best c per dose (mm): {best}; rule: c = {math.exp(log_c):.4g} mm "
+          f"(v / {REFERENCE_VARIANCE:g})^{exponent:.4g}")
+    write_json(f"tune_tv_{args.size}", {
+        "size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "seeds": args.seeds,
+        "doses": DOSES, "variances": variances, "best_factor_mm": best,
+        "rule": {"weight_per_noise_variance_mm": math.exp(log_c), "weight_exponent": exponent,
+                 "reference_variance": REFERENCE_VARIANCE},
+        "rows": rows})
 
 
 if __name__ == "__main__":

@@ -151,5 +151,5 @@ def test_the_dose_rule_fitted_through_per_dose_choices_reproduces_them():
                                torch.tensor(sigmas_hu), rtol=1e-5, atol=0)
     torch.testing.assert_close(weight * torch.tensor(variances, dtype=torch.float64),
                                torch.tensor(scales, dtype=torch.float64))
-    with pytest.raises(ValueError, match="two or more distinct"):
+    with pytest.raises(ValueError, match="two or more distinct variances"):
         fit_dose_rule([1e-4, 1e-4], [50.0, 40.0], [0.3, 0.3])

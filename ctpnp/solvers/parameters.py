@@ -30,6 +30,7 @@ __all__ = [
     "PnPParameters",
     "fit_dose_rule",
     "learned_parameters",
+    "log_linear_in_variance",
     "settings",
 ]
 
@@ -94,32 +95,38 @@ def settings(theta: torch.Tensor, variance: torch.Tensor) -> tuple[torch.Tensor,
     return hu_difference_to_mu(sigma_hu).float(), data_weight
 
 
+def log_linear_in_variance(variances: list[float], values: list[float]) -> tuple[float, float]:
+    """``(log_intercept, exponent)`` of ``log value = log_intercept + exponent log(v / v_ref)``.
+
+    Least squares through per-dose choices ``values`` (any positive quantity)
+    at estimated noise variances ``variances`` (exact through two points).
+
+    Raises:
+        ValueError: fewer than two distinct variances, or non-positive values.
+    """
+    table = torch.tensor([variances, values], dtype=torch.float64)
+    if table.shape[1] < 2 or not bool((table > 0).all()) or bool(
+            table[0].max() / table[0].min() < 1.0 + 1e-9):
+        raise ValueError("a dose rule needs positive values at two or more distinct variances")
+    logs = table.log()
+    design = torch.stack([torch.ones_like(logs[0]), logs[0] - math.log(REFERENCE_VARIANCE)], 1)
+    intercept, exponent = torch.linalg.lstsq(design, logs[1:].T).solution[:, 0]
+    return float(intercept), float(exponent)
+
+
 def fit_dose_rule(
     variances: list[float], sigmas_hu: list[float], data_scales: list[float]
 ) -> PnPParameters:
-    """The dose rule through per-dose choices: least squares in ``log v``.
+    """The PnP dose rule through per-dose choices (:func:`log_linear_in_variance`).
 
     Args:
         variances: estimated noise variance ``v`` of each tuned scan (at least
             two distinct values).
         sigmas_hu: the denoiser strength (HU) chosen for each scan.
         data_scales: the ``data_weight * v`` chosen for each scan.
-
-    Returns:
-        the :class:`PnPParameters` whose rule best matches the choices (exact
-        through two points).
-
-    Raises:
-        ValueError: fewer than two distinct variances, or non-positive values.
     """
-    values = torch.tensor([variances, sigmas_hu, data_scales], dtype=torch.float64)
-    if values.shape[1] < 2 or not bool((values > 0).all()) or bool(
-            values[0].max() / values[0].min() < 1.0 + 1e-9):
-        raise ValueError("fit_dose_rule needs positive values at two or more distinct variances")
-    logs = values.log()
-    design = torch.stack([torch.ones_like(logs[0]), logs[0] - math.log(REFERENCE_VARIANCE)], 1)
-    coefficients = torch.linalg.lstsq(design, logs[1:].T).solution  # (2, 2)
-    return PnPParameters(*(float(c) for c in coefficients.T.reshape(4)))
+    return PnPParameters(*log_linear_in_variance(variances, sigmas_hu),
+                         *log_linear_in_variance(variances, data_scales))
 
 
 def learned_parameters(prior, solver: str) -> PnPParameters | None:

@@ -10,16 +10,32 @@ from ctpnp.projector import Tomography
 from ctpnp.solvers.common import initial_image, keep_active
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule
+from ctpnp.solvers.parameters import REFERENCE_VARIANCE
 
 GRADIENT_NORM_SQ = 8.0
 """``||grad||^2 <= 8`` for forward differences on a 2D grid."""
 
 WEIGHT_PER_NOISE_VARIANCE_MM = 50.0
-"""Default TV weight (mm) per unit of estimated post-log noise variance: the
-weight is ``50 v`` with ``v`` from :func:`ctpnp.physics.estimate_noise_variance`.
-Chosen by ``benchmarks/tune_tv.py`` on a validation phantom (random anatomy,
-seed 5001, 256² at 0.8 mm, 1e4 and 1e5 photons; grid 5, 15, 50, 150),
-never on the test phantoms."""
+"""Default TV weight (mm) per unit of estimated post-log noise variance ``v`` at
+``v = REFERENCE_VARIANCE`` (about a 1e4-photon scan); see :func:`default_weight_mm`."""
+
+WEIGHT_EXPONENT = 0.0
+"""``d log(weight / v) / d log v`` of the default weight."""
+
+
+def default_weight_mm(variance: torch.Tensor) -> torch.Tensor:
+    """TV's default weight (mm) for ``(B,)`` estimated noise variances ``v``.
+
+    ``weight = c (v / v_ref)^e v`` with ``c`` =
+    :data:`WEIGHT_PER_NOISE_VARIANCE_MM` and ``e`` = :data:`WEIGHT_EXPONENT`,
+    the same log-linear dose rule as the PnP parameters
+    (:mod:`ctpnp.solvers.parameters`), fitted by ``benchmarks/tune_tv.py``
+    through the best weight at each dose on a validation phantom (random
+    anatomy, seed 5001, 256² at 0.8 mm, 1e4 and 1e5 photons), never on the
+    test phantoms.
+    """
+    ratio = variance / REFERENCE_VARIANCE
+    return WEIGHT_PER_NOISE_VARIANCE_MM * ratio.pow(WEIGHT_EXPONENT) * variance
 
 
 def tv(
@@ -37,8 +53,8 @@ def tv(
 
     ``f`` is the (weighted) least-squares misfit (:class:`LeastSquares`), TV the
     isotropic total variation of μ (1/mm per pixel step), so ``weight_mm`` is in
-    mm; by default it follows the dose, ``WEIGHT_PER_NOISE_VARIANCE_MM`` times
-    the noise variance estimated from ``y`` (scalar or ``(B,)``).
+    mm; by default it follows the dose (:func:`default_weight_mm` of the noise
+    variance estimated from ``y``); a given one is a scalar or ``(B,)``.
     PDHG on ``K = [A / c; grad]`` with ``c = ||A|| / sqrt(8)``: both blocks
     have norm ``sqrt(8)``, and the steps ``tau = sigma = 0.99 / ||K||`` are
     balanced between data and regularizer.
@@ -48,7 +64,7 @@ def tv(
     """
     data = LeastSquares(op, y, weights)
     if weight_mm is None:
-        weight_mm = WEIGHT_PER_NOISE_VARIANCE_MM * estimate_noise_variance(y)
+        weight_mm = default_weight_mm(estimate_noise_variance(y))
     weight = torch.as_tensor(weight_mm, dtype=torch.float32, device=op.device).view(-1, 1, 1, 1)
     scale = op.norm() / GRADIENT_NORM_SQ**0.5
     step = 0.99 / (2.0 * GRADIENT_NORM_SQ) ** 0.5
