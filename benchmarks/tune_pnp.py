@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=360)
     parser.add_argument("--seeds", type=int, nargs="+", default=[5001])
     parser.add_argument("--iterations", type=int, default=15)
+    parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
+                        help="the doses to run (of bench_solvers' two); the rule needs both")
     parser.add_argument("--write-card", action="store_true",
                         help="store the fitted rule in the prior's model card (pnp-admm)")
     args = parser.parse_args()
@@ -56,8 +58,9 @@ def main() -> None:
     grid = [(s, d) for s in args.sigmas_hu for d in args.data_scales]
     sigma_hu = torch.tensor([s for s, _ in grid])
     data_scale = torch.tensor([d for _, d in grid], dtype=torch.float64)
+    doses = {dose: photons for dose, photons in DOSES.items() if photons in args.photons}
     rows, variances = [], {}
-    for dose, photons in DOSES.items():
+    for dose, photons in doses.items():
         for seed in args.seeds:
             y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
                                  photons, seed)
@@ -79,22 +82,29 @@ def main() -> None:
             print(f"{dose} seed {seed}: best sigma {best['sigma_hu']:g} HU, data scale "
                   f"{best['data_scale']:g}: {best['PSNR full']:.2f} dB", flush=True)
     chosen = {}
-    for dose in DOSES:
+    for dose in doses:
         means = {(s, d): sum(r["PSNR full"] for r in rows if r["dose"] == dose
                              and (r["sigma_hu"], r["data_scale"]) == (s, d)) / len(args.seeds)
                  for s, d in grid}
         chosen[dose] = max(means, key=means.get)
-    rule = fit_dose_rule([sum(variances[d]) / len(variances[d]) for d in DOSES],
-                         [chosen[d][0] for d in DOSES], [chosen[d][1] for d in DOSES])
     print_table(f"PnP-ADMM grid for {args.prior} on validation phantoms, {args.size}² at "
                 f"{PIXEL_MM} mm, {args.iterations} iterations", rows)
-    print(f"chosen per dose: {chosen}\nfitted rule: {rule}")
+    print(f"chosen per dose: {chosen}")
+    name = f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}"
+    if len(doses) < 2:
+        write_json(f"{name}_{'_'.join(f'{p:g}' for p in doses.values())}",
+                   {"prior": args.prior, "seeds": args.seeds, "iterations": args.iterations,
+                    "doses": doses, "variances": variances, "rows": rows})
+        return
+    rule = fit_dose_rule([sum(variances[d]) / len(variances[d]) for d in doses],
+                         [chosen[d][0] for d in doses], [chosen[d][1] for d in doses])
+    print(f"fitted rule: {rule}")
     record = {"prior": args.prior, "size": args.size, "pixel_mm": PIXEL_MM,
               "views": args.views, "seeds": args.seeds, "iterations": args.iterations,
-              "doses": DOSES, "variances": variances,
+              "doses": doses, "variances": variances,
               "chosen": {d: {"sigma_hu": s, "data_scale": k} for d, (s, k) in chosen.items()},
               "rule": rule.to_card(), "rows": rows}
-    write_json(f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}", record)
+    write_json(name, record)
     if args.write_card:
         store_pnp_parameters(weights, "pnp-admm", rule, {"method": "validation grid",
                                                          "solver": "pnp-admm", **record})

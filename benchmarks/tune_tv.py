@@ -42,11 +42,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--factors-mm", type=float, nargs="+", default=[25.0, 50.0, 100.0, 200.0],
                         help="grid of c (mm); extend it until the best c is inside")
+    parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
+                        help="the doses to run (of bench_solvers' two)")
     args = parser.parse_args()
     geometry = ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views)
     op = Tomography(geometry)
+    doses = {dose: photons for dose, photons in DOSES.items() if photons in args.photons}
     rows, variances = [], {}
-    for dose, photons in DOSES.items():
+    for dose, photons in doses.items():
         for seed in args.seeds:
             y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
                                  photons, seed)
@@ -65,19 +68,24 @@ def main() -> None:
                 print(f"{dose} seed {seed} c={factor:g}: {rows[-1]['PSNR full']:.2f} dB",
                       flush=True)
     best = {}
-    for dose in DOSES:
+    for dose in doses:
         means = {factor: sum(r["PSNR full"] for r in rows
                              if r["c (mm)"] == factor and r["dose"] == dose) / len(args.seeds)
                  for factor in args.factors_mm}
         best[dose] = max(means, key=means.get)
-    log_c, exponent = log_linear_in_variance(
-        [sum(variances[d]) / len(variances[d]) for d in DOSES], [best[d] for d in DOSES])
     print_table(f"TV weight on validation phantoms, {args.size}² at {PIXEL_MM} mm", rows)
-    print(f"best c per dose (mm): {best}; rule: c = {math.exp(log_c):.4g} mm "
-          f"(v / {REFERENCE_VARIANCE:g})^{exponent:.4g}")
+    print(f"best c per dose (mm): {best}")
+    if len(doses) < 2:
+        write_json(f"tune_tv_{args.size}_{'_'.join(f'{p:g}' for p in doses.values())}",
+                   {"size": args.size, "seeds": args.seeds, "doses": doses,
+                    "variances": variances, "best_factor_mm": best, "rows": rows})
+        return
+    log_c, exponent = log_linear_in_variance(
+        [sum(variances[d]) / len(variances[d]) for d in doses], [best[d] for d in doses])
+    print(f"rule: c = {math.exp(log_c):.4g} mm (v / {REFERENCE_VARIANCE:g})^{exponent:.4g}")
     write_json(f"tune_tv_{args.size}", {
         "size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "seeds": args.seeds,
-        "doses": DOSES, "variances": variances, "best_factor_mm": best,
+        "doses": doses, "variances": variances, "best_factor_mm": best,
         "rule": {"weight_per_noise_variance_mm": math.exp(log_c), "weight_exponent": exponent,
                  "reference_variance": REFERENCE_VARIANCE},
         "rows": rows})

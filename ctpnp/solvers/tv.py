@@ -15,12 +15,16 @@ from ctpnp.solvers.parameters import REFERENCE_VARIANCE
 GRADIENT_NORM_SQ = 8.0
 """``||grad||^2 <= 8`` for forward differences on a 2D grid."""
 
-WEIGHT_PER_NOISE_VARIANCE_MM = 50.0
+WEIGHT_PER_NOISE_VARIANCE_MM = 86.4
 """Default TV weight (mm) per unit of estimated post-log noise variance ``v`` at
-``v = REFERENCE_VARIANCE`` (about a 1e4-photon scan); see :func:`default_weight_mm`."""
+``v = REFERENCE_VARIANCE``; see :func:`default_weight_mm`. With
+:data:`WEIGHT_EXPONENT` it gives the best weights of the validation grid,
+``50 v`` at 1e4 photons (``v`` = 2.4e-4) and ``200 v`` at 1e5 (``v`` = 2.7e-5)."""
 
-WEIGHT_EXPONENT = 0.0
-"""``d log(weight / v) / d log v`` of the default weight."""
+WEIGHT_EXPONENT = -0.635
+"""``d log(weight / v) / d log v`` of the default weight: relative to the noise,
+TV is weighted more at high dose, where the discretization error of the
+pixel model, not the noise, dominates."""
 
 
 def default_weight_mm(variance: torch.Tensor) -> torch.Tensor:
