@@ -59,6 +59,28 @@ class Stopwatch:
         return timed
 
 
+def quality(image_hu: torch.Tensor, hu: torch.Tensor) -> dict[str, float]:
+    """PSNR (dB) and SSIM of a ``(1, 1, H, W)`` HU image in the full and soft-tissue windows."""
+    return {"PSNR full": float(psnr_hu(image_hu, hu)),
+            "PSNR soft": float(psnr_hu(image_hu, hu, SOFT_TISSUE_WINDOW)),
+            "SSIM full": float(ssim_hu(image_hu, hu, FULL_WINDOW)),
+            "SSIM soft": float(ssim_hu(image_hu, hu, SOFT_TISSUE_WINDOW))}
+
+
+def validation_scans(size: int, views: int, seeds: list[int], photons: list[float]):
+    """Yield ``(dose, seed, y, hu, variance)`` for each dose of :data:`DOSES` in
+    ``photons`` and each random-anatomy seed: the scan, its phantom's HU image
+    and the noise variance the solvers estimate from it."""
+    geometry = ScanGeometry.clinical_fan((size, size), PIXEL_MM, views)
+    for dose, count in DOSES.items():
+        if count not in photons:
+            continue
+        for seed in seeds:
+            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * size), geometry, count,
+                                 seed)
+            yield dose, seed, y, hu, physics.estimate_noise_variance(y)
+
+
 def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: torch.Tensor
         ) -> dict:
     """One method on one scan: final quality, convergence in PSNR, time split."""
@@ -84,15 +106,13 @@ def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: 
             prior.prox = original_prox
     total = time.perf_counter() - start
     image = physics.mu_to_hu(result.x)
-    final = float(psnr_hu(image, hu))
+    scores = quality(image, hu)
+    final = scores["PSNR full"]
     settled = next(i for i in range(len(trace))
                    if all(abs(p - final) <= 0.1 for _, p in trace[i:]))
     iterations = max(len(trace), 1)
     return {
-        "method": name,
-        "PSNR full": final, "PSNR soft": float(psnr_hu(image, hu, SOFT_TISSUE_WINDOW)),
-        "SSIM full": float(ssim_hu(image, hu, FULL_WINDOW)),
-        "SSIM soft": float(ssim_hu(image, hu, SOFT_TISSUE_WINDOW)),
+        "method": name, **scores,
         "iters to 0.1 dB": settled + 1, "s to 0.1 dB": trace[settled][0],
         "iters": len(trace), "s": total,
         "projector %": 100 * projector.seconds / total,
@@ -137,11 +157,7 @@ def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], do
                          seed)
     start = time.perf_counter()
     fbp = physics.mu_to_hu(op.fbp(y))
-    rows = [{"dose": dose, "seed": seed, "method": "FBP (Hann)",
-             "PSNR full": float(psnr_hu(fbp, hu)),
-             "PSNR soft": float(psnr_hu(fbp, hu, SOFT_TISSUE_WINDOW)),
-             "SSIM full": float(ssim_hu(fbp, hu, FULL_WINDOW)),
-             "SSIM soft": float(ssim_hu(fbp, hu, SOFT_TISSUE_WINDOW)),
+    rows = [{"dose": dose, "seed": seed, "method": "FBP (Hann)", **quality(fbp, hu),
              "s": time.perf_counter() - start}]
     assert tuple(methods) == METHOD_NAMES
     for name in names:

@@ -21,15 +21,12 @@ import argparse
 import warnings
 
 import torch
-from bench_solvers import DOSES, PIXEL_MM
+from bench_solvers import DOSES, PIXEL_MM, quality, validation_scans
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
-from ctpnp.phantoms import random_anatomy
 from ctpnp.priors import load
 from ctpnp.priors.registry import available, shipped_weights
-from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import pnp_admm
 from ctpnp.solvers.parameters import fit_dose_rule
 from ctpnp.train.pnp_parameters import store_pnp_parameters
@@ -53,34 +50,26 @@ def main() -> None:
     args = parser.parse_args()
     weights = shipped_weights(args.prior) if args.prior in available() else args.prior
     prior = load(weights)
-    geometry = ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views)
-    op = Tomography(geometry)
+    op = Tomography(ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views))
     grid = [(s, d) for s in args.sigmas_hu for d in args.data_scales]
     sigma_hu = torch.tensor([s for s, _ in grid])
     data_scale = torch.tensor([d for _, d in grid], dtype=torch.float64)
     doses = {dose: photons for dose, photons in DOSES.items() if photons in args.photons}
     rows, variances = [], {}
-    for dose, photons in doses.items():
-        for seed in args.seeds:
-            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
-                                 photons, seed)
-            variance = float(physics.estimate_noise_variance(y)[0])
-            variances.setdefault(dose, []).append(variance)
-            result = pnp_admm(y.repeat(len(grid), 1, 1, 1), op, prior,
-                              sigma_mu_per_mm=physics.hu_difference_to_mu(sigma_hu),
-                              data_weight=data_scale / variance, max_iter=args.iterations)
-            images = physics.mu_to_hu(result.x)
-            for k, (s, d) in enumerate(grid):
-                image = images[k:k + 1]
-                rows.append({"dose": dose, "seed": seed, "sigma_hu": s, "data_scale": d,
-                             "PSNR full": float(psnr_hu(image, hu)),
-                             "PSNR soft": float(psnr_hu(image, hu, SOFT_TISSUE_WINDOW)),
-                             "SSIM full": float(ssim_hu(image, hu, FULL_WINDOW)),
-                             "SSIM soft": float(ssim_hu(image, hu, SOFT_TISSUE_WINDOW)),
-                             "diverged": bool(result.diverged[k])})
-            best = max(rows[-len(grid):], key=lambda r: r["PSNR full"])
-            print(f"{dose} seed {seed}: best sigma {best['sigma_hu']:g} HU, data scale "
-                  f"{best['data_scale']:g}: {best['PSNR full']:.2f} dB", flush=True)
+    for dose, seed, y, hu, v in validation_scans(args.size, args.views, args.seeds,
+                                                  args.photons):
+        variance = float(v[0])
+        variances.setdefault(dose, []).append(variance)
+        result = pnp_admm(y.repeat(len(grid), 1, 1, 1), op, prior,
+                          sigma_mu_per_mm=physics.hu_difference_to_mu(sigma_hu),
+                          data_weight=data_scale / variance, max_iter=args.iterations)
+        images = physics.mu_to_hu(result.x)
+        for k, (s, d) in enumerate(grid):
+            rows.append({"dose": dose, "seed": seed, "sigma_hu": s, "data_scale": d,
+                         **quality(images[k:k + 1], hu), "diverged": bool(result.diverged[k])})
+        best = max(rows[-len(grid):], key=lambda r: r["PSNR full"])
+        print(f"{dose} seed {seed}: best sigma {best['sigma_hu']:g} HU, data scale "
+              f"{best['data_scale']:g}: {best['PSNR full']:.2f} dB", flush=True)
     chosen = {}
     for dose in doses:
         means = {(s, d): sum(r["PSNR full"] for r in rows if r["dose"] == dose

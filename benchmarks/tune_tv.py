@@ -21,13 +21,10 @@ import math
 import warnings
 
 import torch
-from bench_solvers import DOSES, PIXEL_MM
+from bench_solvers import DOSES, PIXEL_MM, quality, validation_scans
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
-from ctpnp.phantoms import random_anatomy
-from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import tv
 from ctpnp.solvers.parameters import REFERENCE_VARIANCE, log_linear_in_variance
 
@@ -45,28 +42,18 @@ def main() -> None:
     parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
                         help="the doses to run (of bench_solvers' two)")
     args = parser.parse_args()
-    geometry = ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views)
-    op = Tomography(geometry)
+    op = Tomography(ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views))
     doses = {dose: photons for dose, photons in DOSES.items() if photons in args.photons}
     rows, variances = [], {}
-    for dose, photons in doses.items():
-        for seed in args.seeds:
-            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * args.size), geometry,
-                                 photons, seed)
-            variance = physics.estimate_noise_variance(y)
-            variances.setdefault(dose, []).append(float(variance[0]))
-            for factor in args.factors_mm:
-                result = tv(y, op, weight_mm=factor * variance, max_iter=args.iterations)
-                image = physics.mu_to_hu(result.x)
-                rows.append({"dose": dose, "seed": seed, "c (mm)": factor,
-                             "PSNR full": float(psnr_hu(image, hu)),
-                             "PSNR soft": float(psnr_hu(image, hu, SOFT_TISSUE_WINDOW)),
-                             "SSIM full": float(ssim_hu(image, hu, FULL_WINDOW)),
-                             "SSIM soft": float(ssim_hu(image, hu, SOFT_TISSUE_WINDOW)),
-                             "iters": int(result.n_iter[0]),
-                             "converged": bool(result.converged[0])})
-                print(f"{dose} seed {seed} c={factor:g}: {rows[-1]['PSNR full']:.2f} dB",
-                      flush=True)
+    for dose, seed, y, hu, variance in validation_scans(args.size, args.views, args.seeds,
+                                                         args.photons):
+        variances.setdefault(dose, []).append(float(variance[0]))
+        for factor in args.factors_mm:
+            result = tv(y, op, weight_mm=factor * variance, max_iter=args.iterations)
+            rows.append({"dose": dose, "seed": seed, "c (mm)": factor,
+                         **quality(physics.mu_to_hu(result.x), hu),
+                         "iters": int(result.n_iter[0]), "converged": bool(result.converged[0])})
+            print(f"{dose} seed {seed} c={factor:g}: {rows[-1]['PSNR full']:.2f} dB", flush=True)
     best = {}
     for dose in doses:
         means = {factor: sum(r["PSNR full"] for r in rows
