@@ -67,18 +67,42 @@ def quality(image_hu: torch.Tensor, hu: torch.Tensor) -> dict[str, float]:
             "SSIM soft": float(ssim_hu(image_hu, hu, SOFT_TISSUE_WINDOW))}
 
 
-def validation_scans(size: int, views: int, seeds: list[int], photons: list[float]):
+def phantom_scans(op: Tomography, seeds: list[int], photons: list[float]):
     """Yield ``(dose, seed, y, hu, variance)`` for each dose of :data:`DOSES` in
-    ``photons`` and each random-anatomy seed: the scan, its phantom's HU image
-    and the noise variance the solvers estimate from it."""
-    geometry = ScanGeometry.clinical_fan((size, size), PIXEL_MM, views)
+    ``photons`` and each random-anatomy seed: the scan on ``op``'s geometry, its
+    phantom's HU image and the noise variance the solvers estimate from it
+    (float)."""
+    size = op.geometry.image_shape[0]
     for dose, count in DOSES.items():
         if count not in photons:
             continue
         for seed in seeds:
-            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * size), geometry, count,
-                                 seed)
-            yield dose, seed, y, hu, physics.estimate_noise_variance(y)
+            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * size), op.geometry,
+                                 count, seed)
+            yield dose, seed, y, hu, float(physics.estimate_noise_variance(y)[0])
+
+
+def best_per_dose(rows: list[dict], setting: tuple[str, ...]) -> dict[str, dict]:
+    """For each dose, the ``setting`` values (row keys) with the best mean full-window
+    PSNR over the seeds, with that mean and the mean ``"variance"`` of the dose's rows."""
+    best = {}
+    for dose in dict.fromkeys(r["dose"] for r in rows):
+        groups: dict[tuple, list[dict]] = {}
+        for row in (r for r in rows if r["dose"] == dose):
+            groups.setdefault(tuple(row[k] for k in setting), []).append(row)
+        values, group = max(groups.items(),
+                            key=lambda item: sum(r["PSNR full"] for r in item[1]) / len(item[1]))
+        best[dose] = {**dict(zip(setting, values, strict=True)),
+                      "PSNR full": sum(r["PSNR full"] for r in group) / len(group),
+                      "variance": sum(r["variance"] for r in group) / len(group)}
+    return best
+
+
+def results_name(stem: str, doses: list[str]) -> str:
+    """``stem``, with the photon counts appended when not every dose of :data:`DOSES` ran."""
+    if len(doses) == len(DOSES):
+        return stem
+    return stem + "_" + "_".join(f"{DOSES[d]:g}" for d in doses)
 
 
 def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: torch.Tensor
@@ -142,8 +166,7 @@ def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], do
     """FBP and the iterative methods ``names`` on one held-out scan: the table rows."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
-    geometry = ScanGeometry.clinical_fan((size, size), PIXEL_MM, views)
-    op = Tomography(geometry)
+    op = Tomography(ScanGeometry.clinical_fan((size, size), PIXEL_MM, views))
     lpn, prox = load("lpn"), load("prox")
     n = iterations
     methods = {
@@ -153,8 +176,7 @@ def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], do
         "PnP-ADMM Prox": (prox, lambda y, cb: pnp_admm(y, op, prox, max_iter=n, callback=cb)),
         "PnP-DRS Prox": (prox, lambda y, cb: pnp_drs(y, op, prox, max_iter=n, callback=cb)),
     }
-    y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * size), geometry, DOSES[dose],
-                         seed)
+    _, _, y, hu, _ = next(phantom_scans(op, [seed], [DOSES[dose]]))
     start = time.perf_counter()
     fbp = physics.mu_to_hu(op.fbp(y))
     rows = [{"dose": dose, "seed": seed, "method": "FBP (Hann)", **quality(fbp, hu),

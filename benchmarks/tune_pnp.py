@@ -10,8 +10,8 @@ full-window PSNR at each dose gives one point of the dose rule
 is stored in the model card beside the prior's weights, with the grid and its
 results. The rule can also be refined by restarted JFB (``ctpnp tune``).
 
-Run: ``.venv/bin/python benchmarks/tune_pnp.py prox [--sigmas-hu 35 70 140]
-[--data-scales 0.1 0.3 1] [--write-card]`` (about 20 minutes per dose for a
+Run: ``.venv/bin/python benchmarks/tune_pnp.py prox [--sigmas-hu 25 50 100]
+[--data-scales 0.03 0.1 0.3] [--write-card]`` (about 20 minutes per dose for a
 9-point grid at 256² on one core).
 """
 
@@ -21,7 +21,7 @@ import argparse
 import warnings
 
 import torch
-from bench_solvers import DOSES, PIXEL_MM, quality, validation_scans
+from bench_solvers import DOSES, PIXEL_MM, best_per_dose, phantom_scans, quality, results_name
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
@@ -37,8 +37,8 @@ warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too sl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prior", help="shipped prior name or weights path")
-    parser.add_argument("--sigmas-hu", type=float, nargs="+", default=[35.0, 70.0, 140.0])
-    parser.add_argument("--data-scales", type=float, nargs="+", default=[0.1, 0.3, 1.0])
+    parser.add_argument("--sigmas-hu", type=float, nargs="+", default=[25.0, 50.0, 100.0])
+    parser.add_argument("--data-scales", type=float, nargs="+", default=[0.03, 0.1, 0.3])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--views", type=int, default=360)
     parser.add_argument("--seeds", type=int, nargs="+", default=[5001])
@@ -54,45 +54,33 @@ def main() -> None:
     grid = [(s, d) for s in args.sigmas_hu for d in args.data_scales]
     sigma_hu = torch.tensor([s for s, _ in grid])
     data_scale = torch.tensor([d for _, d in grid], dtype=torch.float64)
-    doses = {dose: photons for dose, photons in DOSES.items() if photons in args.photons}
-    rows, variances = [], {}
-    for dose, seed, y, hu, v in validation_scans(args.size, args.views, args.seeds,
-                                                  args.photons):
-        variance = float(v[0])
-        variances.setdefault(dose, []).append(variance)
+    rows = []
+    for dose, seed, y, hu, variance in phantom_scans(op, args.seeds, args.photons):
         result = pnp_admm(y.repeat(len(grid), 1, 1, 1), op, prior,
                           sigma_mu_per_mm=physics.hu_difference_to_mu(sigma_hu),
                           data_weight=data_scale / variance, max_iter=args.iterations)
         images = physics.mu_to_hu(result.x)
         for k, (s, d) in enumerate(grid):
-            rows.append({"dose": dose, "seed": seed, "sigma_hu": s, "data_scale": d,
-                         **quality(images[k:k + 1], hu), "diverged": bool(result.diverged[k])})
-        best = max(rows[-len(grid):], key=lambda r: r["PSNR full"])
-        print(f"{dose} seed {seed}: best sigma {best['sigma_hu']:g} HU, data scale "
-              f"{best['data_scale']:g}: {best['PSNR full']:.2f} dB", flush=True)
-    chosen = {}
-    for dose in doses:
-        means = {(s, d): sum(r["PSNR full"] for r in rows if r["dose"] == dose
-                             and (r["sigma_hu"], r["data_scale"]) == (s, d)) / len(args.seeds)
-                 for s, d in grid}
-        chosen[dose] = max(means, key=means.get)
+            rows.append({"dose": dose, "seed": seed, "variance": variance, "sigma_hu": s,
+                         "data_scale": d, **quality(images[k:k + 1], hu),
+                         "diverged": bool(result.diverged[k])})
+        print(f"{dose} seed {seed}: done", flush=True)
+    chosen = best_per_dose(rows, ("sigma_hu", "data_scale"))
     print_table(f"PnP-ADMM grid for {args.prior} on validation phantoms, {args.size}² at "
                 f"{PIXEL_MM} mm, {args.iterations} iterations", rows)
     print(f"chosen per dose: {chosen}")
-    name = f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}"
-    if len(doses) < 2:
-        write_json(f"{name}_{'_'.join(f'{p:g}' for p in doses.values())}",
-                   {"prior": args.prior, "seeds": args.seeds, "iterations": args.iterations,
-                    "doses": doses, "variances": variances, "rows": rows})
-        return
-    rule = fit_dose_rule([sum(variances[d]) / len(variances[d]) for d in doses],
-                         [chosen[d][0] for d in doses], [chosen[d][1] for d in doses])
-    print(f"fitted rule: {rule}")
     record = {"prior": args.prior, "size": args.size, "pixel_mm": PIXEL_MM,
               "views": args.views, "seeds": args.seeds, "iterations": args.iterations,
-              "doses": doses, "variances": variances,
-              "chosen": {d: {"sigma_hu": s, "data_scale": k} for d, (s, k) in chosen.items()},
-              "rule": rule.to_card(), "rows": rows}
+              "chosen": chosen, "rows": rows}
+    name = results_name(f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}", list(chosen))
+    if len(chosen) < 2:
+        write_json(name, record)
+        return
+    best = list(chosen.values())
+    rule = fit_dose_rule([b["variance"] for b in best], [b["sigma_hu"] for b in best],
+                         [b["data_scale"] for b in best])
+    print(f"fitted rule: {rule}")
+    record["rule"] = rule.to_card()
     write_json(name, record)
     if args.write_card:
         store_pnp_parameters(weights, "pnp-admm", rule, {"method": "validation grid",

@@ -21,7 +21,7 @@ import math
 import warnings
 
 import torch
-from bench_solvers import DOSES, PIXEL_MM, quality, validation_scans
+from bench_solvers import DOSES, PIXEL_MM, best_per_dose, phantom_scans, quality, results_name
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
@@ -43,39 +43,26 @@ def main() -> None:
                         help="the doses to run (of bench_solvers' two)")
     args = parser.parse_args()
     op = Tomography(ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views))
-    doses = {dose: photons for dose, photons in DOSES.items() if photons in args.photons}
-    rows, variances = [], {}
-    for dose, seed, y, hu, variance in validation_scans(args.size, args.views, args.seeds,
-                                                         args.photons):
-        variances.setdefault(dose, []).append(float(variance[0]))
+    rows = []
+    for dose, seed, y, hu, variance in phantom_scans(op, args.seeds, args.photons):
         for factor in args.factors_mm:
             result = tv(y, op, weight_mm=factor * variance, max_iter=args.iterations)
-            rows.append({"dose": dose, "seed": seed, "c (mm)": factor,
+            rows.append({"dose": dose, "seed": seed, "variance": variance, "c (mm)": factor,
                          **quality(physics.mu_to_hu(result.x), hu),
                          "iters": int(result.n_iter[0]), "converged": bool(result.converged[0])})
             print(f"{dose} seed {seed} c={factor:g}: {rows[-1]['PSNR full']:.2f} dB", flush=True)
-    best = {}
-    for dose in doses:
-        means = {factor: sum(r["PSNR full"] for r in rows
-                             if r["c (mm)"] == factor and r["dose"] == dose) / len(args.seeds)
-                 for factor in args.factors_mm}
-        best[dose] = max(means, key=means.get)
+    best = best_per_dose(rows, ("c (mm)",))
     print_table(f"TV weight on validation phantoms, {args.size}² at {PIXEL_MM} mm", rows)
-    print(f"best c per dose (mm): {best}")
-    if len(doses) < 2:
-        write_json(f"tune_tv_{args.size}_{'_'.join(f'{p:g}' for p in doses.values())}",
-                   {"size": args.size, "seeds": args.seeds, "doses": doses,
-                    "variances": variances, "best_factor_mm": best, "rows": rows})
-        return
-    log_c, exponent = log_linear_in_variance(
-        [sum(variances[d]) / len(variances[d]) for d in doses], [best[d] for d in doses])
-    print(f"rule: c = {math.exp(log_c):.4g} mm (v / {REFERENCE_VARIANCE:g})^{exponent:.4g}")
-    write_json(f"tune_tv_{args.size}", {
-        "size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "seeds": args.seeds,
-        "doses": doses, "variances": variances, "best_factor_mm": best,
-        "rule": {"weight_per_noise_variance_mm": math.exp(log_c), "weight_exponent": exponent,
-                 "reference_variance": REFERENCE_VARIANCE},
-        "rows": rows})
+    print(f"best c per dose: {best}")
+    record = {"size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "seeds": args.seeds,
+              "best": best, "rows": rows}
+    if len(best) >= 2:
+        log_c, exponent = log_linear_in_variance([b["variance"] for b in best.values()],
+                                                 [b["c (mm)"] for b in best.values()])
+        print(f"rule: c = {math.exp(log_c):.4g} mm (v / {REFERENCE_VARIANCE:g})^{exponent:.4g}")
+        record["rule"] = {"weight_per_noise_variance_mm": math.exp(log_c),
+                          "weight_exponent": exponent, "reference_variance": REFERENCE_VARIANCE}
+    write_json(results_name(f"tune_tv_{args.size}", list(best)), record)
 
 
 if __name__ == "__main__":

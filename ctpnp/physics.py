@@ -26,12 +26,14 @@ def mu_to_hu(mu_per_mm: torch.Tensor, mu_water_per_mm: float = MU_WATER_PER_MM) 
     return 1000.0 * (mu_per_mm / mu_water_per_mm - 1.0)
 
 
-def hu_difference_to_mu(delta_hu, mu_water_per_mm: float = MU_WATER_PER_MM):
+def hu_difference_to_mu(delta_hu: float | torch.Tensor,
+                        mu_water_per_mm: float = MU_WATER_PER_MM) -> float | torch.Tensor:
     """An HU difference or noise std → the same in μ (1/mm); float or tensor."""
     return delta_hu * mu_water_per_mm / 1000.0
 
 
-def mu_difference_to_hu(delta_mu_per_mm, mu_water_per_mm: float = MU_WATER_PER_MM):
+def mu_difference_to_hu(delta_mu_per_mm: float | torch.Tensor,
+                        mu_water_per_mm: float = MU_WATER_PER_MM) -> float | torch.Tensor:
     """A μ difference or noise std (1/mm) → the same in HU; float or tensor."""
     return delta_mu_per_mm * 1000.0 / mu_water_per_mm
 

@@ -49,7 +49,7 @@ from ctpnp.solvers import tv
 from ctpnp.versions import package_versions
 from ctpnp.volume import PNP_SOLVERS, Progress, reconstruct_volume
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_PRIOR", "Report", "reconstruct_scan"]
+__all__ = ["Report", "reconstruct_scan"]
 
 WORK_DIR = ".work"
 REPORT_NAME = "report.json"

@@ -32,7 +32,7 @@ from ctpnp.projector import Tomography
 from ctpnp.projector.backend import resolve_device
 from ctpnp.solvers import pnp_admm, pnp_drs, pnp_pgd, tv
 
-__all__ = ["METHODS", "VolumeResult", "reconstruct_volume"]
+__all__ = ["VolumeResult", "reconstruct_volume"]
 
 PNP_SOLVERS = dict(zip(PNP_METHODS, (pnp_admm, pnp_drs, pnp_pgd), strict=True))
 CONFIG_NAME = "volume.json"

@@ -5,8 +5,8 @@
 2. Simulate a low-dose clinical fan-beam scan: project the slice upsampled to a
    grid twice as fine as the reconstruction's (no inverse crime), Poisson noise.
 3. Reconstruct with FBP (Hann), TV (PDHG) and PnP-ADMM with the default prior
-   (``ctpnp.reconstruct.DEFAULT_PRIOR``, the Prox-denoiser) and its learned
-   parameters; all defaults, nothing tuned on this slice.
+   (``ctpnp.methods.DEFAULT_PRIOR``, the Prox-denoiser) and its dose
+   rule; all defaults, nothing tuned on this slice.
 4. Write each image as NIfTI (HU) and ``demo.png`` with PSNR/SSIM in the titles.
 
 Run: ``make demo`` (or ``.venv/bin/python pipelines/demo.py --out demo_output``).
@@ -27,9 +27,9 @@ import torch
 from ctpnp import ScanGeometry, Tomography, physics
 from ctpnp.figures import side_by_side
 from ctpnp.io import read_ct_series, write_nifti
+from ctpnp.methods import DEFAULT_PRIOR
 from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
 from ctpnp.priors import load as load_prior
-from ctpnp.reconstruct import DEFAULT_PRIOR
 from ctpnp.simulation import clean_projection
 from ctpnp.solvers import pnp_admm, tv
 

@@ -21,8 +21,8 @@ configuration, and writes to ``--out``:
 Run: ``.venv/bin/python pipelines/phantom_study.py --out study_output
 [--config my_study.yaml]``. The shipped configuration
 (``ctpnp/study/default.yaml``: 128² at 0.8 mm, 360 views, two doses, six
-scenes, five methods, 66 cases) took 38 minutes (about 32 minutes of CPU) on
-a shared 2-core machine, one torch thread.
+scenes, five methods, 66 cases) took 14 minutes on a 2-core machine, one torch
+thread.
 """
 
 from __future__ import annotations

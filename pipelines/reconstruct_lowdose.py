@@ -2,7 +2,7 @@
 
 The library call behind ``ctpnp reconstruct``, as a script to copy and adapt:
 :func:`ctpnp.reconstruct.reconstruct_scan` with the default PnP method and
-prior (:data:`ctpnp.reconstruct.DEFAULT_METHOD`, ``DEFAULT_PRIOR``), a
+prior (:data:`ctpnp.methods.DEFAULT_METHOD`, ``DEFAULT_PRIOR``), a
 progress bar over slices, and a summary of ``report.json``.
 
 Run (``SCAN_DIR``: one DICOM-CT-PD scan, axial or helical, or the
@@ -24,7 +24,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ctpnp.reconstruct import DEFAULT_METHOD, DEFAULT_PRIOR, reconstruct_scan
+from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR
+from ctpnp.reconstruct import reconstruct_scan
 
 
 def main(argv: list[str] | None = None) -> None:
