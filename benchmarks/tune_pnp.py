@@ -21,7 +21,15 @@ import argparse
 import warnings
 
 import torch
-from bench_solvers import DOSES, PIXEL_MM, best_per_dose, phantom_scans, quality, results_name
+from bench_solvers import (
+    DOSES,
+    PIXEL_MM,
+    REAL_CT_SLICES,
+    best_per_dose,
+    quality,
+    results_name,
+    validation_scans,
+)
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
@@ -41,7 +49,10 @@ def main() -> None:
     parser.add_argument("--data-scales", type=float, nargs="+", default=[0.03, 0.1, 0.3])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--views", type=int, default=360)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[5001])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[5001],
+                        help="validation phantoms (random-anatomy seeds)")
+    parser.add_argument("--real-ct", nargs="*", choices=REAL_CT_SLICES, default=[],
+                        help="real validation slices (pydicom test files)")
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
                         help="the doses to run (of bench_solvers' two); the rule needs both")
@@ -55,7 +66,7 @@ def main() -> None:
     sigma_hu = torch.tensor([s for s, _ in grid])
     data_scale = torch.tensor([d for _, d in grid], dtype=torch.float64)
     rows = []
-    for dose, seed, y, hu, variance in phantom_scans(op, args.seeds, args.photons):
+    for dose, seed, y, hu, variance in validation_scans(op, args.seeds, args.real_ct, args.photons):
         result = pnp_admm(y.repeat(len(grid), 1, 1, 1), op, prior,
                           sigma_mu_per_mm=physics.hu_difference_to_mu(sigma_hu),
                           data_weight=data_scale / variance, max_iter=args.iterations)
@@ -70,9 +81,10 @@ def main() -> None:
                 f"{PIXEL_MM} mm, {args.iterations} iterations", rows)
     print(f"chosen per dose: {chosen}")
     record = {"prior": args.prior, "size": args.size, "pixel_mm": PIXEL_MM,
-              "views": args.views, "seeds": args.seeds, "iterations": args.iterations,
-              "chosen": chosen, "rows": rows}
-    name = results_name(f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}", list(chosen))
+              "views": args.views, "seeds": args.seeds, "real_ct": args.real_ct,
+              "iterations": args.iterations, "chosen": chosen, "rows": rows}
+    name = results_name(f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}",
+                        list(chosen), args.real_ct)
     if len(chosen) < 2:
         write_json(name, record)
         return

@@ -21,7 +21,15 @@ import math
 import warnings
 
 import torch
-from bench_solvers import DOSES, PIXEL_MM, best_per_dose, phantom_scans, quality, results_name
+from bench_solvers import (
+    DOSES,
+    PIXEL_MM,
+    REAL_CT_SLICES,
+    best_per_dose,
+    quality,
+    results_name,
+    validation_scans,
+)
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
@@ -35,7 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--views", type=int, default=360)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[5001])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[5001],
+                        help="validation phantoms (random-anatomy seeds)")
+    parser.add_argument("--real-ct", nargs="*", choices=REAL_CT_SLICES, default=[],
+                        help="real validation slices (pydicom test files)")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--factors-mm", type=float, nargs="+", default=[25.0, 50.0, 100.0, 200.0],
                         help="grid of c (mm); extend it until the best c is inside")
@@ -44,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     op = Tomography(ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views))
     rows = []
-    for dose, seed, y, hu, variance in phantom_scans(op, args.seeds, args.photons):
+    for dose, seed, y, hu, variance in validation_scans(op, args.seeds, args.real_ct, args.photons):
         for factor in args.factors_mm:
             result = tv(y, op, weight_mm=factor * variance, max_iter=args.iterations)
             rows.append({"dose": dose, "seed": seed, "variance": variance, "c (mm)": factor,
@@ -55,14 +66,14 @@ def main() -> None:
     print_table(f"TV weight on validation phantoms, {args.size}² at {PIXEL_MM} mm", rows)
     print(f"best c per dose: {best}")
     record = {"size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "seeds": args.seeds,
-              "best": best, "rows": rows}
+              "real_ct": args.real_ct, "best": best, "rows": rows}
     if len(best) >= 2:
         log_c, exponent = log_linear_in_variance([b["variance"] for b in best.values()],
                                                  [b["c (mm)"] for b in best.values()])
         print(f"rule: c = {math.exp(log_c):.4g} mm (v / {REFERENCE_VARIANCE:g})^{exponent:.4g}")
         record["rule"] = {"weight_per_noise_variance_mm": math.exp(log_c),
                           "weight_exponent": exponent, "reference_variance": REFERENCE_VARIANCE}
-    write_json(results_name(f"tune_tv_{args.size}", list(best)), record)
+    write_json(results_name(f"tune_tv_{args.size}", list(best), args.real_ct), record)
 
 
 if __name__ == "__main__":

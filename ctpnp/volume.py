@@ -27,7 +27,7 @@ import torch
 
 from ctpnp.geometry import ScanGeometry
 from ctpnp.io.atomic import staged_file
-from ctpnp.methods import METHODS, PNP_METHODS
+from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS, PNP_METHODS
 from ctpnp.projector import Tomography
 from ctpnp.projector.backend import resolve_device
 from ctpnp.solvers import pnp_admm, pnp_drs, pnp_pgd, tv
@@ -235,8 +235,8 @@ def reconstruct_volume(
     geometry: ScanGeometry,
     out_dir: Path | str,
     *,
-    method: str = "pnp-admm",
-    prior: str = "lpn",
+    method: str = DEFAULT_METHOD,
+    prior: str = DEFAULT_PRIOR,
     params: dict | None = None,
     batch_size: int = 1,
     workers: int = 1,

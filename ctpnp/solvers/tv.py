@@ -79,21 +79,28 @@ def tv(
 
     x = initial_image(op, y, x0)
     x_bar = x.clone()
+    # A is linear, so A x_bar = 2 A x_new - A x: one forward projection per
+    # iteration serves both the dual step and the objective
+    projection = op.forward(x)
+    projection_bar = projection.clone()
     p = torch.zeros_like(y)
     q = torch.zeros((x.shape[0], 2, *x.shape[2:]), dtype=x.dtype, device=x.device)
     monitor = Monitor(x.shape[0], StoppingRule(max_iter, rtol), callback)
     with torch.no_grad():
         while monitor.running:
             mask = monitor.step_mask(x)
-            p_new = (p + step * (op.forward(x_bar) / scale - y_scaled)) * damping
+            p_new = (p + step * (projection_bar / scale - y_scaled)) * damping
             q_step = q + step * gradient(x_bar)
             q_new = q_step / (q_step.pow(2).sum(1, keepdim=True).sqrt() / weight).clamp_min(1.0)
             x_new = (x - step * (op.adjoint(p_new) / scale + gradient_adjoint(q_new))
                      ).clamp_min(0.0)
-            objective = data.value(x_new).cpu() + (weight.flatten().cpu().double()
-                                                   * total_variation(x_new).double().cpu())
+            projection_new = op.forward(x_new)
+            objective = (data.value_of(projection_new - y).cpu()
+                         + weight.flatten().cpu().double() * total_variation(x_new).double().cpu())
             monitor.update(x, x_new, x_new, objective=objective)
             x_bar = keep_active(mask, 2 * x_new - x, x_bar)
+            projection_bar = keep_active(mask, 2 * projection_new - projection, projection_bar)
             x, p = keep_active(mask, x_new, x), keep_active(mask, p_new, p)
             q = keep_active(mask, q_new, q)
+            projection = keep_active(mask, projection_new, projection)
     return monitor.result(x)
