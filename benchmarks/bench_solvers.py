@@ -23,23 +23,18 @@ import concurrent.futures as cf
 import functools
 import multiprocessing
 import re
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 
-import pydicom.data
 import torch
-import torch.nn.functional as F
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.io import read_ct_series
 from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
 from ctpnp.phantoms import random_anatomy
 from ctpnp.priors import load
-from ctpnp.simulation import clean_projection, phantom_scan
+from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import pnp_admm, pnp_drs, tv
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
@@ -85,70 +80,6 @@ def phantom_scans(op: Tomography, seeds: list[int], photons: list[float]):
             y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * size), op.geometry,
                                  count, seed)
             yield dose, seed, y, hu, float(physics.estimate_noise_variance(y)[0])
-
-
-REAL_CT_SLICES = ("J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm")
-"""Real 512² CT slices among pydicom's test files (two heads), used only for
-validation; the demo's slice (``CT_small.dcm``) is never among them."""
-
-
-def real_ct_reference_hu(name: str, size: int) -> torch.Tensor:
-    """A pydicom test CT slice as ``(1, 1, size, size)`` HU: read by
-    :func:`ctpnp.io.read_ct_series`, the scanner's padding outside the field of
-    view (−2000 HU or lower) set to air, area-averaged to ``size``²."""
-    with tempfile.TemporaryDirectory() as folder:
-        shutil.copy(pydicom.data.get_testdata_file(name), folder)
-        hu = torch.from_numpy(read_ct_series(folder).hu[:1].copy())[None]
-    return F.interpolate(hu.clamp_min(-1000.0), size=(size, size), mode="area")
-
-
-def real_ct_scans(op: Tomography, names: list[str], photons: list[float]):
-    """Like :func:`phantom_scans` for the real slices ``names`` (of
-    :data:`REAL_CT_SLICES`), yielding the file name in the seed's place. Each
-    slice is resampled to ``op``'s grid and scanned as if its pixels had
-    ``op``'s size (the heads shrink by 7-16 %), from a grid twice as fine
-    (:func:`ctpnp.simulation.clean_projection`); noise seed 0."""
-    size = op.geometry.image_shape[0]
-    for dose, count in DOSES.items():
-        if count not in photons:
-            continue
-        for name in names:
-            hu = real_ct_reference_hu(name, size)
-            y = physics.simulate_low_dose(clean_projection(hu, op.geometry), count, seed=0)
-            yield dose, name, y, hu, float(physics.estimate_noise_variance(y)[0])
-
-
-def validation_scans(op: Tomography, seeds: list[int], real_ct: list[str],
-                     photons: list[float]):
-    """The phantom scans of ``seeds`` then the real slices ``real_ct``, dose by dose."""
-    for count in photons:
-        yield from phantom_scans(op, seeds, [count])
-        yield from real_ct_scans(op, real_ct, [count])
-
-
-def best_per_dose(rows: list[dict], setting: tuple[str, ...]) -> dict[str, dict]:
-    """For each dose, the ``setting`` values (row keys) with the best mean full-window
-    PSNR over the seeds, with that mean and the mean ``"variance"`` of the dose's rows."""
-    best = {}
-    for dose in dict.fromkeys(r["dose"] for r in rows):
-        groups: dict[tuple, list[dict]] = {}
-        for row in (r for r in rows if r["dose"] == dose):
-            groups.setdefault(tuple(row[k] for k in setting), []).append(row)
-        values, group = max(groups.items(),
-                            key=lambda item: sum(r["PSNR full"] for r in item[1]) / len(item[1]))
-        best[dose] = {**dict(zip(setting, values, strict=True)),
-                      "PSNR full": sum(r["PSNR full"] for r in group) / len(group),
-                      "variance": sum(r["variance"] for r in group) / len(group)}
-    return best
-
-
-def results_name(stem: str, doses: list[str], real_ct: list[str]) -> str:
-    """``stem``, with ``_realct`` appended when real slices were among the
-    validation scans, and the photon counts when not every dose of :data:`DOSES` ran."""
-    stem += "_realct" if real_ct else ""
-    if len(doses) == len(DOSES):
-        return stem
-    return stem + "_" + "_".join(f"{DOSES[d]:g}" for d in doses)
 
 
 def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: torch.Tensor

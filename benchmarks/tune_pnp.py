@@ -21,15 +21,8 @@ import argparse
 import warnings
 
 import torch
-from bench_solvers import (
-    DOSES,
-    PIXEL_MM,
-    REAL_CT_SLICES,
-    best_per_dose,
-    quality,
-    results_name,
-    validation_scans,
-)
+import validation
+from bench_solvers import PIXEL_MM, quality
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
@@ -47,15 +40,8 @@ def main() -> None:
     parser.add_argument("prior", help="shipped prior name or weights path")
     parser.add_argument("--sigmas-hu", type=float, nargs="+", default=[25.0, 50.0, 100.0])
     parser.add_argument("--data-scales", type=float, nargs="+", default=[0.03, 0.1, 0.3])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--views", type=int, default=360)
-    parser.add_argument("--seeds", type=int, nargs="*", default=[5001],
-                        help="validation phantoms (random-anatomy seeds)")
-    parser.add_argument("--real-ct", nargs="*", choices=REAL_CT_SLICES, default=[],
-                        help="real validation slices (pydicom test files)")
+    validation.add_arguments(parser)
     parser.add_argument("--iterations", type=int, default=15)
-    parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
-                        help="the doses to run (of bench_solvers' two); the rule needs both")
     parser.add_argument("--write-card", action="store_true",
                         help="store the fitted rule in the prior's model card (pnp-admm)")
     args = parser.parse_args()
@@ -66,7 +52,7 @@ def main() -> None:
     sigma_hu = torch.tensor([s for s, _ in grid])
     data_scale = torch.tensor([d for _, d in grid], dtype=torch.float64)
     rows = []
-    for dose, seed, y, hu, variance in validation_scans(op, args.seeds, args.real_ct, args.photons):
+    for dose, seed, y, hu, variance in validation.scans(op, args):
         result = pnp_admm(y.repeat(len(grid), 1, 1, 1), op, prior,
                           sigma_mu_per_mm=physics.hu_difference_to_mu(sigma_hu),
                           data_weight=data_scale / variance, max_iter=args.iterations)
@@ -76,15 +62,17 @@ def main() -> None:
                          "data_scale": d, **quality(images[k:k + 1], hu),
                          "diverged": bool(result.diverged[k])})
         print(f"{dose} seed {seed}: done", flush=True)
-    chosen = best_per_dose(rows, ("sigma_hu", "data_scale"))
-    print_table(f"PnP-ADMM grid for {args.prior} on validation phantoms, {args.size}² at "
-                f"{PIXEL_MM} mm, {args.iterations} iterations", rows)
+    pool = validation.pooled(rows, args, prior=args.prior, iterations=args.iterations)
+    chosen = validation.best_per_dose(pool, ("sigma_hu", "data_scale"))
+    print_table(f"PnP-ADMM grid for {args.prior} on validation scans, {args.size}² at "
+                f"{PIXEL_MM} mm, {args.iterations} iterations", pool)
     print(f"chosen per dose: {chosen}")
     record = {"prior": args.prior, "size": args.size, "pixel_mm": PIXEL_MM,
               "views": args.views, "seeds": args.seeds, "real_ct": args.real_ct,
-              "iterations": args.iterations, "chosen": chosen, "rows": rows}
-    name = results_name(f"tune_pnp_{prior.card.get('model', 'prior')}_{args.size}",
-                        list(chosen), args.real_ct)
+              "iterations": args.iterations, "also": [str(p) for p in args.also],
+              "chosen": chosen, "rows": rows}
+    name = validation.results_name(args, f"tune_pnp_{prior.card.get('model', 'prior')}",
+                                   list(chosen))
     if len(chosen) < 2:
         write_json(name, record)
         return

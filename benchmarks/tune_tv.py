@@ -21,15 +21,8 @@ import math
 import warnings
 
 import torch
-from bench_solvers import (
-    DOSES,
-    PIXEL_MM,
-    REAL_CT_SLICES,
-    best_per_dose,
-    quality,
-    results_name,
-    validation_scans,
-)
+import validation
+from bench_solvers import PIXEL_MM, quality
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
@@ -41,39 +34,34 @@ warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too sl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--views", type=int, default=360)
-    parser.add_argument("--seeds", type=int, nargs="*", default=[5001],
-                        help="validation phantoms (random-anatomy seeds)")
-    parser.add_argument("--real-ct", nargs="*", choices=REAL_CT_SLICES, default=[],
-                        help="real validation slices (pydicom test files)")
+    validation.add_arguments(parser)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--factors-mm", type=float, nargs="+", default=[25.0, 50.0, 100.0, 200.0],
                         help="grid of c (mm); extend it until the best c is inside")
-    parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
-                        help="the doses to run (of bench_solvers' two)")
     args = parser.parse_args()
     op = Tomography(ScanGeometry.clinical_fan((args.size, args.size), PIXEL_MM, args.views))
     rows = []
-    for dose, seed, y, hu, variance in validation_scans(op, args.seeds, args.real_ct, args.photons):
+    for dose, seed, y, hu, variance in validation.scans(op, args):
         for factor in args.factors_mm:
             result = tv(y, op, weight_mm=factor * variance, max_iter=args.iterations)
             rows.append({"dose": dose, "seed": seed, "variance": variance, "c (mm)": factor,
                          **quality(physics.mu_to_hu(result.x), hu),
                          "iters": int(result.n_iter[0]), "converged": bool(result.converged[0])})
             print(f"{dose} seed {seed} c={factor:g}: {rows[-1]['PSNR full']:.2f} dB", flush=True)
-    best = best_per_dose(rows, ("c (mm)",))
-    print_table(f"TV weight on validation phantoms, {args.size}² at {PIXEL_MM} mm", rows)
+    pool = validation.pooled(rows, args, iterations=args.iterations)
+    best = validation.best_per_dose(pool, ("c (mm)",))
+    print_table(f"TV weight on validation scans, {args.size}² at {PIXEL_MM} mm", pool)
     print(f"best c per dose: {best}")
     record = {"size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "seeds": args.seeds,
-              "real_ct": args.real_ct, "best": best, "rows": rows}
+              "real_ct": args.real_ct, "iterations": args.iterations,
+              "also": [str(p) for p in args.also], "best": best, "rows": rows}
     if len(best) >= 2:
         log_c, exponent = log_linear_in_variance([b["variance"] for b in best.values()],
                                                  [b["c (mm)"] for b in best.values()])
         print(f"rule: c = {math.exp(log_c):.4g} mm (v / {REFERENCE_VARIANCE:g})^{exponent:.4g}")
         record["rule"] = {"weight_per_noise_variance_mm": math.exp(log_c),
                           "weight_exponent": exponent, "reference_variance": REFERENCE_VARIANCE}
-    write_json(results_name(f"tune_tv_{args.size}", list(best), args.real_ct), record)
+    write_json(validation.results_name(args, "tune_tv", list(best)), record)
 
 
 if __name__ == "__main__":
