@@ -1,18 +1,20 @@
-"""Choose a prior's PnP dose rule on validation phantoms by a grid (never on the test phantoms).
+"""Choose a prior's PnP dose rule on the validation set by a grid (never on the test scans).
 
 For each dose of ``bench_solvers.py`` this reconstructs the validation scans
-(random anatomy, seed 5001 by default: the seed TV's weight was chosen on,
-``tune_tv.py``) with PnP-ADMM for every pair of denoiser strength
-``sigma_hu`` and data scale ``data_weight * v`` of the grid, run as one batch,
-and reports PSNR/SSIM in both windows. The pair with the best mean
-full-window PSNR at each dose gives one point of the dose rule
-(:func:`ctpnp.solvers.parameters.fit_dose_rule`); with ``--write-card`` the rule
-is stored in the model card beside the prior's weights, with the grid and its
-results. The rule can also be refined by restarted JFB (``ctpnp tune``).
+(:mod:`validation`: random-anatomy phantoms, seed 5001 by default, and real
+CT slices with ``--real-ct``) with PnP-ADMM for every pair of denoiser
+strength ``sigma_hu`` and data scale ``data_weight * v`` of the grid, run as
+one batch, and reports PSNR/SSIM in both windows. Rows of earlier runs join
+with ``--also``; the pair with the best mean full-window PSNR over the scans
+at each dose gives one point of the dose rule
+(:func:`ctpnp.solvers.parameters.fit_dose_rule`); with ``--write-card`` the
+rule is stored in the model card beside the prior's weights, with the grid
+and its results. The rule can also be refined by restarted JFB (``ctpnp tune``).
 
 Run: ``.venv/bin/python benchmarks/tune_pnp.py prox [--sigmas-hu 25 50 100]
-[--data-scales 0.03 0.1 0.3] [--write-card]`` (about 20 minutes per dose for a
-9-point grid at 256² on one core).
+[--data-scales 0.03 0.1 0.3] [--real-ct FILE ...] [--also RESULTS.json ...]
+[--write-card]`` (about 20 minutes per dose and scan for a 9-point grid at
+256² on one core).
 """
 
 from __future__ import annotations

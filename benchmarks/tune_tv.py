@@ -1,17 +1,18 @@
-"""Choose TV's default weight on validation phantoms (never on the test phantoms).
+"""Choose TV's default weight on the validation set (never on the test scans).
 
 TV's weight follows the dose as ``weight_mm = c * v`` with ``v`` the noise
 variance estimated from the sinogram and ``c`` itself log-linear in ``v``
 (:func:`ctpnp.solvers.tv.default_weight_mm`), like the PnP parameters. This
-script reconstructs the validation scans (random anatomy, seed 5001 by
-default, the same geometry and doses as ``bench_solvers.py``; the PnP rules
-are chosen on the same seed by ``tune_pnp.py``) with TV run to convergence
-for a grid of ``c`` and reports PSNR/SSIM in both windows; the best ``c`` at
-each dose (mean full-window PSNR over the seeds) fixes the rule's two
-numbers, never looking at the test phantoms.
+script reconstructs the validation scans (:mod:`validation`: the phantoms and
+real slices the PnP rules are chosen on by ``tune_pnp.py``, the geometry and
+doses of ``bench_solvers.py``) with TV run to convergence for a grid of ``c``
+and reports PSNR/SSIM in both windows; rows of earlier runs join with
+``--also``. The best ``c`` at each dose (mean full-window PSNR over the scans)
+fixes the rule's two numbers, never looking at the test scans.
 
-Run: ``.venv/bin/python benchmarks/tune_tv.py [--seeds 5001] [--factors-mm 25 50 100 200]``
-(about 4 minutes per reconstruction at 256² on one core).
+Run: ``.venv/bin/python benchmarks/tune_tv.py [--seeds 5001] [--real-ct FILE ...]
+[--factors-mm 25 50 100 200] [--also RESULTS.json ...]`` (about 4 minutes per
+reconstruction at 256² on one core).
 """
 
 from __future__ import annotations
