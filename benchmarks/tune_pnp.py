@@ -72,7 +72,7 @@ def main() -> None:
     record = {"prior": args.prior, "size": args.size, "pixel_mm": PIXEL_MM,
               "views": args.views, "seeds": args.seeds, "real_ct": args.real_ct,
               "iterations": args.iterations, "also": [str(p) for p in args.also],
-              "chosen": chosen, "rows": rows}
+              "chosen": chosen, "rows": pool}
     name = validation.results_name(args, f"tune_pnp_{prior.card.get('model', 'prior')}",
                                    list(chosen))
     if len(chosen) < 2:

@@ -55,7 +55,7 @@ def main() -> None:
     print(f"best c per dose: {best}")
     record = {"size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "seeds": args.seeds,
               "real_ct": args.real_ct, "iterations": args.iterations,
-              "also": [str(p) for p in args.also], "best": best, "rows": rows}
+              "also": [str(p) for p in args.also], "best": best, "rows": pool}
     if len(best) >= 2:
         log_c, exponent = log_linear_in_variance([b["variance"] for b in best.values()],
                                                  [b["c (mm)"] for b in best.values()])

@@ -94,7 +94,7 @@ def scans(op: Tomography, args: argparse.Namespace):
 
 
 def pooled(rows: list[dict], args: argparse.Namespace, **settings) -> list[dict]:
-    """This run's ``rows`` and those of the ``--also`` files, which must have
+    """This run's ``rows`` and those of the ``--also`` files (all are recorded), which must have
     been run with the same ``size``, ``views`` and ``settings`` (e.g. iterations)."""
     pool = list(rows)
     expected = {"size": args.size, "views": args.views, **settings}

@@ -15,13 +15,14 @@ from ctpnp.solvers.parameters import REFERENCE_VARIANCE
 GRADIENT_NORM_SQ = 8.0
 """``||grad||^2 <= 8`` for forward differences on a 2D grid."""
 
-WEIGHT_PER_NOISE_VARIANCE_MM = 86.4
+WEIGHT_PER_NOISE_VARIANCE_MM = 111.1
 """Default TV weight (mm) per unit of estimated post-log noise variance ``v`` at
 ``v = REFERENCE_VARIANCE``; see :func:`default_weight_mm`. With
-:data:`WEIGHT_EXPONENT` it gives the best weights of the validation grid,
-``50 v`` at 1e4 photons (``v`` = 2.4e-4) and ``200 v`` at 1e5 (``v`` = 2.7e-5)."""
+:data:`WEIGHT_EXPONENT` it passes through the best weights of the validation
+grid at the mean noise variance of each dose's validation scans: ``50 v`` at
+1e4 photons (``v`` = 3.2e-4) and ``200 v`` at 1e5 (``v`` = 4.2e-5)."""
 
-WEIGHT_EXPONENT = -0.635
+WEIGHT_EXPONENT = -0.683
 """``d log(weight / v) / d log v`` of the default weight: relative to the noise,
 TV is weighted more at high dose, where the discretization error of the
 pixel model, not the noise, dominates."""
@@ -34,9 +35,9 @@ def default_weight_mm(variance: torch.Tensor) -> torch.Tensor:
     :data:`WEIGHT_PER_NOISE_VARIANCE_MM` and ``e`` = :data:`WEIGHT_EXPONENT`,
     the same log-linear dose rule as the PnP parameters
     (:mod:`ctpnp.solvers.parameters`), fitted by ``benchmarks/tune_tv.py``
-    through the best weight at each dose on a validation phantom (random
-    anatomy, seed 5001, 256² at 0.8 mm, 1e4 and 1e5 photons), never on the
-    test phantoms.
+    through the best weight at each dose on the validation scans (random
+    anatomy seed 5001 and a real head slice, 256² at 0.8 mm, 1e4 and 1e5
+    photons), never on the test scans.
     """
     ratio = variance / REFERENCE_VARIANCE
     return WEIGHT_PER_NOISE_VARIANCE_MM * ratio.pow(WEIGHT_EXPONENT) * variance
