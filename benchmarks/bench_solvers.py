@@ -15,7 +15,7 @@ TV runs ``30 * --iterations`` PDHG iterations (600 by default): at 300 it was
 still moving by 0.1 dB near the end.
 
 Run: ``.venv/bin/python benchmarks/bench_solvers.py [--size 256] [--iterations 20] [--jobs 2]``
-(about 15 minutes per scan, one dose of one phantom, at 256² on one core for
+(about 10 minutes per scan, one dose of one phantom, at 256² on one core for
 all methods; ``--jobs`` scans run in parallel; at ``--size 512`` one scan
 takes about an hour for TV and two PnP methods).
 """

@@ -15,14 +15,15 @@ Run::
 
     .venv/bin/python pipelines/compare_fbp.py --out compare_fbp_output
 
-Expected output (pydicom's slice, 2·10⁴ photons, 360 views, seed 0; 44 s on
-2 shared cores; PnP = pnp-admm with the prox prior at the time of writing)::
+Expected output (pydicom's slice, 2·10⁴ photons, 360 views, seed 0; about
+45 s on 2 shared cores; PnP = pnp-admm with the prox prior and its rule at
+the time of writing)::
 
     reconstruction window        PSNR dB    SSIM  RMSE HU
     fbp            full            34.30  0.9392    57.82
     fbp            soft_tissue     21.42  0.7293    33.97
-    pnp            full            38.13  0.9092    37.20
-    pnp            soft_tissue     22.47  0.6843    30.09
+    pnp            full            38.49  0.9324    35.71
+    pnp            soft_tissue     24.52  0.6923    23.78
 
 Steps whose output exists are skipped, and an interrupted reconstruction
 resumes, so the command can be run again.
