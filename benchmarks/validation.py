@@ -94,7 +94,8 @@ def scans(op: Tomography, args: argparse.Namespace):
 
 
 def pooled(rows: list[dict], args: argparse.Namespace, **settings) -> list[dict]:
-    """This run's ``rows`` and those of the ``--also`` files (all are recorded), which must have
+    """This run's ``rows`` and those of the ``--also`` files, without repeats (a
+    results file that pooled others may be pooled again); the files must have
     been run with the same ``size``, ``views`` and ``settings`` (e.g. iterations)."""
     pool = list(rows)
     expected = {"size": args.size, "views": args.views, **settings}
@@ -106,7 +107,8 @@ def pooled(rows: list[dict], args: argparse.Namespace, **settings) -> list[dict]
         if any("variance" not in row for row in record["rows"]):
             raise SystemExit(f"{path}: rows without 'variance' (written by an older script)")
         pool += record["rows"]
-    return pool
+    unique = {json.dumps(row, sort_keys=True): row for row in pool}
+    return list(unique.values())
 
 
 def best_per_dose(rows: list[dict], setting: tuple[str, ...]) -> dict[str, dict]:
