@@ -72,25 +72,25 @@ def real_ct_reference_hu(name: str, size: int) -> torch.Tensor:
 def real_ct_scans(op: Tomography, names: list[str], photons: list[float]):
     """Like :func:`bench_solvers.phantom_scans` for the real slices ``names``
     (of :data:`REAL_CT_SLICES`), yielding the file name in the seed's place.
-    Each slice is resampled to ``op``'s grid and scanned as if its pixels had
-    ``op``'s size (the heads shrink by 7-16 %), from a grid twice as fine
-    (:func:`ctpnp.simulation.clean_projection`); noise seed 0."""
+    Each slice is read once, resampled to ``op``'s grid and scanned as if its
+    pixels had ``op``'s size (the heads shrink by 7-16 %), from a grid twice as
+    fine (:func:`ctpnp.simulation.clean_projection`), once for all doses; noise
+    seed 0."""
     size = op.geometry.image_shape[0]
-    for dose, count in DOSES.items():
-        if count not in photons:
-            continue
-        for name in names:
-            hu = real_ct_reference_hu(name, size)
-            y = physics.simulate_low_dose(clean_projection(hu, op.geometry), count, seed=0)
-            yield dose, name, y, hu, float(physics.estimate_noise_variance(y)[0])
+    for name in names:
+        hu = real_ct_reference_hu(name, size)
+        clean = clean_projection(hu, op.geometry)
+        for dose, count in DOSES.items():
+            if count in photons:
+                y = physics.simulate_low_dose(clean, count, seed=0)
+                yield dose, name, y, hu, float(physics.estimate_noise_variance(y)[0])
 
 
 def scans(op: Tomography, args: argparse.Namespace):
-    """``(dose, seed or file name, y, hu, variance)`` of the run's phantoms then
-    real slices, dose by dose (see :func:`bench_solvers.phantom_scans`)."""
-    for count in args.photons:
-        yield from phantom_scans(op, args.seeds, [count])
-        yield from real_ct_scans(op, args.real_ct, [count])
+    """``(dose, seed or file name, y, hu, variance)`` of the run's phantoms,
+    then of its real slices (see :func:`bench_solvers.phantom_scans`)."""
+    yield from phantom_scans(op, args.seeds, args.photons)
+    yield from real_ct_scans(op, args.real_ct, args.photons)
 
 
 def pooled(rows: list[dict], args: argparse.Namespace, **settings) -> list[dict]:
