@@ -45,8 +45,9 @@ def _info(_: argparse.Namespace) -> int:
         training = card.get("training", {})
         validation = card.get("validation", {})
         minutes = training.get("total_wall_time_s", training.get("wall_time_s", 0)) / 60
+        device = training.get("device", {}).get("name", "the CPU")
         print(f"  {name:13s} {card_path.with_suffix('.safetensors').name}: trained "
-              f"{minutes:.0f} min on the CPU, validation PSNR "
+              f"{minutes:.0f} min on {device}, validation PSNR "
               f"{validation.get('val_psnr_db', float('nan')):.2f} dB")
     return 0
 
@@ -54,8 +55,13 @@ def _info(_: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ctpnp.train.device import training_device
     from ctpnp.train.lpn import LPNTrainConfig, train_lpn
+    from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
 
+    if args.model == "prox" and args.data is not None:
+        raise ValueError("--data (extra training slices) is supported for the lpn only")
+    training_device(args.device)  # a missing GPU is one line before any progress bar
     extra_slices_hu = ()
     if args.data is not None:
         from ctpnp.io import read_ct_series
@@ -68,13 +74,19 @@ def _train(args: argparse.Namespace) -> int:
         bar.total = event.get("total_steps", bar.total)
         if event.get("event") == "step":
             bar.update(event["step"] - bar.n)
-            bar.set_postfix(loss=f"{event.get('loss', float('nan')):.4g}")
+            loss = event.get("loss", event.get("mse", float("nan")))
+            bar.set_postfix(loss=f"{loss:.4g}")
         elif event.get("event") == "validation":
             bar.write(f"step {event['step']}: validation PSNR "
                       f"{event.get('val_psnr_db', float('nan')):.2f} dB")
 
-    out = train_lpn(LPNTrainConfig(), args.out, progress=progress, resume=not args.restart,
-                    extra_slices_hu=extra_slices_hu)
+    out = args.out or Path(f"{args.model}.safetensors")
+    if args.model == "prox":
+        train_prox_denoiser(ProxTrainConfig(), out, progress=progress, resume=not args.restart,
+                            device=args.device)
+    else:
+        train_lpn(LPNTrainConfig(), out, progress=progress, resume=not args.restart,
+                  extra_slices_hu=extra_slices_hu, device=args.device)
     bar.close()
     print(f"wrote {out} and its model card {out.with_suffix('.json')}")
     return 0
@@ -243,9 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
     train = commands.add_parser(
         "train", help="train a learned prior on generated phantoms (and optional DICOM)")
-    train.add_argument("model", choices=["lpn"], help="which prior")
-    train.add_argument("--out", type=Path, default=Path("lpn.safetensors"),
-                       help="weights file to write (model card beside it)")
+    train.add_argument("model", choices=["lpn", "prox"], help="which prior")
+    train.add_argument("--out", type=Path,
+                       help="weights file to write, model card beside it (default: <model>"
+                            ".safetensors); pipelines/train_priors.py has the shipped recipes")
+    train.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]' (default: cpu)")
     train.add_argument("--data", type=Path, help="folder with a normal-dose CT series to add")
     train.add_argument("--series", help="SeriesInstanceUID or index when --data holds several")
     train.add_argument("--restart", action="store_true",

@@ -101,7 +101,9 @@ def hessian_spectral_norm(
     x = u.detach().requires_grad_(True)
     with torch.enable_grad():
         grad, _ = network.grad_g(x, sigma, create_graph=True)
-        v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        # drawn on the generator's device (the CPU by default), then moved: the same
+        # start vector on every device
+        v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         v = v / v.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1)
         for _ in range(n_iter):
             (hv,) = torch.autograd.grad((grad * v).sum(), x, retain_graph=True)

@@ -49,7 +49,7 @@ class Checkpoint:
         tensors["rng"] = generator.get_state()
         self.weights_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.weights_path.with_suffix(".tmp")
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, self.weights_path)
         meta = {"config": config, "param_groups": opt["param_groups"], **state}
         tmp = self.state_path.with_suffix(".tmp")

@@ -97,13 +97,15 @@ class PatchSampler:
         return torch.randint(0, high, (n,), generator=self.generator)
 
     def _draw(self, n: int) -> torch.Tensor:
+        # three RNG calls per batch (not per patch): sampling stays cheap beside a GPU step
         p = self.patch_size
-        which = self._randint(len(self.images), n)
+        which = self._randint(len(self.images), n).tolist()
+        corner = torch.rand(n, 2, generator=self.generator).tolist()
         out = torch.empty(n, 1, p, p)
-        for i, k in enumerate(which.tolist()):
+        for i, (k, (fr, fc)) in enumerate(zip(which, corner, strict=True)):
             im = self.images[k]
-            r = int(self._randint(im.shape[0] - p + 1, 1))
-            c = int(self._randint(im.shape[1] - p + 1, 1))
+            rows, cols = im.shape[0] - p + 1, im.shape[1] - p + 1
+            r, c = min(int(fr * rows), rows - 1), min(int(fc * cols), cols - 1)
             out[i, 0] = im[r : r + p, c : c + p]
         return out
 

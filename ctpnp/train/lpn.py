@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +26,9 @@ from ctpnp.priors.normalization import MU_WATER_PER_MM, hu_to_unit
 from ctpnp.priors.weights import save_weights
 from ctpnp.train.checkpoint import Checkpoint
 from ctpnp.train.data import PatchSampler, phantom_slices_hu, piecewise_smooth_hu
+from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.losses import l1_loss, proximal_matching_loss
+from ctpnp.versions import package_versions
 
 __all__ = ["LPNTrainConfig", "Stage", "train_lpn"]
 
@@ -156,7 +157,7 @@ def validate(
     noisy_db, denoised_db = [], []
     for clean in clean_unit:
         x = clean[None, None]
-        noisy = x + config.sigma_unit * torch.randn(x.shape, generator=gen)
+        noisy = x + config.sigma_unit * torch.randn(x.shape, generator=gen).to(x.device)
         noisy_db.append(psnr_unit_db(noisy, x))
         denoised_db.append(psnr_unit_db(prior.image_prox(noisy).detach(), x))
     network.train(was_training)
@@ -179,6 +180,7 @@ def train_lpn(
     progress: ProgressCallback | None = None,
     resume: bool = True,
     extra_slices_hu: Iterable[np.ndarray] = (),
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Train an LPN and write ``out_path`` (safetensors) with its model card ``.json``.
 
@@ -192,15 +194,18 @@ def train_lpn(
         resume: continue from an existing checkpoint of the same config.
         extra_slices_hu: additional 2D HU slices (e.g. a user's normal-dose
             series, ``ctpnp.io.read_ct_series(folder).hu``) mixed into training.
+        device: ``"cpu"`` or ``"cuda[:N]"``. Patches and noise are drawn on the
+            CPU from the seeded generator, so a run is the same data on any device.
 
     Returns:
         ``out_path``.
     """
     out_path = Path(out_path)
     report = progress or (lambda _event: None)
+    device = training_device(device)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        network = LPN(config.icnn, config.alpha)
+        network = LPN(config.icnn, config.alpha).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.stages[0].lr)
     generator = torch.Generator().manual_seed(config.seed)
     ckpt = Checkpoint(out_path)
@@ -212,7 +217,9 @@ def train_lpn(
     sampler = PatchSampler(
         _slices(config, config.train_seeds) + extra, config.icnn.patch_size, generator
     )
-    val_clean = [hu_to_unit(torch.as_tensor(s)) for s in _slices(config, config.val_seeds)]
+    val_clean = [
+        hu_to_unit(torch.as_tensor(s)).to(device) for s in _slices(config, config.val_seeds)
+    ]
 
     network.train()
     start = time.perf_counter() - state["elapsed_s"]
@@ -223,6 +230,7 @@ def train_lpn(
             group["lr"] = stage.lr
         clean = sampler.sample(config.batch_size)
         noisy = clean + config.sigma_unit * torch.randn(clean.shape, generator=generator)
+        clean, noisy = clean.to(device), noisy.to(device)
         loss = _loss(stage, network(noisy), clean, config.sigma_unit)
         optimizer.zero_grad()
         loss.backward()
@@ -243,14 +251,15 @@ def train_lpn(
             report({"event": "checkpoint", "step": done, "path": str(ckpt.weights_path)})
 
     final = state["history"][-1] if state["history"] else validate(network, config, val_clean)
-    card = _model_card(network, config, state, final, n_extra_slices=len(extra))
+    card = _model_card(network, config, state, final, len(extra), describe_device(device))
     save_weights(out_path, network.state_dict(), card)
     report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
     return out_path
 
 
 def _model_card(
-    network: LPN, config: LPNTrainConfig, state: dict, final: dict, n_extra_slices: int
+    network: LPN, config: LPNTrainConfig, state: dict, final: dict, n_extra_slices: int,
+    device: dict,
 ) -> dict:
     stride = config.stride or max(config.icnn.patch_size // 2, 1)
     return {
@@ -274,10 +283,10 @@ def _model_card(
         "training": {
             "steps": state["step"],
             "wall_time_s": round(state["elapsed_s"], 1),
-            "torch_threads": torch.get_num_threads(),
+            "device": device,
             "config": config.to_dict(),
             "history": state["history"],
         },
         "validation": {"seeds": list(config.val_seeds), "metric": VALIDATION_METRIC, **final},
-        "ctpnp_version": version("ctpnp"),
+        "ctpnp_version": package_versions()["ctpnp"],
     }

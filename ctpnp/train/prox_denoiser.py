@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -26,7 +25,9 @@ from ctpnp.priors.unet import UNetConfig
 from ctpnp.priors.weights import check_state_dict, load_weights, save_weights
 from ctpnp.train.checkpoint import Checkpoint
 from ctpnp.train.data import PatchSampler, phantom_slices_hu
+from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.lpn import psnr_unit_db
+from ctpnp.versions import package_versions
 
 __all__ = ["ProxTrainConfig", "train_prox_denoiser", "validation_patches"]
 
@@ -150,6 +151,7 @@ def train_prox_denoiser(
     progress: ProgressCallback | None = None,
     resume: bool = True,
     init_from: str | Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Train a Prox-denoiser on generated phantoms and write ``out_path`` with its model card.
 
@@ -162,16 +164,20 @@ def train_prox_denoiser(
         init_from: start from this Prox-denoiser weights file (same
             architecture), e.g. to fine-tune an L2-trained model further with
             ``l2_steps=0``; its training record is kept in the new card.
+        device: ``"cpu"`` or ``"cuda[:N]"``. Patches and noise are drawn on the
+            CPU from the seeded generator, so a run is the same data on any device.
 
     Returns:
         ``out_path``.
     """
     out_path = Path(out_path)
     report = progress or (lambda _event: None)
+    device = training_device(device)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         network = GradientStepDenoiser(config.unet)
     previous = _load_init(network, init_from) if init_from is not None else None
+    network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.l2_lr)
     generator = torch.Generator().manual_seed(config.seed)
     ckpt = Checkpoint(out_path)
@@ -184,7 +190,8 @@ def train_prox_denoiser(
         config.patch_size,
         generator,
     )
-    val = validation_patches(config.val_seeds, config, config.n_val_patches)
+    val = tuple(t.to(device) for t in validation_patches(
+        config.val_seeds, config, config.n_val_patches))
     lo, hi = config.sigma_range_unit
     total = config.l2_steps + config.finetune_steps
 
@@ -204,6 +211,7 @@ def train_prox_denoiser(
         clean = sampler.sample(config.batch_size)
         sigma = lo + (hi - lo) * torch.rand(config.batch_size, generator=generator)
         noisy = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=generator)
+        clean, sigma, noisy = clean.to(device), sigma.to(device), noisy.to(device)
         loss = (network(noisy, sigma, create_graph=True) - clean).pow(2).mean()
         record = {"mse": loss.item()}
         if finetune:
@@ -228,7 +236,7 @@ def train_prox_denoiser(
             report({"event": "checkpoint", "step": step, "path": str(ckpt.weights_path)})
 
     final = validate(network, config, val)
-    card = _model_card(config, state, final, previous)
+    card = _model_card(config, state, final, previous, describe_device(device))
     save_weights(out_path, network.state_dict(), card)
     report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
     return out_path
@@ -252,7 +260,7 @@ def _load_init(network: GradientStepDenoiser, path: str | Path) -> dict:
 
 
 def _model_card(
-    config: ProxTrainConfig, state: dict, final: dict, previous: dict | None
+    config: ProxTrainConfig, state: dict, final: dict, previous: dict | None, device: dict
 ) -> dict:
     before = previous or {}
     before_s = before.get("total_wall_time_s", before.get("wall_time_s", 0.0))
@@ -281,7 +289,7 @@ def _model_card(
             "finetune_steps_run": max(state["step"] - config.l2_steps, 0),
             "wall_time_s": round(state["elapsed_s"], 1),
             "total_wall_time_s": round(state["elapsed_s"] + before_s, 1),
-            "torch_threads": torch.get_num_threads(),
+            "device": device,
             "config": config.to_dict(),
             "history": state["history"],
             "initialized_from": previous,
@@ -296,5 +304,5 @@ def _model_card(
                       f"||Hess g_sigma|| ({config.val_power_iters} iterations)",
             **final,
         },
-        "ctpnp_version": version("ctpnp"),
+        "ctpnp_version": package_versions()["ctpnp"],
     }

@@ -1,0 +1,134 @@
+"""Train the shipped learned priors (Prox-denoiser and LPN) with their recipes.
+
+The recipes below are the ones the weights in ``ctpnp/priors/weights/`` were
+trained with; each weights file's model card records the full config, the
+device, the step count, the wall time and the validation history. They are
+sized for one GPU (about 8 minutes each on an H100, both at once); on the CPU
+the same recipe runs but takes hours, so ``--steps-scale`` shortens every stage
+proportionally for a quick try.
+
+Run: ``.venv/bin/python pipelines/train_priors.py --device cuda --out trained
+[--only prox]``. Writes ``<out>/prox.safetensors`` / ``lpn.safetensors`` with
+their ``.json`` cards (the Prox-denoiser's first stage as ``prox_l2``);
+checkpoints beside them make an interrupted run resume (the same command
+again). Copy the results over ``ctpnp/priors/weights/`` to
+ship them, then re-tune the PnP rules (``benchmarks/tune_pnp.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ctpnp.priors.icnn import ICNNConfig
+from ctpnp.priors.unet import UNetConfig
+from ctpnp.train.lpn import LPNTrainConfig, Stage, train_lpn
+from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
+
+TRAIN_SEEDS = tuple(range(64))  # phantom seeds; validation 1e5.., PnP validation 5001, tests 9001..
+
+PROX_RECIPE = ProxTrainConfig(
+    unet=UNetConfig(channels=(32, 64), blocks=2),
+    patch_size=64,
+    batch_size=64,
+    penalty_batch=16,
+    l2_steps=5000,
+    l2_lr=1e-3,
+    finetune_steps=0,
+    train_seeds=TRAIN_SEEDS,
+    checkpoint_every=250,
+    progress_every=250,
+)
+"""Stage A: residual U-Net 32/64 channels, 2 blocks per scale (about 240k parameters), L2 only."""
+
+PROX_REFINE = replace(
+    PROX_RECIPE,
+    l2_steps=2500,
+    l2_lr=2e-4,
+    finetune_steps=400,
+    finetune_lr=5e-5,
+    penalty_weight=1e-2,
+    check_every=100,
+)
+"""Stage B, from stage A's weights: L2 at a lower rate (at 1e-3 the loss plateaus), then the
+Hessian penalty until ``||Hess g|| < 0.95`` on the validation patches (checked every 100
+steps, so the network recovers from the penalty's first pull before it may stop)."""
+
+LPN_RECIPE = LPNTrainConfig(
+    icnn=ICNNConfig(channels=64, out_channels=64),
+    batch_size=128,
+    stages=(
+        Stage("l1", 16000, 1e-3),
+        Stage("proximal_matching", 8000, 2e-4, 3.2),
+        Stage("proximal_matching", 7000, 1e-4, 1.6),
+        Stage("proximal_matching", 5000, 5e-5, 0.8),
+    ),
+    train_seeds=TRAIN_SEEDS,
+    checkpoint_every=2000,
+    progress_every=1000,
+)
+"""ICNN with 64 channels on 32-pixel patches, L1 then proximal matching (36k steps)."""
+
+
+def scaled(config: ProxTrainConfig | LPNTrainConfig, factor: float):
+    """``config`` with every stage's step count multiplied by ``factor`` (a stage keeps >= 1)."""
+    def n(steps: int) -> int:
+        return max(1, round(steps * factor)) if steps else 0
+
+    if isinstance(config, ProxTrainConfig):
+        return replace(config, l2_steps=n(config.l2_steps),
+                       finetune_steps=n(config.finetune_steps))
+    return replace(config, stages=tuple(replace(s, steps=n(s.steps)) for s in config.stages))
+
+
+def _printer(model: str):
+    start = time.perf_counter()
+
+    def progress(event: dict) -> None:
+        values = {k: (f"{v:.4g}" if isinstance(v, float) else v)
+                  for k, v in event.items() if k != "event"}
+        print(f"[{model} {time.perf_counter() - start:7.1f} s] {event['event']}: {values}",
+              flush=True)
+
+    return progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("trained_priors"),
+                        help="folder for the weights, cards and checkpoints")
+    parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]'")
+    parser.add_argument("--only", choices=["prox", "lpn"], help="train one prior only")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiply every stage's steps (e.g. 0.01 for a quick CPU try)")
+    args = parser.parse_args(argv)
+    if args.steps_scale <= 0:
+        parser.error(f"--steps-scale must be positive, got {args.steps_scale}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    # patch sampling is many tiny CPU ops: more threads only contend (with a GPU, badly)
+    torch.set_num_threads(1)
+    try:
+        if args.only in (None, "prox"):
+            stage_a = args.out / "prox_l2.safetensors"
+            if not stage_a.is_file():  # a finished stage is not run again
+                train_prox_denoiser(scaled(PROX_RECIPE, args.steps_scale), stage_a,
+                                    progress=_printer("prox L2"), device=args.device)
+            train_prox_denoiser(scaled(PROX_REFINE, args.steps_scale),
+                                args.out / "prox.safetensors", progress=_printer("prox"),
+                                init_from=stage_a, device=args.device)
+        if args.only in (None, "lpn"):
+            train_lpn(scaled(LPN_RECIPE, args.steps_scale), args.out / "lpn.safetensors",
+                      progress=_printer("lpn"), device=args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

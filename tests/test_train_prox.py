@@ -1,0 +1,104 @@
+"""Prox-denoiser trainer, training devices and the patch sampler."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ctpnp.priors import ProxDenoiserPrior, load
+from ctpnp.priors.unet import UNetConfig
+from ctpnp.train.data import PatchSampler
+from ctpnp.train.device import training_device
+from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
+
+TINY = ProxTrainConfig(
+    unet=UNetConfig(channels=(4, 8), blocks=1),
+    patch_size=16,
+    batch_size=4,
+    penalty_batch=2,
+    l2_steps=3,
+    finetune_steps=3,
+    stop_below=1e-6,  # never met: the run goes through every step
+    power_iters=2,
+    check_every=1,
+    val_power_iters=2,
+    n_val_patches=4,
+    train_seeds=(0,),
+    val_seeds=(1,),
+    slice_size=48,
+    checkpoint_every=2,
+    progress_every=1,
+)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_train_writes_card_with_device_and_a_loadable_prior(tmp_path):
+    events = []
+    out = train_prox_denoiser(TINY, tmp_path / "tiny.safetensors", progress=events.append)
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    assert card["training"]["steps"] == 6 and card["training"]["finetune_steps_run"] == 3
+    assert card["training"]["device"]["type"] == "cpu"
+    assert ProxTrainConfig.from_dict(card["training"]["config"]) == TINY
+    assert [e["step"] for e in events if e["event"] == "validation"] == [3, 4, 5]
+    assert isinstance(load(out), ProxDenoiserPrior)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    full = train_prox_denoiser(TINY, tmp_path / "full" / "w.safetensors")
+
+    def stop_after_step_4(event):
+        if event["event"] == "checkpoint" and event["step"] == 4:
+            raise _Interrupt
+
+    part = tmp_path / "part" / "w.safetensors"
+    with pytest.raises(_Interrupt):
+        train_prox_denoiser(TINY, part, progress=stop_after_step_4)
+    assert not part.exists()
+    train_prox_denoiser(TINY, part)
+    a, b = load_file(str(full)), load_file(str(part))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_training_device_names_what_is_missing():
+    assert training_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'cpu' or 'cuda"):
+        training_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            training_device("cuda")
+
+
+def test_patch_sampler_draws_sub_blocks_of_the_slices():
+    # slices whose HU values encode (slice, row, column): every patch must be one
+    # contiguous block of one slice, up to its rot90/flip augmentation
+    shapes = [(20, 30), (40, 24)]
+    slices = [1000.0 * k + np.arange(h * w, dtype=np.float32).reshape(h, w) / 10
+              for k, (h, w) in enumerate(shapes)]
+    sampler = PatchSampler(slices, 8, torch.Generator().manual_seed(3), min_std_unit=0.0)
+    patches = sampler.sample(200)
+    assert patches.shape == (200, 1, 8, 8)
+    unit = [torch.as_tensor((s + 1000.0) / 2000.0) for s in slices]
+    seen_slices = set()
+    for patch in patches[:, 0]:
+        matches = []
+        for k, image in enumerate(unit):
+            for view in _augmentations(patch):
+                r, c = np.unravel_index(int((image - view[0, 0]).abs().argmin()), image.shape)
+                block = image[r : r + 8, c : c + 8]
+                if block.shape == (8, 8) and torch.allclose(block, view):
+                    matches.append(k)
+        assert matches, "a patch is not a block of any slice"
+        seen_slices.update(matches)
+    assert seen_slices == {0, 1}
+
+
+def _augmentations(patch: torch.Tensor) -> list[torch.Tensor]:
+    views = [torch.rot90(patch, k, dims=(0, 1)) for k in range(4)]
+    return views + [v.flip(1) for v in views]
