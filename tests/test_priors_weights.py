@@ -3,6 +3,7 @@
 import hashlib
 import json
 import pickle
+import shutil
 import socket
 import struct
 
@@ -11,7 +12,7 @@ import torch
 
 from ctpnp.priors import LPN, LPNPrior, load
 from ctpnp.priors.icnn import ICNNConfig
-from ctpnp.priors.registry import shipped_weights
+from ctpnp.priors.registry import fingerprint, shipped_weights
 from ctpnp.priors.weights import card_path, save_weights
 
 
@@ -117,3 +118,18 @@ def test_missing_card_and_unknown_names(tmp_path):
         load(path)
     with pytest.raises(ValueError, match="unknown prior"):
         load("no-such-prior")
+
+
+def test_fingerprint_follows_the_model_card(tmp_path):
+    assert fingerprint("tv") == "code"
+    copy = tmp_path / "lpn.safetensors"
+    shutil.copy(shipped_weights("lpn"), copy)
+    shutil.copy(card_path(shipped_weights("lpn")), card_path(copy))
+    assert fingerprint(copy) == fingerprint("lpn")
+    card = json.loads(card_path(copy).read_text())
+    card["pnp_parameters"]["pnp-admm"]["log_sigma_hu"] += 0.1  # another default rule
+    card_path(copy).write_text(json.dumps(card))
+    assert fingerprint(copy) != fingerprint("lpn")
+    card_path(copy).unlink()
+    with pytest.raises(ValueError, match="no model card"):
+        fingerprint(copy)

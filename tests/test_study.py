@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ctpnp.priors.registry import fingerprint
 from ctpnp.study import DEFAULT_CONFIG, StudyConfigError, load_config, run_study
 from ctpnp.study.run import plan
 
@@ -64,6 +65,15 @@ def test_tables_hold_every_case_with_finite_values(study):
         assert (out / f"{figure}.png").stat().st_size > 1000
     inserts = _rows(out / "inserts.csv")
     assert len(inserts) == 7 * 2 * len(METHODS)
+
+
+def test_case_keys_name_the_priors_weights_and_rules(study):
+    config, _, _ = study
+    settings = load_config(config)
+    keys = {case.id: case.key(settings) for case in plan(settings)}
+    lpn_case = next(key for case_id, key in keys.items() if case_id.endswith("pnp_admm_lpn"))
+    assert lpn_case["priors"] == {"lpn": fingerprint("lpn"), "prox": fingerprint("prox")}
+    assert all(key["priors"].keys() >= {"prox"} for key in keys.values())  # the log prior
 
 
 def test_rerun_computes_nothing(study):

@@ -11,6 +11,7 @@ Two tables, one line per prior:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,13 +22,14 @@ from ctpnp.priors.bm3d import BM3DPrior
 from ctpnp.priors.lpn import LPNPrior
 from ctpnp.priors.prox_denoiser import ProxDenoiserPrior
 from ctpnp.priors.tv import TVPrior
-from ctpnp.priors.weights import load_weights
+from ctpnp.priors.weights import card_path, load_weights
 
 __all__ = [
     "FACTORIES",
     "FROM_WEIGHTS",
     "SHIPPED_WEIGHTS_DIR",
     "available",
+    "fingerprint",
     "load",
     "shipped_weights",
 ]
@@ -55,6 +57,26 @@ def shipped_weights(name: str) -> Path:
     return SHIPPED_WEIGHTS_DIR / f"{name}.safetensors"
 
 
+def _weights_path(key: str, name_or_path: str | Path) -> Path:
+    return shipped_weights(key) if key in FROM_WEIGHTS else Path(name_or_path)
+
+
+def fingerprint(name_or_path: str | Path) -> str:
+    """What results of prior ``name_or_path`` depend on besides the code.
+
+    ``"code"`` for priors built from code alone; for learned priors the sha256
+    of the model card, which holds the weights' sha256 and the PnP parameters
+    solvers take by default. Raises ``ValueError`` naming a missing card.
+    """
+    key = str(name_or_path)
+    if key in FACTORIES:
+        return "code"
+    card = card_path(_weights_path(key, name_or_path))
+    if not card.is_file():
+        raise ValueError(f"prior {key!r} has no model card {card}")
+    return hashlib.sha256(card.read_bytes()).hexdigest()
+
+
 def load(name_or_path: str | Path) -> Prior:
     """A prior by registry name (see :func:`available`) or from a weights file path.
 
@@ -64,7 +86,7 @@ def load(name_or_path: str | Path) -> Prior:
     key = str(name_or_path)
     if key in FACTORIES:
         return FACTORIES[key]()
-    path = shipped_weights(key) if key in FROM_WEIGHTS else Path(name_or_path)
+    path = _weights_path(key, name_or_path)
     if key not in FROM_WEIGHTS and path.suffix != ".safetensors":
         raise ValueError(f"unknown prior {key!r}: use one of {available()} or a .safetensors path")
     tensors, card = load_weights(path)

@@ -23,6 +23,7 @@ from ctpnp import physics
 from ctpnp.metrics import psnr_hu
 from ctpnp.priors import LPNPrior
 from ctpnp.priors import load as load_prior
+from ctpnp.priors.registry import fingerprint
 from ctpnp.projector import Tomography
 from ctpnp.solvers import SolverResult, pnp_admm, pnp_drs, pnp_pgd, tv
 from ctpnp.study.config import MethodSpec, SceneSpec, StudyConfig, load_config
@@ -69,7 +70,14 @@ class Case:
             "grid": [config.size, config.pixel_mm, config.views],
             "noise_seed": config.noise_seed, "roi_erosion_px": config.roi_erosion_px,
             "log_prior": [config.log_prior, config.log_prior_max_iter],
+            "priors": {name: fingerprint(name) for name in self._priors(config)},
         }
+
+    def _priors(self, config: StudyConfig) -> list[str]:
+        """The priors the case uses: the method's (if any) and the log-prior map's."""
+        method_prior = [] if self.method is None or self.method.prior is None else [
+            self.method.prior]
+        return sorted({*method_prior, config.log_prior})
 
 
 def plan(config: StudyConfig) -> list[Case]:
