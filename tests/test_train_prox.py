@@ -68,8 +68,9 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
 
 def test_training_device_names_what_is_missing():
     assert training_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="'cpu' or 'cuda"):
-        training_device("meta")
+    for name in ("meta", "gpu"):  # another device type; a name torch does not know
+        with pytest.raises(ValueError, match="'cpu' or 'cuda"):
+            training_device(name)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no CUDA GPU"):
             training_device("cuda")

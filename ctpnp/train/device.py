@@ -10,10 +10,13 @@ __all__ = ["describe_device", "training_device"]
 def training_device(name: str | torch.device = "cpu") -> torch.device:
     """``torch.device`` for ``name`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...).
 
-    Raises ``ValueError`` with the reason when a CUDA device is asked for and
-    this torch build or machine has none.
+    Raises ``ValueError`` with the reason for a name torch does not know, another
+    device type, or a CUDA device that this torch build or machine lacks.
     """
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"training device must be 'cpu' or 'cuda[:N]', got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"training device {str(device)!r} asked for, but torch {torch.__version__} "
