@@ -64,13 +64,16 @@ def main() -> None:
                          "data_scale": d, **quality(images[k:k + 1], hu),
                          "diverged": bool(result.diverged[k])})
         print(f"{dose} seed {seed}: done", flush=True)
-    pool = validation.pooled(rows, args, prior=args.prior, iterations=args.iterations)
+    weights_sha256 = prior.card["sha256"]
+    pool = validation.pooled(rows, args, prior=args.prior, iterations=args.iterations,
+                             weights_sha256=weights_sha256)
     chosen = validation.best_per_dose(pool, ("sigma_hu", "data_scale"))
     print_table(f"PnP-ADMM grid for {args.prior} on validation scans, {args.size}² at "
                 f"{PIXEL_MM} mm, {args.iterations} iterations", pool)
     print(f"chosen per dose: {chosen}")
     record = {"prior": args.prior, "size": args.size, "pixel_mm": PIXEL_MM,
-              "views": args.views, "seeds": args.seeds, "real_ct": args.real_ct,
+              "views": args.views, "weights_sha256": weights_sha256,
+              "seeds": args.seeds, "real_ct": args.real_ct,
               "iterations": args.iterations, "also": [str(p) for p in args.also],
               "chosen": chosen, "rows": pool}
     name = validation.results_name(args, f"tune_pnp_{prior.card.get('model', 'prior')}",

@@ -95,14 +95,18 @@ def scans(op: Tomography, args: argparse.Namespace):
 
 def pooled(rows: list[dict], args: argparse.Namespace, **settings) -> list[dict]:
     """This run's ``rows`` and those of the ``--also`` files, without repeats (a
-    results file that pooled others may be pooled again); the files must have
-    been run with the same ``size``, ``views`` and ``settings`` (e.g. iterations)."""
+    results file that pooled others may be pooled again); the files must record
+    the same ``size``, ``views`` and ``settings`` (e.g. iterations, the prior's
+    weights) as this run, or the run stops naming the file and the field."""
     pool = list(rows)
     expected = {"size": args.size, "views": args.views, **settings}
     for path in args.also:
         record = json.loads(path.read_text())
         for key, value in expected.items():
-            if record.get(key, value) != value:
+            if key not in record:
+                raise SystemExit(f"{path}: no '{key}' recorded (this run's is {value}); "
+                                 "rerun it with the current script")
+            if record[key] != value:
                 raise SystemExit(f"{path}: {key} is {record[key]}, this run's is {value}")
         if any("variance" not in row for row in record["rows"]):
             raise SystemExit(f"{path}: rows without 'variance' (written by an older script)")
