@@ -1,6 +1,7 @@
 """Prox-denoiser trainer, training devices and the patch sampler."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,3 +104,39 @@ def test_patch_sampler_draws_sub_blocks_of_the_slices():
 def _augmentations(patch: torch.Tensor) -> list[torch.Tensor]:
     views = [torch.rot90(patch, k, dims=(0, 1)) for k in range(4)]
     return views + [v.flip(1) for v in views]
+
+
+def test_keep_best_writes_the_best_admissible_check_and_survives_a_resume(tmp_path):
+    # every check admissible: the kept weights are those of the best-PSNR check;
+    # a strong penalty at a high rate makes that check an early one
+    config = replace(TINY, keep_best=True, stop_below=1e6, finetune_steps=5,
+                     finetune_lr=1e-2, penalty_weight=10.0)
+    events = []
+    out = train_prox_denoiser(config, tmp_path / "best.safetensors", progress=events.append)
+    card = json.loads((tmp_path / "best.json").read_text())
+    history = card["training"]["history"]
+    assert [h["step"] for h in history] == [3, 4, 5, 6, 7, 8]  # the last step is checked too
+    best = max(history, key=lambda h: h["val_psnr_db"])
+    assert card["training"]["kept_step"] == best["step"] < 8
+    assert card["validation"]["val_psnr_db"] == pytest.approx(best["val_psnr_db"], abs=1e-9)
+    assert [e["step"] for e in events if e["event"] == "kept"] == [best["step"]]
+
+    # interrupted after the best check and resumed: the same kept weights
+    def stop_after_step_6(event):
+        if event["event"] == "checkpoint" and event["step"] == 6:
+            raise _Interrupt
+
+    part = tmp_path / "part" / "best.safetensors"
+    with pytest.raises(_Interrupt):
+        train_prox_denoiser(config, part, progress=stop_after_step_6)
+    train_prox_denoiser(config, part)
+    a, b = load_file(str(out)), load_file(str(part))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+    # no check admissible: the last weights, as without keep_best
+    never = replace(config, stop_below=1e-6)
+    train_prox_denoiser(never, tmp_path / "last.safetensors")
+    card = json.loads((tmp_path / "last.json").read_text())
+    assert card["training"]["kept_step"] == 8
+    assert card["validation"]["val_psnr_db"] == card["training"]["history"][-1]["val_psnr_db"]

@@ -2,7 +2,8 @@
 
 Beside ``<stem>.safetensors`` (the final weights) a run keeps
 ``<stem>.ckpt.safetensors`` with the model parameters (``model.*``), the Adam
-state (``optim.<param index>.<name>``) and the RNG state (``rng``), and
+state (``optim.<param index>.<name>``), the RNG state (``rng``) and any extra
+tensors the trainer keeps (``extra.<name>``, e.g. the best weights so far), and
 ``<stem>.ckpt.json`` with the run's config, step, elapsed time, history and the
 optimizer's hyper-parameters. Files are written to a temporary name and renamed,
 so a crash never leaves a half-written checkpoint.
@@ -39,9 +40,11 @@ class Checkpoint:
         generator: torch.Generator,
         config: dict,
         state: dict,
+        extra: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        """Write model, optimizer, RNG and ``state`` (JSON-ready) for ``config``."""
+        """Write model, optimizer, RNG, ``extra`` tensors and ``state`` (JSON-ready)."""
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update({f"extra.{k}": v for k, v in (extra or {}).items()})
         opt = optimizer.state_dict()
         for idx, slots in opt["state"].items():
             for name, value in slots.items():
@@ -85,3 +88,8 @@ class Checkpoint:
         optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
         generator.set_state(tensors["rng"])
         return {k: meta[k] for k in ("step", "elapsed_s", "history")}
+
+    def load_extra(self) -> dict[str, torch.Tensor]:
+        """The ``extra`` tensors of the last :meth:`save` (empty when there were none)."""
+        tensors = load_file(str(self.weights_path))
+        return {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}

@@ -5,7 +5,9 @@ Stage 1 minimises ``||D_sigma(u + sigma n) - u||^2`` (mean per pixel) with
 max(||Hess g_sigma||, 1 - eps)`` (power iteration by double backprop,
 :func:`ctpnp.priors.prox_denoiser.hessian_spectral_norm`) and stops as soon as
 the estimated ``||Hess g_sigma||`` on fixed validation patches is below
-``stop_below`` (< 1), which makes ``D_sigma`` a proximal operator. Checkpoints
+``stop_below`` (< 1), which makes ``D_sigma`` a proximal operator; with
+``keep_best`` it runs every stage-2 step instead and keeps the weights of the
+validation check with the best PSNR among those below ``stop_below``. Checkpoints
 and resume use :mod:`ctpnp.train.checkpoint`; the result is a weights file with
 its model card (:mod:`ctpnp.priors.weights`) that ``ctpnp.priors.load`` reads.
 """
@@ -54,6 +56,9 @@ class ProxTrainConfig:
         power_iters: power iterations per penalty evaluation.
         check_every: stage-2 steps between validation Hessian checks.
         stop_below: stage 2 ends once the validation max ``||Hess g||`` is below this.
+        keep_best: run all ``finetune_steps`` and keep the weights of the check
+            with the best validation PSNR whose max ``||Hess g||`` is below
+            ``stop_below`` (the last weights when no check was).
         val_power_iters: power iterations of the validation check.
         n_val_patches: validation patches (noise levels spread over the range).
         train_seeds / val_seeds: ``ctpnp.phantoms.random_anatomy`` seeds.
@@ -77,6 +82,7 @@ class ProxTrainConfig:
     power_iters: int = 6
     check_every: int = 25
     stop_below: float = 0.95
+    keep_best: bool = False
     val_power_iters: int = 20
     n_val_patches: int = 32
     train_seeds: tuple[int, ...] = tuple(range(16))
@@ -182,8 +188,10 @@ def train_prox_denoiser(
     generator = torch.Generator().manual_seed(config.seed)
     ckpt = Checkpoint(out_path)
     state = {"step": 0, "elapsed_s": 0.0, "history": []}
+    best: dict[str, torch.Tensor] = {}  # weights of the best admissible check (keep_best)
     if resume and ckpt.exists():
         state = ckpt.load(network, optimizer, generator, config.to_dict())
+        best = ckpt.load_extra()
 
     sampler = PatchSampler(
         phantom_slices_hu(config.train_seeds, config.slice_size, config.pixel_mm),
@@ -204,6 +212,8 @@ def train_prox_denoiser(
             metrics = validate(network, config, val)
             state["history"].append({"step": step, **metrics})
             report({"event": "validation", "step": step, **metrics})
+            if _best_check(state["history"], config) == state["history"][-1]:
+                best = _cpu_copy(network)
             if _converged(state, config):
                 break
         for group in optimizer.param_groups:
@@ -232,20 +242,39 @@ def train_prox_denoiser(
             report({"event": "step", "step": step, "total_steps": total, "finetune": finetune,
                     **record, "elapsed_s": state["elapsed_s"]})
         if step % config.checkpoint_every == 0:
-            ckpt.save(network, optimizer, generator, config.to_dict(), state)
+            ckpt.save(network, optimizer, generator, config.to_dict(), state, best)
             report({"event": "checkpoint", "step": step, "path": str(ckpt.weights_path)})
 
     final = validate(network, config, val)
-    card = _model_card(config, state, final, previous, describe_device(device))
+    kept = None
+    if config.keep_best:
+        state["history"].append({"step": step, **final})
+        kept = _best_check(state["history"], config)
+        if kept is not None and kept["step"] != step:
+            network.load_state_dict(best)
+            final = validate(network, config, val)
+        report({"event": "kept", "step": None if kept is None else kept["step"], **final})
+    card = _model_card(config, state, final, previous, describe_device(device), kept)
     save_weights(out_path, network.state_dict(), card)
     report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
     return out_path
 
 
+def _best_check(history: list[dict], config: ProxTrainConfig) -> dict | None:
+    """The validation record with the best PSNR among those below ``stop_below`` (first of ties)."""
+    admissible = [h for h in history if h["val_max_hessian_norm"] < config.stop_below]
+    return max(admissible, key=lambda h: h["val_psnr_db"], default=None)
+
+
+def _cpu_copy(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+
+
 def _converged(state: dict, config: ProxTrainConfig) -> bool:
     last = state["history"][-1] if state["history"] else {}
     return (
-        state["step"] >= config.l2_steps
+        not config.keep_best
+        and state["step"] >= config.l2_steps
         and last.get("step") == state["step"]
         and last.get("val_max_hessian_norm", float("inf")) < config.stop_below
     )
@@ -260,7 +289,8 @@ def _load_init(network: GradientStepDenoiser, path: str | Path) -> dict:
 
 
 def _model_card(
-    config: ProxTrainConfig, state: dict, final: dict, previous: dict | None, device: dict
+    config: ProxTrainConfig, state: dict, final: dict, previous: dict | None, device: dict,
+    kept: dict | None,
 ) -> dict:
     before = previous or {}
     before_s = before.get("total_wall_time_s", before.get("wall_time_s", 0.0))
@@ -292,6 +322,7 @@ def _model_card(
             "device": device,
             "config": config.to_dict(),
             "history": state["history"],
+            "kept_step": state["step"] if kept is None else kept["step"],
             "initialized_from": previous,
         },
         "validation": {
