@@ -61,6 +61,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.model == "prox" and args.data is not None:
         raise ValueError("--data (extra training slices) is supported for the lpn only")
+    if args.model == "lpn" and args.keep_best:
+        raise ValueError("--keep-best (best check below the Hessian target) is for the prox "
+                         "denoiser only")
     training_device(args.device)  # a missing GPU is one line before any progress bar
     extra_slices_hu = ()
     if args.data is not None:
@@ -82,8 +85,8 @@ def _train(args: argparse.Namespace) -> int:
 
     out = args.out or Path(f"{args.model}.safetensors")
     if args.model == "prox":
-        train_prox_denoiser(ProxTrainConfig(), out, progress=progress, resume=not args.restart,
-                            device=args.device)
+        train_prox_denoiser(ProxTrainConfig(keep_best=args.keep_best), out, progress=progress,
+                            resume=not args.restart, device=args.device)
     else:
         train_lpn(LPNTrainConfig(), out, progress=progress, resume=not args.restart,
                   extra_slices_hu=extra_slices_hu, device=args.device)
@@ -264,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--series", help="SeriesInstanceUID or index when --data holds several")
     train.add_argument("--restart", action="store_true",
                        help="ignore an existing checkpoint instead of resuming")
+    train.add_argument("--keep-best", action="store_true",
+                       help="prox only: run every Hessian-penalty step and keep the validation "
+                            "check with the best PSNR below the target, not the first one")
     train.set_defaults(run=_train)
     tune = commands.add_parser(
         "tune", help="learn a prior's PnP parameters (restarted JFB on generated phantoms)")

@@ -53,3 +53,13 @@ def test_train_with_a_folder_without_ct_gives_one_line(tmp_path):
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ctpnp: error:") and str(tmp_path) in lines[0]
     assert not (tmp_path / "lpn.safetensors").exists()
+
+
+def test_keep_best_for_the_lpn_is_refused_before_any_training(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "ctpnp.cli", "train", "lpn", "--keep-best",
+         "--out", str(tmp_path / "lpn.safetensors")], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--keep-best" in lines[0] and "prox" in lines[0]
+    assert list(tmp_path.iterdir()) == []
