@@ -1,0 +1,43 @@
+"""The GPU training recipes of ``pipelines/train_priors.py`` and their CPU shortening."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from ctpnp.train.lpn import LPNTrainConfig
+from ctpnp.train.prox_denoiser import ProxTrainConfig
+
+SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "train_priors.py"
+
+
+@pytest.fixture(scope="module")
+def recipes():
+    spec = importlib.util.spec_from_file_location("train_priors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaled_shortens_every_stage_and_keeps_the_rest(recipes):
+    lpn = recipes.scaled(recipes.LPN_RECIPE, 0.01)
+    assert isinstance(lpn, LPNTrainConfig)
+    assert [s.steps for s in lpn.stages] == [round(s.steps * 0.01)
+                                             for s in recipes.LPN_RECIPE.stages]
+    assert [(s.loss, s.lr) for s in lpn.stages] == [(s.loss, s.lr)
+                                                    for s in recipes.LPN_RECIPE.stages]
+    tiny = recipes.scaled(recipes.PROX_REFINE, 1e-6)
+    assert isinstance(tiny, ProxTrainConfig)
+    assert (tiny.l2_steps, tiny.finetune_steps) == (1, 1)  # a stage keeps at least one step
+    assert recipes.scaled(recipes.PROX_RECIPE, 1e-6).finetune_steps == 0  # an absent stage stays
+    assert tiny.keep_best and tiny.unet == recipes.PROX_REFINE.unet
+
+
+def test_a_non_positive_steps_scale_is_refused_before_anything_is_written(recipes, tmp_path,
+                                                                         capsys):
+    with pytest.raises(SystemExit):
+        recipes.main(["--out", str(tmp_path / "out"), "--steps-scale", "0"])
+    assert "--steps-scale" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
