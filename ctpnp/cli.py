@@ -103,6 +103,7 @@ def _tune(args: argparse.Namespace) -> int:
     from ctpnp.priors import load
     from ctpnp.priors.registry import available, shipped_weights
     from ctpnp.priors.weights import card_path
+    from ctpnp.solvers.parameters import learned_parameters
     from ctpnp.train.pnp_parameters import (
         PnPTrainConfig,
         learn_pnp_parameters,
@@ -117,6 +118,7 @@ def _tune(args: argparse.Namespace) -> int:
     config = PnPTrainConfig(solver=args.solver, steps=args.steps, image_size=args.size,
                             photons=tuple(args.photons))
     prior = load(source)
+    initial = learned_parameters(prior, args.solver)  # refine the card's rule when it has one
     bar = tqdm(total=config.steps, unit="step", desc=f"learning {args.solver} parameters",
                file=sys.stderr)
 
@@ -125,14 +127,16 @@ def _tune(args: argparse.Namespace) -> int:
         bar.set_postfix(psnr=f"{entry['psnr_full']:.2f}", sigma_hu=f"{entry['sigma_hu']:.0f}")
 
     try:
-        parameters, log = learn_pnp_parameters(prior, config, progress=progress)
+        parameters, log = learn_pnp_parameters(prior, config, initial=initial,
+                                               progress=progress)
     finally:
         bar.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, args.out)
     shutil.copyfile(card_path(source), card_path(args.out))
     store_pnp_parameters(args.out, config.solver, parameters,
-                         {"method": "restarted JFB", **asdict(config), "log": log})
+                         {"method": "restarted JFB", **asdict(config),
+                          "initial": None if initial is None else asdict(initial), "log": log})
     print(f"wrote {args.out} and its model card with the learned {args.solver} parameters: "
           f"{parameters}")
     return 0
@@ -272,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "check with the best PSNR below the target, not the first one")
     train.set_defaults(run=_train)
     tune = commands.add_parser(
-        "tune", help="learn a prior's PnP parameters (restarted JFB on generated phantoms)")
+        "tune", help="learn a prior's PnP parameters (restarted JFB on generated phantoms), "
+                     "starting from the rule in its model card when it has one")
     tune.add_argument("prior", help="shipped prior name (lpn, prox) or weights file")
     tune.add_argument("out", type=Path,
                       help="weights file to write: a copy of the prior, parameters in its card")

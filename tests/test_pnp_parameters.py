@@ -1,5 +1,6 @@
 """Learned PnP parameters: implicit gradients, the dose rule in model cards, restarted JFB."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -138,6 +139,11 @@ def test_ctpnp_tune_writes_a_copy_with_the_learned_rule(tmp_path):
     entry = card["pnp_parameters"]["pnp-admm"]
     assert len(entry["training"]["log"]) == 2
     assert learned_parameters(load(out), "pnp-admm") is not None
+    shipped_rule = learned_parameters(load("prox"), "pnp-admm")
+    assert entry["training"]["initial"] == dataclasses.asdict(shipped_rule)  # refined, not redone
+    first = entry["training"]["log"][0]
+    assert math.isclose(first["sigma_hu"], physics.mu_difference_to_hu(float(
+        shipped_rule.settings(torch.tensor([first["variance"]]))[0][0])), rel_tol=1e-4)
     assert card_path(shipped_weights("prox")).read_text() == source_card  # source untouched
     refused = subprocess.run([sys.executable, "-m", "ctpnp.cli", "tune", str(tmp_path / "none"),
                               str(out)], capture_output=True, text=True, timeout=120)

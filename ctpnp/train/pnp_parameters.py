@@ -134,7 +134,8 @@ def learn_pnp_parameters(
         progress: called with each step's log entry.
 
     Returns:
-        The learned parameters and the per-step log (``step``, ``loss_hu2``,
+        The learned parameters and the per-step log (``step``, ``scan``, its
+        estimated noise ``variance``, ``loss_hu2``,
         ``psnr_full`` of the estimate before the step, ``sigma_hu``,
         ``data_scale``, the four parameters after the step, ``seconds``).
     """
@@ -170,7 +171,8 @@ def learn_pnp_parameters(
         optimizer.step()
         scan.state = tuple(s.detach() for s in state)
         learned = PnPParameters.from_vector(theta)
-        entry = {"step": step, "scan": step % len(scans), "loss_hu2": float(loss.detach()),
+        entry = {"step": step, "scan": step % len(scans), "variance": float(scan.variance[0]),
+                 "loss_hu2": float(loss.detach()),
                  "psnr_full": float(psnr_hu(estimate_hu.detach(), scan.reference_hu)),
                  "sigma_hu": physics.mu_difference_to_hu(float(sigma[0].detach())),
                  "data_scale": float(weight[0].detach() * scan.variance[0]),
