@@ -1,4 +1,6 @@
-"""Shared fixtures: small geometries and a Shepp–Logan slice in μ."""
+"""Shared fixtures: small geometries, a Shepp–Logan slice in μ, an interrupted training run."""
+
+from collections.abc import Callable
 
 import odl
 import pytest
@@ -40,3 +42,23 @@ def shepp_logan_hu() -> torch.Tensor:
 @pytest.fixture(scope="session")
 def shepp_logan_mu(shepp_logan_hu) -> torch.Tensor:
     return physics.hu_to_mu(shepp_logan_hu)
+
+
+class _Interrupted(Exception):
+    """Raised from a progress callback to simulate a crash mid-training."""
+
+
+@pytest.fixture
+def run_until_checkpoint() -> Callable[[Callable, int], None]:
+    """``run(train, step)`` calls ``train(progress=...)`` and interrupts it just after
+    checkpoint ``step`` was written, as a crash would (and checks that it did)."""
+
+    def run(train: Callable, step: int) -> None:
+        def stop(event: dict) -> None:
+            if event["event"] == "checkpoint" and event["step"] == step:
+                raise _Interrupted
+
+        with pytest.raises(_Interrupted):
+            train(progress=stop)
+
+    return run

@@ -1,6 +1,7 @@
 """LPN trainer: runs, writes a loadable weights file, resumes exactly after an interruption."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -23,10 +24,6 @@ TINY = LPNTrainConfig(
 )
 
 
-class _Interrupt(Exception):
-    pass
-
-
 def test_train_writes_card_and_loadable_weights(tmp_path):
     events = []
     out = train_lpn(TINY, tmp_path / "tiny.safetensors", progress=events.append)
@@ -45,16 +42,11 @@ def test_train_writes_card_and_loadable_weights(tmp_path):
             assert value.min() >= 0, name
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, run_until_checkpoint):
     full = train_lpn(TINY, tmp_path / "full" / "w.safetensors")
 
-    def stop_after_step_6(event):
-        if event["event"] == "checkpoint" and event["step"] == 6:
-            raise _Interrupt
-
     part = tmp_path / "part" / "w.safetensors"
-    with pytest.raises(_Interrupt):
-        train_lpn(TINY, part, progress=stop_after_step_6)
+    run_until_checkpoint(partial(train_lpn, TINY, part), 6)
     assert not part.exists()
     resumed_events = []
     train_lpn(TINY, part, progress=resumed_events.append)

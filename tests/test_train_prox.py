@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -34,10 +35,6 @@ TINY = ProxTrainConfig(
 )
 
 
-class _Interrupt(Exception):
-    pass
-
-
 def test_train_writes_card_with_device_and_a_loadable_prior(tmp_path):
     events = []
     out = train_prox_denoiser(TINY, tmp_path / "tiny.safetensors", progress=events.append)
@@ -49,16 +46,11 @@ def test_train_writes_card_with_device_and_a_loadable_prior(tmp_path):
     assert isinstance(load(out), ProxDenoiserPrior)
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, run_until_checkpoint):
     full = train_prox_denoiser(TINY, tmp_path / "full" / "w.safetensors")
 
-    def stop_after_step_4(event):
-        if event["event"] == "checkpoint" and event["step"] == 4:
-            raise _Interrupt
-
     part = tmp_path / "part" / "w.safetensors"
-    with pytest.raises(_Interrupt):
-        train_prox_denoiser(TINY, part, progress=stop_after_step_4)
+    run_until_checkpoint(partial(train_prox_denoiser, TINY, part), 4)
     assert not part.exists()
     train_prox_denoiser(TINY, part)
     a, b = load_file(str(full)), load_file(str(part))
@@ -106,7 +98,8 @@ def _augmentations(patch: torch.Tensor) -> list[torch.Tensor]:
     return views + [v.flip(1) for v in views]
 
 
-def test_keep_best_writes_the_best_admissible_check_and_survives_a_resume(tmp_path):
+def test_keep_best_writes_the_best_admissible_check_and_survives_a_resume(
+        tmp_path, run_until_checkpoint):
     # every check admissible: the kept weights are those of the best-PSNR check;
     # a strong penalty at a high rate makes that check an early one
     config = replace(TINY, keep_best=True, stop_below=1e6, finetune_steps=5,
@@ -122,13 +115,8 @@ def test_keep_best_writes_the_best_admissible_check_and_survives_a_resume(tmp_pa
     assert [e["step"] for e in events if e["event"] == "kept"] == [best["step"]]
 
     # interrupted after the best check and resumed: the same kept weights
-    def stop_after_step_6(event):
-        if event["event"] == "checkpoint" and event["step"] == 6:
-            raise _Interrupt
-
     part = tmp_path / "part" / "best.safetensors"
-    with pytest.raises(_Interrupt):
-        train_prox_denoiser(config, part, progress=stop_after_step_6)
+    run_until_checkpoint(partial(train_prox_denoiser, config, part), 6)
     train_prox_denoiser(config, part)
     a, b = load_file(str(out)), load_file(str(part))
     for name in a:
