@@ -16,6 +16,7 @@ import torch
 from ctpnp.physics import MU_WATER_PER_MM
 
 __all__ = [
+    "HU_PER_UNIT",
     "MU_WATER_PER_MM",
     "hu_to_unit",
     "mu_to_unit",
@@ -24,6 +25,8 @@ __all__ = [
     "unit_to_mu",
 ]
 
+HU_PER_UNIT = 2000.0
+"""HU of one normalized-intensity unit; noise stds: ``sigma_unit = sigma_hu / HU_PER_UNIT``."""
 _UNIT_SCALE_MU = 2.0 * MU_WATER_PER_MM  # mu (1/mm) of normalized intensity 1 (= +1000 HU)
 
 
@@ -39,7 +42,7 @@ def unit_to_mu(u: torch.Tensor) -> torch.Tensor:
 
 def hu_to_unit(hu: torch.Tensor) -> torch.Tensor:
     """HU -> normalized intensity; any shape."""
-    return (hu + 1000.0) / 2000.0
+    return (hu + 1000.0) / HU_PER_UNIT
 
 
 def sigma_mu_to_unit(sigma_mu_per_mm: float | torch.Tensor) -> float | torch.Tensor:
