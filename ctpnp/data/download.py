@@ -34,9 +34,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _run(archive: Archive, label: str, command: list[str], folder: Path) -> None:
+def _run(archive: Archive, label: str, command: list[str], folder: Path, hint: str = "") -> None:
     """Run a package client (``label``, e.g. ``"pip download"``) in ``folder``; its failure
-    is one :class:`DataSourceError`."""
+    is one :class:`DataSourceError`, ending with ``hint``."""
     try:
         done = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -48,7 +48,7 @@ def _run(archive: Archive, label: str, command: list[str], folder: Path) -> None
         reason = "; ".join(errors[-2:]) or f"exit status {done.returncode}"
         raise DataSourceError(archive.name, f"could not download {archive.filename} with "
                               f"`{label} {archive.requirement}` (no network, or the registry "
-                              f"moved it): {reason}")
+                              f"moved it): {reason}{hint}")
 
 
 def _installed_pydicom_file(archive: Archive) -> Path:
@@ -79,7 +79,8 @@ def download(archive: Archive, folder: Path) -> Path:
                    "--disable-pip-version-check", "--dest", str(folder), archive.requirement]
         _run(archive, "pip download", command, folder)
     elif archive.client == "apt":
-        _run(archive, "apt-get download", ["apt-get", "download", archive.requirement], folder)
+        _run(archive, "apt-get download", ["apt-get", "download", archive.requirement], folder,
+             hint=" (are the package lists current? `apt-get update`)")
     elif archive.client == "pydicom":
         folder = folder / "dicom"  # alone in a folder, as the DICOM series reader wants it
         folder.mkdir()
