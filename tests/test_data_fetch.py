@@ -192,11 +192,12 @@ def test_the_pydicom_heads_are_fetched_from_the_installed_pydicom(tmp_path: Path
     assert json.loads((tmp_path / "head_ge.json").read_text())["licence"].startswith("MIT")
 
 
-def test_importing_ctpnp_data_loads_no_pydicom() -> None:
-    code = "import sys, ctpnp.data; print('pydicom' in sys.modules, 'ctpnp.io' in sys.modules)"
+def test_importing_ctpnp_data_loads_no_pydicom_nor_torch() -> None:
+    code = ("import sys, ctpnp.data; "
+            "print(*(m in sys.modules for m in ('pydicom', 'ctpnp.io', 'torch')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.split() == ["False", "False"]
+    assert done.stdout.split() == ["False", "False", "False"]
 
 
 @pytest.mark.slow

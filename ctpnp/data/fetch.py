@@ -99,12 +99,8 @@ def _store(source: Source, path: Path, folder: Path) -> dict:
     hu, pixel_mm, slice_mm = read_source_volume(source, path)
     clipped = int(np.count_nonzero(hu < AIR_HU))
     hu = np.maximum(hu, np.asarray(AIR_HU, dtype=hu.dtype))
-    if hu.dtype.kind == "f" and np.array_equal(hu, np.round(hu)) and hu.max() <= 32767:
-        hu = hu.astype(np.int16)
-    elif hu.dtype.kind == "f":
-        hu = hu.astype(np.float32)
-    else:
-        hu = hu.astype(np.int16)
+    integral = hu.dtype.kind in "iu" or np.array_equal(hu, np.round(hu))
+    hu = hu.astype(np.int16 if integral and hu.max() <= np.iinfo(np.int16).max else np.float32)
     return write_patient(hu, _record(source, hu, pixel_mm, slice_mm, clipped), folder)
 
 

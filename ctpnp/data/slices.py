@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ctpnp.data.cache import load_patient
 from ctpnp.data.fetch import AIR_HU
@@ -27,6 +25,9 @@ def resample_slice(hu: np.ndarray, from_mm: float, to_mm: float) -> np.ndarray:
     Bilinear, with antialiasing when shrinking (a triangle filter as wide as the new
     pixel), so the same field of view is covered by ``round(H * from_mm / to_mm)`` rows.
     """
+    import torch  # here, so that importing ctpnp.data (e.g. for `ctpnp data list`) stays quick
+    import torch.nn.functional as F
+
     shape = tuple(max(1, round(n * from_mm / to_mm)) for n in hu.shape)
     image = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))[None, None]
     resized = F.interpolate(image, size=shape, mode="bilinear", align_corners=False,
