@@ -122,8 +122,7 @@ def extract_member(path: Path, member: str, folder: Path) -> Path:
             command = ["dpkg-deb", "-x", str(path), str(unpacked)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
-                raise DataSourceError(path.name, f"dpkg-deb -x failed: {done.stderr.strip()}",
-                                      path=path)
+                raise DataSourceError(path.name, f"dpkg-deb -x failed: {done.stderr.strip()}")
             target = unpacked / member
             if not target.is_file():
                 raise KeyError(member)
@@ -132,10 +131,9 @@ def extract_member(path: Path, member: str, folder: Path) -> Path:
         else:
             target = path
     except KeyError:
-        raise DataSourceError(path.name, f"no member {member!r}", path=path) from None
+        raise DataSourceError(path.name, f"no member {member!r}") from None
     except FileNotFoundError as error:
-        raise DataSourceError(path.name, f"{error.filename} is needed to open it",
-                              path=path) from None
+        raise DataSourceError(path.name, f"{error.filename} is needed to open it") from None
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
-        raise DataSourceError(path.name, f"cannot be opened: {error}", path=path) from None
+        raise DataSourceError(path.name, f"cannot be opened: {error}") from None
     return target

@@ -28,7 +28,8 @@ AIR_HU = -1024.0
 """Values below this (scanners' outside-FOV padding, −2000 or −3024) are clipped to it."""
 
 Progress = Callable[[str, str], object]
-"""``progress(patient, message)``: what is happening to ``patient``, e.g. ``"downloading ..."``."""
+"""``progress(patient, message)``: what is happening to ``patient``, e.g. ``"fetching ..."``,
+``"done"``."""
 
 PIXEL_TOLERANCE = 1e-3
 """Relative difference allowed between a file's voxel size and :class:`Source`'s."""
@@ -152,7 +153,7 @@ def fetch(names: Iterable[str] | None = None, cache_dir: Path | str | None = Non
         work = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
         try:
             for source in group:
-                report(source.patient, f"downloading {archive.filename} ({archive.client})")
+                report(source.patient, f"fetching {archive.filename} with {archive.client}")
             path = download(archive, work)
             for source in group:
                 report(source.patient, f"extracting {source.member}")
