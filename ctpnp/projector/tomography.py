@@ -9,10 +9,11 @@ from ctpnp.linalg import CGResult, batch_dot, conjugate_gradient
 from ctpnp.projector.autograd import Backproject, Project
 from ctpnp.projector.backend import OdlRayTransform, resolve_device
 from ctpnp.projector.fbp_filter import WINDOWS
+from ctpnp.projector.matrix import MatrixRayTransform, choose_backend
 
 
 class Tomography:
-    """Ray transform ``A`` of a scan on ODL + ASTRA, for batches of slices.
+    """Ray transform ``A`` of a scan on ASTRA, for batches of slices.
 
     Images are float32 ``(B, 1, H, W)`` tensors of μ (1/mm) on :attr:`device`;
     sinograms are float32 ``(B, 1, views, channels)`` post-log line integrals
@@ -24,18 +25,39 @@ class Tomography:
         device: ``"cpu"``, ``"cuda"``/``"cuda:N"`` or ``None`` (CUDA when torch
             and ASTRA both support it, else CPU). Asking for CUDA without it
             raises ``RuntimeError`` naming the CPU fallback.
+        backend: how :meth:`forward` and :meth:`adjoint` project. ``"auto"``:
+            on the CPU ASTRA's system matrix as multi-threaded sparse products
+            (:mod:`ctpnp.projector.matrix`; the same operator, several times
+            faster) when it fits ``max_matrix_mib``, else ODL + ASTRA;
+            ``"matrix"``: the system matrix or ``MemoryError``; ``"odl"``: ODL +
+            ASTRA (``astra_cpu``/``astra_cuda``), the reference. CUDA always uses ODL.
+        max_matrix_mib: memory the system matrix may take (default 2048 MiB,
+            at most half the available memory).
     """
 
-    def __init__(self, geometry: ScanGeometry, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        geometry: ScanGeometry,
+        device: str | torch.device | None = None,
+        *,
+        backend: str = "auto",
+        max_matrix_mib: float | None = None,
+    ) -> None:
         if not isinstance(geometry, ScanGeometry):
             raise TypeError(f"geometry: expected a ScanGeometry, got {type(geometry).__name__}")
         self.geometry = geometry
         self.device = resolve_device(device)
-        self._backend = OdlRayTransform(geometry, self.device)
+        self._backend = choose_backend(OdlRayTransform(geometry, self.device), backend,
+                                       max_matrix_mib)
         self._norm: float | None = None
 
     def __repr__(self) -> str:
-        return f"Tomography({self.geometry!r}, device='{self.device}')"
+        return f"Tomography({self.geometry!r}, device='{self.device}', backend='{self.backend}')"
+
+    @property
+    def backend(self) -> str:
+        """``"matrix"`` or ``"odl"``: what :meth:`forward` and :meth:`adjoint` run on."""
+        return "matrix" if isinstance(self._backend, MatrixRayTransform) else "odl"
 
     @property
     def image_shape(self) -> tuple[int, int]:

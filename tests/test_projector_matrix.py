@@ -1,0 +1,115 @@
+"""The system-matrix backend against ODL + ASTRA (the reference), on the real ASTRA."""
+
+import pytest
+import torch
+
+from ctpnp import ScanGeometry, Tomography
+from ctpnp.projector.matrix import MatrixTooLarge, estimate_matrix_mib
+
+GRID, PIXEL_MM, VIEWS = (64, 64), 3.0, 90
+GEOMETRIES = {
+    "parallel": ScanGeometry.parallel(GRID, PIXEL_MM, VIEWS),
+    "fan-flat": ScanGeometry.clinical_fan(GRID, PIXEL_MM, VIEWS, detector="flat"),
+    "fan-curved": ScanGeometry.clinical_fan(GRID, PIXEL_MM, VIEWS, detector="curved"),
+}
+MATRIX = {name: Tomography(g, "cpu", backend="matrix") for name, g in GEOMETRIES.items()}
+ODL = {name: Tomography(g, "cpu", backend="odl") for name, g in GEOMETRIES.items()}
+
+
+def _relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((a - reference).abs().max() / reference.abs().max())
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() * b.double()).sum())
+
+
+def _random(op: Tomography, seed: int, batch: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand((batch, 1, *op.image_shape), generator=generator),
+            torch.rand((batch, 1, *op.sinogram_shape), generator=generator))
+
+
+def test_default_cpu_backend_is_the_matrix_and_odl_stays_selectable():
+    geometry = GEOMETRIES["fan-curved"]
+    assert Tomography(geometry, "cpu").backend == "matrix"
+    assert ODL["fan-curved"].backend == "odl"
+    with pytest.raises(ValueError, match="backend='sparse' is unknown"):
+        Tomography(geometry, "cpu", backend="sparse")
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_matrix_equals_odl_to_float_rounding(name):
+    x, y = _random(MATRIX[name], seed=1)
+    assert _relative_error(MATRIX[name].forward(x), ODL[name].forward(x)) < 1e-5
+    assert _relative_error(MATRIX[name].adjoint(y), ODL[name].adjoint(y)) < 1e-5
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_adjoint_is_the_transpose(name):
+    op = MATRIX[name]
+    x, y = _random(op, seed=2)
+    lhs, rhs = _dot(op.forward(x), y), _dot(x, op.adjoint(y))
+    assert abs(lhs - rhs) <= 1e-6 * abs(lhs)
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_a_batch_equals_its_slices_one_by_one(name):
+    op = MATRIX[name]
+    x, y = _random(op, seed=3)
+    singles_forward = torch.cat([op.forward(x[i:i + 1]) for i in range(3)])
+    singles_adjoint = torch.cat([op.adjoint(y[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(op.forward(x), singles_forward, rtol=1e-6, atol=0)
+    torch.testing.assert_close(op.adjoint(y), singles_adjoint, rtol=1e-6, atol=1e-6)
+
+
+def test_threads_split_the_matrix_without_changing_the_result():
+    op = MATRIX["fan-curved"]
+    x, y = _random(op, seed=4)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = op.forward(x), op.adjoint(y)
+        torch.set_num_threads(3)
+        three = op.forward(x), op.adjoint(y)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(three[0], one[0], rtol=0, atol=0)
+    torch.testing.assert_close(three[1], one[1], rtol=1e-6, atol=1e-6)
+
+
+def test_autograd_gradient_equals_odl_gradient():
+    x, y = _random(MATRIX["fan-curved"], seed=5, batch=2)
+    gradients = []
+    for op in (MATRIX["fan-curved"], ODL["fan-curved"]):
+        image = (0.02 * x).requires_grad_(True)
+        sinogram = op.forward(image)
+        loss = 0.5 * (sinogram - y).pow(2).sum() + op.adjoint(sinogram).pow(2).mean()
+        loss.backward()
+        gradients.append(image.grad)
+    assert _relative_error(gradients[0], gradients[1]) < 1e-5
+
+
+def test_operators_of_one_geometry_share_one_matrix():
+    geometry = GEOMETRIES["fan-flat"]
+    first, second = Tomography(geometry, "cpu"), Tomography(geometry, "cpu")
+    assert first._backend.matrix is second._backend.matrix
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_size_estimate_is_within_five_percent(name):
+    backend = MATRIX[name]._backend
+    estimate = estimate_matrix_mib(backend.reference)
+    assert estimate == pytest.approx(backend.matrix.mib, rel=0.05)
+
+
+def test_over_the_budget_auto_falls_back_to_odl_and_matrix_refuses():
+    geometry = ScanGeometry.clinical_fan((48, 48), 4.0, 60)  # not in the process cache
+    budget_mib = 0.5 * estimate_matrix_mib(Tomography(geometry, "cpu", backend="odl")._backend)
+    auto = Tomography(geometry, "cpu", max_matrix_mib=budget_mib)
+    assert auto.backend == "odl"
+    x, _ = _random(auto, seed=6, batch=1)
+    torch.testing.assert_close(auto.forward(x), Tomography(geometry, "cpu").forward(x),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(MatrixTooLarge, match="over the budget"):
+        Tomography(geometry, "cpu", backend="matrix", max_matrix_mib=budget_mib)
