@@ -1,10 +1,19 @@
 """The system-matrix backend against ODL + ASTRA (the reference), on the real ASTRA."""
 
+import gc
+
+import numpy as np
 import pytest
 import torch
 
 from ctpnp import ScanGeometry, Tomography
-from ctpnp.projector.matrix import MatrixTooLarge, estimate_matrix_mib
+from ctpnp.projector import matrix_cache
+from ctpnp.projector.matrix import (
+    MatrixTooLarge,
+    build_system_matrix,
+    estimate_matrix_mib,
+    system_matrix,
+)
 
 GRID, PIXEL_MM, VIEWS = (64, 64), 3.0, 90
 GEOMETRIES = {
@@ -14,6 +23,13 @@ GEOMETRIES = {
 }
 MATRIX = {name: Tomography(g, "cpu", backend="matrix") for name, g in GEOMETRIES.items()}
 ODL = {name: Tomography(g, "cpu", backend="odl") for name, g in GEOMETRIES.items()}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _matrix_cache_in_a_temporary_folder(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CTPNP_MATRIX_CACHE", str(tmp_path_factory.mktemp("matrices")))
+        yield
 
 
 def _relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
@@ -113,3 +129,66 @@ def test_over_the_budget_auto_falls_back_to_odl_and_matrix_refuses():
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(MatrixTooLarge, match="over the budget"):
         Tomography(geometry, "cpu", backend="matrix", max_matrix_mib=budget_mib)
+
+
+def _memory_mapped(array: np.ndarray) -> bool:
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base
+    return False
+
+
+def _products(matrix, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows = matrix.multiply(columns)
+    return rows, matrix.multiply_transpose(rows)
+
+
+def test_disk_cache_serves_the_same_matrix_and_replaces_a_damaged_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTPNP_MATRIX_CACHE", str(tmp_path))
+    reference = Tomography(ScanGeometry.clinical_fan((40, 40), 5.0, 30), "cpu",
+                           backend="odl")._backend  # a geometry no other test holds
+    columns = np.random.default_rng(7).random((40 * 40, 2), dtype=np.float32)
+    expected = _products(build_system_matrix(reference), columns)
+    assert not any(tmp_path.iterdir())
+
+    built = system_matrix(reference)
+    (entry,) = tmp_path.iterdir()
+    assert not _memory_mapped(built.blocks[0].data)
+    del built
+    gc.collect()  # the process cache holds matrices only while operators use them
+    loaded = system_matrix(reference)
+    assert _memory_mapped(loaded.blocks[0].data)
+    for got, want in zip(_products(loaded, columns), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    del loaded
+    gc.collect()
+
+    indices = np.load(entry / "indices.npy")
+    indices[-1] = 40 * 40  # a column outside the image
+    np.save(entry / "indices.npy", indices)
+    rebuilt = system_matrix(reference)
+    assert not _memory_mapped(rebuilt.blocks[0].data)
+    for got, want in zip(_products(rebuilt, columns), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert np.load(entry / "indices.npy").max() < 40 * 40
+
+
+def test_disk_cache_drops_the_least_recently_used_entries(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTPNP_MATRIX_CACHE", str(tmp_path))
+    blocks = build_system_matrix(ODL["parallel"]._backend).blocks
+    first = matrix_cache.store("first", blocks)
+    entry_mib = sum(f.stat().st_size for f in first.iterdir()) / 2**20
+    monkeypatch.setenv("CTPNP_MATRIX_CACHE_MIB", str(2.5 * entry_mib))
+    matrix_cache.store("second", blocks)
+    shape = (sum(block.shape[0] for block in blocks), 64 * 64)
+    assert matrix_cache.load("first", shape) is not None  # now the most recently used
+    matrix_cache.store("third", blocks)
+    assert {p.name for p in tmp_path.iterdir()} == {"first", "third"}
+    assert first.exists()
+
+
+def test_disk_cache_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("CTPNP_MATRIX_CACHE", "off")
+    assert matrix_cache.store("anything", build_system_matrix(ODL["parallel"]._backend).blocks) \
+        is None

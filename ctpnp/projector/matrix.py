@@ -22,11 +22,15 @@ after the flat-detector matrix: composing it into the matrix would make the
 matrix 1.7 times larger (measured at 256², 360 views: 31.5 M → 53.2 M nonzeros).
 
 Memory: 8 bytes per nonzero (a float32 weight and an int32 column), about
-``2 * max(H, W)`` nonzeros per ray: 241 MiB at 256² with 360 views, 963 MiB
-at 512² with 360 views, twice that with 720 views. Building reads the matrix
-out of ASTRA block by block (about 40 s per GiB on one core, most of it in
-``astra.matrix.get``); a matrix is shared by every operator of the same
-geometry in the process while any of them holds it.
+``0.85 * max(H, W)`` nonzeros per ray of a clinical fan: 241 MiB at 256² with
+360 views, 963 MiB at 512² with 360 views, twice that with 720 views. Where the
+matrix would exceed the budget (:func:`matrix_budget_mib`, by default 2 GiB
+but at most half the available memory) ``Tomography`` stays on ODL. Building reads the matrix
+out of ASTRA block by block (about 25 s per GiB on one core, most of it in
+``astra.matrix.get``), so a matrix is shared by every operator of the same
+geometry in the process while any of them holds it, and kept on disk
+(:mod:`ctpnp.projector.matrix_cache`; memory-mapped when read back, so
+processes of one geometry share the pages).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from odl.applications.tomo.backends.astra_setup import (
     astra_volume_geometry,
 )
 
+from ctpnp.projector import matrix_cache
 from ctpnp.projector.backend import OdlRayTransform
 from ctpnp.scanner.geometry import ScanGeometry
 
@@ -125,7 +130,7 @@ class SystemMatrix:
         return sum(block.data.nbytes + block.indices.nbytes + block.indptr.nbytes
                    for block in self.blocks) / 2**20
 
-    def multiply(self, columns: np.ndarray) -> np.ndarray:
+    def multiply(self, columns: np.ndarray, threads: int = 1) -> np.ndarray:
         """``A @ columns``: ``(H * W, B)`` C-contiguous float32 → ``(rows, B)``."""
         out = np.empty((self.shape[0], columns.shape[1]), dtype=np.float32)
 
@@ -134,10 +139,10 @@ class SystemMatrix:
                 start, stop = self.row_starts[index], self.row_starts[index + 1]
                 out[start:stop] = self.blocks[index] @ columns
 
-        self._in_threads(run)
+        self._in_threads(run, threads)
         return out
 
-    def multiply_transpose(self, rows: np.ndarray) -> np.ndarray:
+    def multiply_transpose(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
         """``A^T @ rows``: ``(rows, B)`` C-contiguous float32 → ``(H * W, B)``."""
 
         def run(group: range) -> np.ndarray:
@@ -147,13 +152,13 @@ class SystemMatrix:
                 total += self.blocks[index].T @ rows[start:stop]
             return total
 
-        partial_sums = self._in_threads(run)
+        partial_sums = self._in_threads(run, threads)
         return partial_sums[0] if len(partial_sums) == 1 else sum(partial_sums[1:],
                                                                   partial_sums[0])
 
-    def _in_threads(self, run) -> list:
-        """Run ``run(group)`` on ``torch.get_num_threads()`` groups of blocks of equal nnz."""
-        threads = max(1, min(torch.get_num_threads(), len(self.blocks)))
+    def _in_threads(self, run, threads: int) -> list:
+        """Run ``run(group)`` on ``threads`` groups of blocks of equal nnz, in threads."""
+        threads = max(1, min(threads, len(self.blocks)))
         if threads == 1:
             return [run(range(len(self.blocks)))]
         targets = self._cumulative_nnz[-1] * np.arange(1, threads) / threads
@@ -194,7 +199,7 @@ class MatrixRayTransform:
         """``(B, 1, H, W)`` μ → ``(B, 1, views, channels)`` line integrals."""
         batch = images.shape[0]
         columns = np.ascontiguousarray(images.detach().reshape(batch, -1).numpy().T)
-        rows = self.matrix.multiply(columns)
+        rows = self.matrix.multiply(columns, torch.get_num_threads())
         sinograms = torch.from_numpy(np.ascontiguousarray(rows.T)).reshape(
             batch, 1, *self.ray_transform.range.shape)
         resampler = self.reference.resampler
@@ -207,7 +212,7 @@ class MatrixRayTransform:
             sinograms = resampler.adjoint(sinograms)
         batch = sinograms.shape[0]
         rows = np.ascontiguousarray(sinograms.detach().reshape(batch, -1).numpy().T)
-        columns = self.matrix.multiply_transpose(rows)
+        columns = self.matrix.multiply_transpose(rows, torch.get_num_threads())
         return torch.from_numpy(np.ascontiguousarray(columns.T)).reshape(
             batch, 1, *self.geometry.image_shape)
 
@@ -223,21 +228,33 @@ _CACHE_LOCK = threading.Lock()
 
 
 def system_matrix(reference: OdlRayTransform) -> SystemMatrix:
-    """ASTRA's system matrix of ``reference`` (CPU), shared within the process per geometry."""
+    """ASTRA's system matrix of ``reference`` (CPU), shared within the process per geometry.
+
+    Taken from the disk cache (:mod:`ctpnp.projector.matrix_cache`) when it
+    holds it, else built and stored there.
+    """
     with _CACHE_LOCK:
         matrix = _CACHE.get(reference.geometry)
         if matrix is None:
-            matrix = build_system_matrix(reference)
+            setup = _astra_setup(reference)
+            key = matrix_cache.matrix_key(*setup)
+            n_rows = reference.geometry.n_views * reference.ray_transform.range.shape[1]
+            blocks = matrix_cache.load(key, (n_rows, reference.space.size))
+            if blocks is None:
+                blocks = build_system_matrix(reference).blocks
+                matrix_cache.store(key, blocks)
+            matrix = SystemMatrix(blocks)
             _CACHE[reference.geometry] = matrix
         return matrix
 
 
 def build_system_matrix(reference: OdlRayTransform) -> SystemMatrix:
     """Read ASTRA's system matrix of ``reference`` out block by block (float32 CSR)."""
+    setup = _astra_setup(reference)
     n_views = reference.geometry.n_views
     views_per_block = math.ceil(n_views / BLOCKS_PER_MATRIX)
-    return SystemMatrix([_matrix_rows(reference, np.arange(start, min(start + views_per_block,
-                                                                        n_views)))
+    return SystemMatrix([_matrix_rows(*setup, np.arange(start, min(start + views_per_block,
+                                                                     n_views)))
                          for start in range(0, n_views, views_per_block)])
 
 
@@ -246,7 +263,7 @@ def estimate_matrix_mib(reference: OdlRayTransform) -> float:
     n_views = reference.geometry.n_views
     # Spread over the turn, off the axis-aligned views (fewer nonzeros there).
     sample = np.unique((n_views * (np.arange(_SAMPLE_VIEWS) + 0.5) / _SAMPLE_VIEWS).astype(int))
-    nnz_per_view = _matrix_rows(reference, sample).nnz / sample.size
+    nnz_per_view = _matrix_rows(*_astra_setup(reference), sample).nnz / sample.size
     n_rows = n_views * reference.ray_transform.range.shape[1]
     return (nnz_per_view * n_views * _BYTES_PER_NONZERO + 4 * n_rows) / 2**20
 
@@ -272,14 +289,20 @@ def _available_mib() -> float | None:
     return None
 
 
-def _matrix_rows(reference: OdlRayTransform, views: np.ndarray) -> scipy.sparse.csr_matrix:
-    """The rows of ``views`` (increasing indices) of ASTRA's matrix, as float32 CSR."""
+def _astra_setup(reference: OdlRayTransform) -> tuple[str, dict, dict]:
+    """ASTRA's projector type, volume and projection geometry, as ODL's ``astra_cpu`` makes them."""
     odl_geometry = reference.ray_transform.geometry
-    projection = dict(astra_projection_geometry(odl_geometry, "cpu"))
+    return (default_astra_proj_type(odl_geometry), astra_volume_geometry(reference.space, "cpu"),
+            astra_projection_geometry(odl_geometry, "cpu"))
+
+
+def _matrix_rows(projector_type: str, volume_geometry: dict, projection_geometry: dict,
+                 views: np.ndarray) -> scipy.sparse.csr_matrix:
+    """The rows of ``views`` (increasing indices) of ASTRA's matrix, as float32 CSR."""
+    projection = dict(projection_geometry)
     key = "Vectors" if "Vectors" in projection else "ProjectionAngles"
     projection[key] = np.ascontiguousarray(projection[key][views])
-    projector_id = astra_projector(default_astra_proj_type(odl_geometry),
-                                   astra_volume_geometry(reference.space, "cpu"), projection, 2)
+    projector_id = astra_projector(projector_type, volume_geometry, projection, 2)
     try:
         matrix_id = astra.projector.matrix(projector_id)
         try:
