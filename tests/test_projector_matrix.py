@@ -120,15 +120,18 @@ def test_size_estimate_is_within_five_percent(name):
 
 
 def test_over_the_budget_auto_falls_back_to_odl_and_matrix_refuses():
-    geometry = ScanGeometry.clinical_fan((48, 48), 4.0, 60)  # not in the process cache
-    budget_mib = 0.5 * estimate_matrix_mib(Tomography(geometry, "cpu", backend="odl")._backend)
+    geometry = ScanGeometry.clinical_fan((48, 48), 4.0, 60)  # no other test builds it
+    odl = Tomography(geometry, "cpu", backend="odl")
+    budget_mib = 0.5 * estimate_matrix_mib(odl._backend)
     auto = Tomography(geometry, "cpu", max_matrix_mib=budget_mib)
+    x, y = _random(auto, seed=6, batch=1)
+    assert torch.equal(auto.forward(x), odl.forward(x))
+    assert torch.equal(auto.adjoint(y), odl.adjoint(y))
     assert auto.backend == "odl"
-    x, _ = _random(auto, seed=6, batch=1)
-    torch.testing.assert_close(auto.forward(x), Tomography(geometry, "cpu").forward(x),
-                               rtol=1e-5, atol=1e-6)
+    refusing = Tomography(geometry, "cpu", backend="matrix", max_matrix_mib=budget_mib)
     with pytest.raises(MatrixTooLarge, match="over the budget"):
-        Tomography(geometry, "cpu", backend="matrix", max_matrix_mib=budget_mib)
+        refusing.forward(x)
+    assert Tomography(geometry, "cpu", max_matrix_mib=4 * budget_mib).backend == "matrix"
 
 
 def _memory_mapped(array: np.ndarray) -> bool:

@@ -82,9 +82,9 @@ def choose_backend(
     Args:
         reference: the ODL + ASTRA backend of the scan on its device.
         backend: ``"odl"``: ``reference`` itself; ``"matrix"``: the system
-            matrix (CPU only; :class:`MatrixTooLarge` when it exceeds the
-            budget); ``"auto"``: the matrix on the CPU when it fits the budget,
-            else ``reference`` (always on CUDA).
+            matrix (CPU only; :class:`MatrixTooLarge` at the first projection
+            when it exceeds the budget); ``"auto"``: the matrix on the CPU when
+            it fits the budget, else ``reference`` (always on CUDA).
         max_matrix_mib: the budget, see :func:`matrix_budget_mib`.
     """
     if backend not in BACKENDS:
@@ -95,17 +95,8 @@ def choose_backend(
                          "use backend='odl' (astra_cuda) there")
     if backend == "odl" or not on_cpu:
         return reference
-    if reference.geometry not in _CACHE:
-        budget_mib = matrix_budget_mib(max_matrix_mib)
-        size_mib = estimate_matrix_mib(reference)
-        if size_mib > budget_mib:
-            if backend == "matrix":
-                raise MatrixTooLarge(
-                    f"the system matrix of {reference.geometry} would take about "
-                    f"{size_mib:.0f} MiB, over the budget of {budget_mib:.0f} MiB; "
-                    "raise max_matrix_mib or use backend='odl'")
-            return reference
-    return MatrixRayTransform(reference)
+    return MatrixRayTransform(reference, matrix_budget_mib(max_matrix_mib),
+                              fall_back=backend == "auto")
 
 
 class SystemMatrix:
@@ -173,33 +164,49 @@ class MatrixRayTransform:
 
     Same interface as :class:`~ctpnp.projector.backend.OdlRayTransform`
     (``forward``, ``adjoint``, ``fbp``), CPU only. The matrix is obtained on
-    the first projection, not before (FBP never needs it).
+    the first projection, not before (FBP never needs it); where it would
+    exceed the budget, the backend either projects with ``reference`` from
+    then on (``fall_back``) or raises :class:`MatrixTooLarge`.
 
     Args:
         reference: the ODL backend on the CPU whose operator this is; FBP is its.
+        budget_mib: memory the matrix may take (MiB).
+        fall_back: use ``reference`` where the matrix exceeds the budget.
     """
 
-    def __init__(self, reference: OdlRayTransform) -> None:
+    def __init__(self, reference: OdlRayTransform, budget_mib: float = math.inf,
+                 fall_back: bool = False) -> None:
         if reference.device.type != "cpu":
             raise ValueError(f"the matrix backend runs on the CPU, not on {reference.device}")
         self.reference = reference
         self.geometry = reference.geometry
         self.device = reference.device
         self.ray_transform = reference.ray_transform  # the ODL operator A is the matrix of
+        self.budget_mib = budget_mib
+        self.fall_back = fall_back
         self._matrix: SystemMatrix | None = None
+        self._resolved = False
 
     @property
-    def matrix(self) -> SystemMatrix:
-        """The system matrix (built or taken from the process cache on first use)."""
-        if self._matrix is None:
-            self._matrix = system_matrix(self.reference)
+    def matrix(self) -> SystemMatrix | None:
+        """The system matrix, obtained on first use; ``None`` where it fell back to ODL."""
+        if not self._resolved:
+            try:
+                self._matrix = system_matrix(self.reference, self.budget_mib)
+            except MatrixTooLarge:
+                if not self.fall_back:
+                    raise
+            self._resolved = True
         return self._matrix
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` μ → ``(B, 1, views, channels)`` line integrals."""
+        matrix = self.matrix
+        if matrix is None:
+            return self.reference.forward(images)
         batch = images.shape[0]
         columns = np.ascontiguousarray(images.detach().reshape(batch, -1).numpy().T)
-        rows = self.matrix.multiply(columns, torch.get_num_threads())
+        rows = matrix.multiply(columns, torch.get_num_threads())
         sinograms = torch.from_numpy(np.ascontiguousarray(rows.T)).reshape(
             batch, 1, *self.ray_transform.range.shape)
         resampler = self.reference.resampler
@@ -207,12 +214,15 @@ class MatrixRayTransform:
 
     def adjoint(self, sinograms: torch.Tensor) -> torch.Tensor:
         """``(B, 1, views, channels)`` → ``(B, 1, H, W)``, the transpose of :meth:`forward`."""
+        matrix = self.matrix
+        if matrix is None:
+            return self.reference.adjoint(sinograms)
         resampler = self.reference.resampler
         if resampler is not None:
             sinograms = resampler.adjoint(sinograms)
         batch = sinograms.shape[0]
         rows = np.ascontiguousarray(sinograms.detach().reshape(batch, -1).numpy().T)
-        columns = self.matrix.multiply_transpose(rows, torch.get_num_threads())
+        columns = matrix.multiply_transpose(rows, torch.get_num_threads())
         return torch.from_numpy(np.ascontiguousarray(columns.T)).reshape(
             batch, 1, *self.geometry.image_shape)
 
@@ -227,24 +237,38 @@ _CACHE: weakref.WeakValueDictionary[ScanGeometry, SystemMatrix] = weakref.WeakVa
 _CACHE_LOCK = threading.Lock()
 
 
-def system_matrix(reference: OdlRayTransform) -> SystemMatrix:
+def system_matrix(reference: OdlRayTransform, budget_mib: float = math.inf) -> SystemMatrix:
     """ASTRA's system matrix of ``reference`` (CPU), shared within the process per geometry.
 
-    Taken from the disk cache (:mod:`ctpnp.projector.matrix_cache`) when it
-    holds it, else built and stored there.
+    Taken from the process, else from the disk cache
+    (:mod:`ctpnp.projector.matrix_cache`), else built and stored there.
+
+    Raises:
+        MatrixTooLarge: if it is not in the process and exceeds ``budget_mib``
+            (estimated before building, see :func:`estimate_matrix_mib`).
     """
     with _CACHE_LOCK:
         matrix = _CACHE.get(reference.geometry)
-        if matrix is None:
-            setup = _astra_setup(reference)
-            key = matrix_cache.matrix_key(*setup)
-            n_rows = reference.geometry.n_views * reference.ray_transform.range.shape[1]
-            blocks = matrix_cache.load(key, (n_rows, reference.space.size))
-            if blocks is None:
-                blocks = build_system_matrix(reference).blocks
-                matrix_cache.store(key, blocks)
-            matrix = SystemMatrix(blocks)
-            _CACHE[reference.geometry] = matrix
+        if matrix is not None:
+            return matrix
+        setup = _astra_setup(reference)
+        key = matrix_cache.matrix_key(*setup)
+        n_rows = reference.geometry.n_views * reference.ray_transform.range.shape[1]
+        blocks = matrix_cache.load(key, (n_rows, reference.space.size))
+        if blocks is None:
+            size_mib = estimate_matrix_mib(reference)
+            if size_mib > budget_mib:
+                raise MatrixTooLarge(
+                    f"the system matrix of {reference.geometry} would take about "
+                    f"{size_mib:.0f} MiB, over the budget of {budget_mib:.0f} MiB; "
+                    "raise max_matrix_mib or use backend='odl'")
+            blocks = build_system_matrix(reference).blocks
+            matrix_cache.store(key, blocks)
+        matrix = SystemMatrix(blocks)
+        if matrix.mib > budget_mib:
+            raise MatrixTooLarge(f"the system matrix of {reference.geometry} takes "
+                                 f"{matrix.mib:.0f} MiB, over the budget of {budget_mib:.0f} MiB")
+        _CACHE[reference.geometry] = matrix
         return matrix
 
 

@@ -29,7 +29,8 @@ class Tomography:
             on the CPU ASTRA's system matrix as multi-threaded sparse products
             (:mod:`ctpnp.projector.matrix`; the same operator, several times
             faster) when it fits ``max_matrix_mib``, else ODL + ASTRA;
-            ``"matrix"``: the system matrix or ``MemoryError``; ``"odl"``: ODL +
+            ``"matrix"``: the system matrix or a ``MemoryError`` at the first
+            projection; ``"odl"``: ODL +
             ASTRA (``astra_cpu``/``astra_cuda``), the reference. CUDA always uses ODL.
         max_matrix_mib: memory the system matrix may take (default 2048 MiB,
             at most half the available memory).
@@ -52,12 +53,17 @@ class Tomography:
         self._norm: float | None = None
 
     def __repr__(self) -> str:
-        return f"Tomography({self.geometry!r}, device='{self.device}', backend='{self.backend}')"
+        return f"Tomography({self.geometry!r}, device='{self.device}')"
 
     @property
     def backend(self) -> str:
-        """``"matrix"`` or ``"odl"``: what :meth:`forward` and :meth:`adjoint` run on."""
-        return "matrix" if isinstance(self._backend, MatrixRayTransform) else "odl"
+        """``"matrix"`` or ``"odl"``: what :meth:`forward` and :meth:`adjoint` run on.
+
+        With the matrix backend this obtains the matrix (as the first projection would).
+        """
+        if isinstance(self._backend, MatrixRayTransform) and self._backend.matrix is not None:
+            return "matrix"
+        return "odl"
 
     @property
     def image_shape(self) -> tuple[int, int]:
