@@ -1,8 +1,9 @@
 """ODL ray transforms on ASTRA for a :class:`~ctpnp.geometry.ScanGeometry`.
 
-This is the only module that sees ODL. It builds the ODL image space,
-geometry and ``RayTransform`` and moves torch tensors in and out of them
-without host copies:
+This is the only module that runs ODL (:mod:`ctpnp.projector.matrix` asks
+ODL's ASTRA setup for the same geometry, to read ASTRA's system matrix of this
+operator). It builds the ODL image space, geometry and ``RayTransform`` and
+moves torch tensors in and out of them without host copies:
 
 * CPU: ``astra_cpu`` on ODL numpy spaces (on the CPU ODL's pytorch spaces are
   several times slower); a CPU tensor is handed over as a numpy view.
