@@ -17,8 +17,8 @@ import time
 from common import write_json
 
 from ctpnp import ScanGeometry
-from ctpnp.geometry import CLINICAL
 from ctpnp.phantoms import load, random_anatomy
+from ctpnp.scanner.geometry import CLINICAL
 
 
 def _best_seconds(action, repeat: int) -> float:

@@ -2,7 +2,7 @@
 
 For each prior and noise level (HU): Gaussian noise is added to mu images of
 phantoms never seen in training, the prior's ``prox(x, sigma)`` denoises them,
-and PSNR/SSIM (``ctpnp.metrics``, full window -1000..2000 HU) are averaged.
+and PSNR/SSIM (``ctpnp.quality``, full window -1000..2000 HU) are averaged.
 Priors with a free strength (TV) get it chosen per noise level on separate
 validation phantoms. The prox time is the median over repeats on one
 ``512 x 512`` slice. Prints a table and writes
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctpnp.metrics import psnr_hu, ssim_hu
 from ctpnp.physics import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
 from ctpnp.priors import TVPrior, load
+from ctpnp.quality import psnr_hu, ssim_hu
 from ctpnp.train.data import phantom_slices_hu, piecewise_smooth_hu
 
 RESULTS = Path(__file__).with_name("results") / "bench_priors.json"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ctpnp.acquisition import Acquisition
-from ctpnp.geometry import CLINICAL
-from ctpnp.rebinning import covered_z_range_mm, rebin_helical
+from ctpnp.scanner.acquisition import Acquisition
+from ctpnp.scanner.geometry import CLINICAL
+from ctpnp.scanner.rebinning import covered_z_range_mm, rebin_helical
 
 RESULTS = Path(__file__).parent / "results" / "bench_rebinning.json"
 
@@ -58,7 +58,7 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count()},
     }
-    print(f"ctpnp.rebinning: helical {scan.n_views} views ({views_per_turn}/turn) x "
+    print(f"ctpnp.scanner.rebinning: helical {scan.n_views} views ({views_per_turn}/turn) x "
           f"{rows} rows x {scan.n_channels} channels, curved, pitch 1")
     print(f"  {'slices':>6} {'total s':>8} {'s/slice':>8}")
     print(f"  {args.slices:>6} {best:>8.3f} {best / args.slices:>8.4f}")

@@ -4,7 +4,7 @@ Held-out random-anatomy phantoms (seeds never used for training or for
 choosing defaults), exact line integrals on a clinical curved fan, Poisson
 noise at two doses. Every method runs with its defaults: TV's weight follows
 the estimated noise with the factor chosen on validation phantoms
-(``tune_tv.py``), the PnP parameters follow the dose rule learned for each
+(``pipelines/calibrate/tune_tv.py``), the PnP parameters follow the dose rule learned for each
 prior and solver (:mod:`ctpnp.train.pnp_parameters`, stored in the model
 cards). For each method the table gives PSNR/SSIM in the full and soft-tissue
 windows, the iterations and seconds until the PSNR stays within 0.1 dB of its
@@ -35,16 +35,12 @@ import torch
 from common import print_table, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
-from ctpnp.phantoms import random_anatomy
+from ctpnp.evaluation import DOSES, PIXEL_MM, TEST_SEEDS, phantom_scans
 from ctpnp.priors import load
-from ctpnp.simulation import phantom_scan
+from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, quality_row
 from ctpnp.solvers import pnp_admm, pnp_drs, tv
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
-PIXEL_MM = 0.8  # the pixel size the learned priors were trained at
-TEST_SEEDS = (9001, 9002)
-DOSES = {"low (1e4 photons)": 1e4, "standard (1e5 photons)": 1e5}
 
 
 class Stopwatch:
@@ -61,29 +57,6 @@ class Stopwatch:
             finally:
                 self.seconds += time.perf_counter() - start
         return timed
-
-
-def quality(image_hu: torch.Tensor, hu: torch.Tensor) -> dict[str, float]:
-    """PSNR (dB) and SSIM of a ``(1, 1, H, W)`` HU image in the full and soft-tissue windows."""
-    return {"PSNR full": float(psnr_hu(image_hu, hu)),
-            "PSNR soft": float(psnr_hu(image_hu, hu, SOFT_TISSUE_WINDOW)),
-            "SSIM full": float(ssim_hu(image_hu, hu, FULL_WINDOW)),
-            "SSIM soft": float(ssim_hu(image_hu, hu, SOFT_TISSUE_WINDOW))}
-
-
-def phantom_scans(op: Tomography, seeds: list[int], photons: list[float]):
-    """Yield ``(dose, seed, y, hu, variance)`` for each dose of :data:`DOSES` in
-    ``photons`` and each random-anatomy seed: the scan on ``op``'s geometry, its
-    phantom's HU image and the noise variance the solvers estimate from it
-    (float)."""
-    size = op.geometry.image_shape[0]
-    for dose, count in DOSES.items():
-        if count not in photons:
-            continue
-        for seed in seeds:
-            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * size), op.geometry,
-                                 count, seed)
-            yield dose, seed, y, hu, float(physics.estimate_noise_variance(y)[0])
 
 
 def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: torch.Tensor
@@ -111,8 +84,8 @@ def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: 
             prior.prox = original_prox
     total = time.perf_counter() - start
     image = physics.mu_to_hu(result.x)
-    scores = quality(image, hu)
-    final = scores["PSNR full"]
+    scores = quality_row(image, hu)
+    final = scores["psnr_full_db"]
     settled = next(i for i in range(len(trace))
                    if all(abs(p - final) <= 0.1 for _, p in trace[i:]))
     iterations = max(len(trace), 1)
@@ -130,7 +103,7 @@ def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: 
 
 def mean_rows(rows: list[dict]) -> list[dict]:
     """Mean quality and seconds per dose and method."""
-    keys = ("PSNR full", "PSNR soft", "SSIM full", "SSIM soft", "s")
+    keys = ("psnr_full_db", "psnr_soft_db", "ssim_full", "ssim_soft", "s")
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["dose"], row["method"]), []).append(row)
@@ -160,14 +133,14 @@ def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], do
     _, _, y, hu, _ = next(phantom_scans(op, [seed], [DOSES[dose]]))
     start = time.perf_counter()
     fbp = physics.mu_to_hu(op.fbp(y))
-    rows = [{"dose": dose, "seed": seed, "method": "FBP (Hann)", **quality(fbp, hu),
+    rows = [{"dose": dose, "seed": seed, "method": "FBP (Hann)", **quality_row(fbp, hu),
              "s": time.perf_counter() - start}]
     assert tuple(methods) == METHOD_NAMES
     for name in names:
         prior, solve = methods[name]
         row = run(name, solve, y, op, prior, hu)
         rows.append({"dose": dose, "seed": seed, **row})
-        print(f"{dose} seed {seed} {name}: {row['PSNR full']:.2f} dB", flush=True)
+        print(f"{dose} seed {seed} {name}: {row['psnr_full_db']:.2f} dB", flush=True)
     return rows
 
 
@@ -194,7 +167,7 @@ def main() -> None:
     else:
         per_scan = [task(dose, seed) for dose, seed in scans]
     rows = [row for scan in per_scan for row in scan]
-    columns = ["dose", "seed", "method", "PSNR full", "PSNR soft", "SSIM full", "SSIM soft",
+    columns = ["dose", "seed", "method", "psnr_full_db", "psnr_soft_db", "ssim_full", "ssim_soft",
                "iters to 0.1 dB", "s to 0.1 dB", "projector %", "prior %", "other %"]
     print_table(f"Solvers on held-out random anatomy, {args.size}² at {PIXEL_MM} mm, "
                 f"{args.views} views", [{c: r.get(c, "") for c in columns} for r in rows])

@@ -21,9 +21,9 @@ import torch
 from common import peak_rss_mib, print_table, write_json
 
 from ctpnp import ScanGeometry, physics
-from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR
+from ctpnp.apps.volume import reconstruct_volume
 from ctpnp.phantoms import load
-from ctpnp.volume import reconstruct_volume
+from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR
 
 PARAMS = {"max_iter": 20, "rtol": 0.0}  # a fixed amount of work per slice
 SMALL = ScanGeometry.clinical_fan((128, 128), 2.0, 180)

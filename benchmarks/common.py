@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from ctpnp.evaluation import markdown_table, write_record
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -50,29 +50,14 @@ def peak_rss_mib(action: Callable[[], object]) -> float:
     raise RuntimeError("VmHWM not found in /proc/self/status")
 
 
-def machine() -> dict[str, str]:
-    return {"python": platform.python_version(), "processor": platform.machine(),
-            "torch": torch.__version__, "threads": str(torch.get_num_threads()),
-            "note": "2 CPU cores; timings are ratios measured in one run"}
-
-
 def print_table(title: str, rows: list[dict[str, object]]) -> None:
-    """Print rows (dicts with the same keys) as an aligned Markdown table."""
-    columns = list(rows[0])
-    cells = [[f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
-             for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    """Print rows (dicts with the same keys) as an aligned Markdown table under ``title``."""
     print(f"\n{title}\n")
-    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in cells:
-        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |")
+    print(markdown_table(rows))
 
 
 def write_json(name: str, payload: dict) -> Path:
     """Write ``benchmarks/results/<name>.json`` with the machine description added."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps({**payload, "machine": machine()}, indent=2) + "\n")
+    path = write_record(RESULTS_DIR / f"{name}.json", payload)
     print(f"\nwrote {path}")
     return path

@@ -1,4 +1,8 @@
-"""The ``ctpnp`` command: argument parsing, progress and one-line errors only."""
+"""The ``ctpnp`` command: argument parsing, progress and one-line errors only.
+
+Each subcommand is a pair of functions, one adding its arguments and one running
+it, and a line of :data:`SUBCOMMANDS`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -145,17 +149,16 @@ def _tune(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ctpnp.apps.simulate import simulate_series
     from ctpnp.io import read_ct_series
-    from ctpnp.simulation import simulate_series
 
     series = read_ct_series(args.images)
     with _progress_bars() as bars:
 
-        def progress(_: int) -> None:
+        def progress(done: int, total: int, _note: str) -> None:
             if not bars:
-                bars.append(tqdm(total=len(series.hu), unit="slice", desc="simulating",
-                                 file=sys.stderr))
-            bars[0].update()
+                bars.append(tqdm(total=total, unit="slice", desc="simulating", file=sys.stderr))
+            bars[0].update(done - bars[0].n)
 
         folders = simulate_series(series, args.out, photons=args.photons, n_views=args.views,
                                   beam=args.geometry, electronic_noise=args.electronic_noise,
@@ -167,11 +170,11 @@ def _simulate(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ctpnp.reconstruct import reconstruct_scan
+    from ctpnp.apps.reconstruct import reconstruct_scan
 
     with _progress_bars() as bars:
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int, _note: str) -> None:
             if not bars:
                 bars.append(tqdm(total=total, initial=done, unit="slice",
                                  desc="reconstructing", file=sys.stderr))
@@ -201,7 +204,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ctpnp.study import load_config, run_study
+    from ctpnp.apps.study import load_config, run_study
 
     load_config(args.config)  # a malformed configuration fails before any output
     with _progress_bars() as bars:
@@ -218,7 +221,7 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ctpnp.comparison import compare, format_table, write_outputs
+    from ctpnp.apps.compare import compare, format_table, write_outputs
 
     result = compare(args.recon, args.reference)
     print(format_table(result))
@@ -228,16 +231,16 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
-    from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS
+    from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS, PRIORS
 
     parser.add_argument("input", type=Path,
                         help="a DICOM-CT-PD scan folder, or the slice_NNNN/ folders of simulate")
     parser.add_argument("out", type=Path,
                         help="study folder to create (an interrupted run's is resumed)")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+    parser.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
                         help=f"reconstruction method (default {DEFAULT_METHOD})")
     parser.add_argument("--prior", default=DEFAULT_PRIOR,
-                        help=f"PnP prior: lpn, prox, bm3d, tv or a .safetensors file "
+                        help=f"PnP prior: {', '.join(PRIORS)} or a .safetensors file "
                              f"(default {DEFAULT_PRIOR})")
     parser.add_argument("--iterations", type=int, help="maximum iterations per slice "
                                                        "(default: the solver's)")
@@ -251,17 +254,11 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ctpnp",
-        description="Low-dose CT reconstruction with convergent plug-and-play priors.",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True)
-    info = commands.add_parser("info", help="versions, CUDA availability")
-    info.set_defaults(run=_info)
-    train = commands.add_parser(
-        "train", help="train a learned prior on generated phantoms (and optional DICOM)")
+def _no_arguments(_: argparse.ArgumentParser) -> None:
+    """Subcommands without arguments."""
+
+
+def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("model", choices=["lpn", "prox"], help="which prior")
     train.add_argument("--out", type=Path,
                        help="weights file to write, model card beside it (default: <model>"
@@ -274,21 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep-best", action="store_true",
                        help="prox only: run every Hessian-penalty step and keep the validation "
                             "check with the best PSNR below the target, not the first one")
-    train.set_defaults(run=_train)
-    tune = commands.add_parser(
-        "tune", help="learn a prior's PnP parameters (restarted JFB on generated phantoms), "
-                     "starting from the rule in its model card when it has one")
+
+
+def _tune_arguments(tune: argparse.ArgumentParser) -> None:
+    from ctpnp.registry import DEFAULT_METHOD, LEARNABLE_METHODS
+
     tune.add_argument("prior", help="shipped prior name (lpn, prox) or weights file")
     tune.add_argument("out", type=Path,
                       help="weights file to write: a copy of the prior, parameters in its card")
-    tune.add_argument("--solver", choices=["pnp-admm", "pnp-drs"], default="pnp-admm")
+    tune.add_argument("--solver", choices=LEARNABLE_METHODS, default=DEFAULT_METHOD)
     tune.add_argument("--steps", type=int, default=24, help="Adam steps")
     tune.add_argument("--size", type=int, default=256, help="training image size (pixels)")
     tune.add_argument("--photons", type=float, nargs="+", default=[1e4, 1e5],
                       help="doses to learn the rule over (photons per reading)")
-    tune.set_defaults(run=_tune)
-    simulate = commands.add_parser(
-        "simulate", help="simulate a low-dose scan of a CT series, written as DICOM-CT-PD")
+
+
+def _simulate_arguments(simulate: argparse.ArgumentParser) -> None:
     simulate.add_argument("images", type=Path, help="folder with a normal-dose CT series")
     simulate.add_argument("out", type=Path, help="folder to create (one sub-folder per slice)")
     simulate.add_argument("--photons", type=float, required=True,
@@ -299,27 +297,55 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, help="noise seed (slice k uses seed + k)")
     simulate.add_argument("--electronic-noise", type=float, default=0.0,
                           help="readout noise standard deviation (photon counts)")
-    simulate.set_defaults(run=_simulate)
-    reconstruct = commands.add_parser(
-        "reconstruct", help="reconstruct a DICOM-CT-PD scan into a DICOM series, NIfTI and a "
-                            "report")
-    _reconstruct_arguments(reconstruct)
-    reconstruct.set_defaults(run=_reconstruct)
-    study = commands.add_parser(
-        "study", help="phantom validation study: phantoms x doses x methods, report and figures")
+
+
+def _study_arguments(study: argparse.ArgumentParser) -> None:
     study.add_argument("out", type=Path, help="folder for study.md, tables, figures and cases")
     study.add_argument("--config", type=Path,
-                       help="study YAML (default: the shipped ctpnp/study/default.yaml)")
-    study.set_defaults(run=_study)
-    comparison = commands.add_parser(
-        "compare", help="PSNR, SSIM, RMSE (HU) of reconstructions against a reference series")
+                       help="study YAML (default: the shipped ctpnp/apps/study/default.yaml)")
+
+
+def _compare_arguments(comparison: argparse.ArgumentParser) -> None:
     comparison.add_argument("recon", type=Path, nargs="+",
                             help="folders with a CT series or a volume.nii.gz")
     comparison.add_argument("--reference", type=Path, required=True,
                             help="folder with the reference CT series")
     comparison.add_argument("--out", type=Path, default=Path("comparison"),
                             help="folder for metrics.csv, metrics.json and comparison.png")
-    comparison.set_defaults(run=_compare)
+
+
+Arguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+SUBCOMMANDS: dict[str, tuple[str, Arguments, Run]] = {
+    "info": ("versions, CUDA availability", _no_arguments, _info),
+    "train": ("train a learned prior on generated phantoms (and optional DICOM)",
+              _train_arguments, _train),
+    "tune": ("learn a prior's PnP parameters (restarted JFB on generated phantoms), starting "
+             "from the rule in its model card when it has one", _tune_arguments, _tune),
+    "simulate": ("simulate a low-dose scan of a CT series, written as DICOM-CT-PD",
+                 _simulate_arguments, _simulate),
+    "reconstruct": ("reconstruct a DICOM-CT-PD scan into a DICOM series, NIfTI and a report",
+                    _reconstruct_arguments, _reconstruct),
+    "study": ("phantom validation study: phantoms x doses x methods, report and figures",
+              _study_arguments, _study),
+    "compare": ("PSNR, SSIM, RMSE (HU) of reconstructions against a reference series",
+                _compare_arguments, _compare),
+}
+"""Every subcommand: its help line, the function adding its arguments, the one running it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctpnp",
+        description="Low-dose CT reconstruction with convergent plug-and-play priors.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (summary, add_arguments, run) in SUBCOMMANDS.items():
+        command = commands.add_parser(name, help=summary)
+        add_arguments(command)
+        command.set_defaults(run=run)
     return parser
 
 

@@ -2,12 +2,12 @@
 
 1. Take a normal-dose CT series (``--images``; default: the CT slice that ships
    with pydicom, ``pydicom.examples.ct``, 128², 0.66 mm pixels).
-2. Simulate a low-dose fan-beam scan of it (:func:`ctpnp.simulation.simulate_series`,
+2. Simulate a low-dose fan-beam scan of it (:func:`ctpnp.apps.simulate.simulate_series`,
    as ``ctpnp simulate`` does): ``OUT/scan/``.
 3. Reconstruct it with FBP (Hann) and with the default PnP method and prior
-   (:func:`ctpnp.reconstruct.reconstruct_scan`, as ``ctpnp reconstruct`` does)
+   (:func:`ctpnp.apps.reconstruct.reconstruct_scan`, as ``ctpnp reconstruct`` does)
    on the grid of the images: ``OUT/fbp/``, ``OUT/pnp/``.
-4. Score both against the images (:func:`ctpnp.comparison.compare`, as
+4. Score both against the images (:func:`ctpnp.apps.compare.compare`, as
    ``ctpnp compare`` does), print the table and write ``OUT/comparison/``
    (``metrics.csv``, ``metrics.json``, ``comparison.png``).
 
@@ -37,10 +37,10 @@ from pathlib import Path
 
 import pydicom.examples
 
-from ctpnp.comparison import compare, format_table, write_outputs
+from ctpnp.apps.compare import compare, format_table, write_outputs
+from ctpnp.apps.reconstruct import REPORT_NAME, reconstruct_scan
+from ctpnp.apps.simulate import simulate_series
 from ctpnp.io import read_ct_series
-from ctpnp.reconstruct import REPORT_NAME, reconstruct_scan
-from ctpnp.simulation import simulate_series
 
 
 def example_images(folder: Path) -> Path:

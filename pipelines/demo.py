@@ -1,11 +1,11 @@
 """Demo: a simulated low-dose scan of pydicom's CT slice, reconstructed three ways.
 
 1. Read the CT slice that ships with pydicom (``pydicom.examples.ct``) with
-   :func:`ctpnp.io.read_ct_series`.
+   :func:`ctpnp.io.read_pydicom_slice`.
 2. Simulate a low-dose clinical fan-beam scan: project the slice upsampled to a
    grid twice as fine as the reconstruction's (no inverse crime), Poisson noise.
 3. Reconstruct with FBP (Hann), TV (PDHG) and PnP-ADMM with the default prior
-   (``ctpnp.methods.DEFAULT_PRIOR``, the Prox-denoiser) and its dose
+   (``ctpnp.registry.DEFAULT_PRIOR``, the Prox-denoiser) and its dose
    rule; all defaults, nothing tuned on this slice.
 4. Write each image as NIfTI (HU) and ``demo.png`` with PSNR/SSIM in the titles.
 
@@ -15,30 +15,25 @@ Run: ``make demo`` (or ``.venv/bin/python pipelines/demo.py --out demo_output``)
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pydicom.examples
 import torch
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.figures import side_by_side
-from ctpnp.io import read_ct_series, write_nifti
-from ctpnp.methods import DEFAULT_PRIOR
-from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
+from ctpnp.figures.panels import side_by_side
+from ctpnp.io import read_pydicom_slice, write_nifti
 from ctpnp.priors import load as load_prior
+from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, ssim_hu
+from ctpnp.registry import DEFAULT_PRIOR
 from ctpnp.simulation import clean_projection
 from ctpnp.solvers import pnp_admm, tv
 
 
 def read_example_slice() -> tuple[torch.Tensor, float, object]:
     """pydicom's example CT slice as ``(1, 1, H, W)`` HU, its pixel size (mm), the series."""
-    with tempfile.TemporaryDirectory() as folder:
-        shutil.copy(pydicom.examples.get_path("ct"), folder)
-        series = read_ct_series(folder)
+    series = read_pydicom_slice()
     hu = torch.from_numpy(series.hu[:1].copy())[None]
     return hu, float(series.spacing_mm[1]), series
 

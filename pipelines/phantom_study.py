@@ -20,7 +20,7 @@ configuration, and writes to ``--out``:
 
 Run: ``.venv/bin/python pipelines/phantom_study.py --out study_output
 [--config my_study.yaml]``. The shipped configuration
-(``ctpnp/study/default.yaml``: 128² at 0.8 mm, 360 views, two doses, six
+(``ctpnp/apps/study/default.yaml``: 128² at 0.8 mm, 360 views, two doses, six
 scenes, five methods, 66 cases) took 14 minutes on a 2-core machine, one torch
 thread.
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ctpnp.study import DEFAULT_CONFIG, StudyConfigError, run_study
+from ctpnp.apps.study import DEFAULT_CONFIG, StudyConfigError, run_study
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """Reconstruct a low-dose scan folder: DICOM-CT-PD in, DICOM series, NIfTI and report out.
 
 The library call behind ``ctpnp reconstruct``, as a script to copy and adapt:
-:func:`ctpnp.reconstruct.reconstruct_scan` with the default PnP method and
-prior (:data:`ctpnp.methods.DEFAULT_METHOD`, ``DEFAULT_PRIOR``), a
+:func:`ctpnp.apps.reconstruct.reconstruct_scan` with the default PnP method and
+prior (:data:`ctpnp.registry.DEFAULT_METHOD`, ``DEFAULT_PRIOR``), a
 progress bar over slices, and a summary of ``report.json``.
 
 Run (``SCAN_DIR``: one DICOM-CT-PD scan, axial or helical, or the
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR
-from ctpnp.reconstruct import reconstruct_scan
+from ctpnp.apps.reconstruct import reconstruct_scan
+from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 
     bar = tqdm(unit="slice", desc=f"{DEFAULT_METHOD} ({DEFAULT_PRIOR})", file=sys.stderr)
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int, _note: str) -> None:
         bar.total = total
         bar.update(done - bar.n)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ctpnp.io import read_ct_series, write_ct_series
 from ctpnp.io.affine import axial_affine
 from ctpnp.io.nifti_read import read_nifti
-from ctpnp.methods import DEFAULT_METHOD, DEFAULT_PRIOR
+from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR
 
 VIEWS = 150
 PHOTONS = 2e4

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.io import read_ct_series, read_projections, write_ct_series
-from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, rmse_hu, ssim_hu
-from ctpnp.simulation import scan_acquisition, slice_z_mm
+from ctpnp.apps.simulate import scan_acquisition
+from ctpnp.io import read_ct_series, read_projections, slice_z_mm, write_ct_series
+from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, rmse_hu, ssim_hu
 
 VIEWS = 120
 DOSES = {"low": 2e3, "high": 2e5}

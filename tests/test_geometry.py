@@ -8,7 +8,7 @@ import pytest
 from odl.applications import tomo
 
 from ctpnp import ScanGeometry
-from ctpnp.geometry import CLINICAL
+from ctpnp.scanner.geometry import CLINICAL
 
 
 def fan(**overrides):

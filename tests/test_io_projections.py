@@ -13,10 +13,10 @@ import torch
 from pydicom.uid import ImplicitVRLittleEndian
 
 from ctpnp import Tomography
-from ctpnp.acquisition import Acquisition, AcquisitionFieldError
 from ctpnp.io import axial_affine, read_projections, write_projections
 from ctpnp.phantoms import cylindrical_detector_rays, from_mapping
 from ctpnp.physics import mu_to_hu
+from ctpnp.scanner.acquisition import Acquisition, AcquisitionFieldError
 
 SMALL = dict(views_per_turn=24, n_rows=4, n_channels=24, channel_spacing_mm=4.0,
              row_spacing_mm=2.2)

@@ -9,7 +9,6 @@ import numpy as np
 import pydicom
 import pytest
 
-from ctpnp.acquisition import Acquisition
 from ctpnp.io import (
     DicomInputError,
     MissingTagError,
@@ -19,6 +18,7 @@ from ctpnp.io import (
     read_projections,
     write_projections,
 )
+from ctpnp.scanner.acquisition import Acquisition
 
 N_VIEWS = 6
 

@@ -14,16 +14,17 @@ import pytest
 from pydicom.data import get_testdata_file
 from scipy.spatial.transform import Rotation
 
+from ctpnp.atomic import staged_dir
 from ctpnp.io import (
     CTSeries,
     axial_affine,
     read_ct_series,
+    read_pydicom_slice,
     write_ct_series,
     write_map_series,
     write_nifti,
 )
 from ctpnp.io.affine import affine_from_planes
-from ctpnp.io.atomic import staged_dir
 
 CT5N_DIR = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "98892001" / "CT5N"
 
@@ -138,6 +139,23 @@ def test_output_is_never_partial_or_overwritten(tmp_path: Path) -> None:
         write_ct_series(np.full((1, 4, 4), np.nan), tmp_path / "nan",
                         affine=axial_affine((1, 4, 4), (1, 1, 1)))
     assert not (tmp_path / "nan").exists()
+
+
+def test_laterality_is_copied_never_made_up(tmp_path: Path, source: CTSeries) -> None:
+    """Laterality is Type 2C (paired body parts only): an output from a source without
+    it (here an unpaired-body-part series) must not carry it, even empty; one from a
+    source with it keeps the source's value."""
+    assert all("Laterality" not in ds for ds in source.datasets)
+    derived = write_ct_series(source.hu, tmp_path / "like", like=source)
+    bare = write_ct_series(_volume((1, 8, 8)), tmp_path / "bare",
+                           affine=axial_affine((1, 8, 8), (1, 1, 1)))
+    for path in (*derived, *bare):
+        assert "Laterality" not in pydicom.dcmread(path, stop_before_pixels=True), path
+    with_laterality = read_pydicom_slice()  # CT_small.dcm carries an (empty) Laterality
+    assert "Laterality" in with_laterality.datasets[0]
+    written = write_ct_series(with_laterality.hu, tmp_path / "kept", like=with_laterality)
+    assert (pydicom.dcmread(written[0], stop_before_pixels=True).Laterality
+            == with_laterality.datasets[0].Laterality)
 
 
 def _dciodvfy_errors(path: Path) -> set[str]:

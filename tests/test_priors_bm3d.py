@@ -1,10 +1,12 @@
-"""BM3D prior: denoises mu images, per-image noise levels, registry name."""
+"""BM3D prior: denoises mu images, per-image noise levels, registry name, prox-only in PGD."""
 
 import pytest
 import torch
 
+from ctpnp import ScanGeometry, Tomography, phantoms, physics
 from ctpnp.physics import MU_WATER_PER_MM, hu_to_mu
-from ctpnp.priors import BM3DPrior, load
+from ctpnp.priors import BM3DPrior, HasPotential, Prior, load
+from ctpnp.solvers import pnp_pgd
 from ctpnp.train.data import piecewise_smooth_hu
 
 pytest.importorskip("bm3d")
@@ -33,6 +35,18 @@ def test_bm3d_denoises_a_batch_with_per_image_sigma():
     assert _psnr(weak, clean[1:]) < _psnr(out[1:], clean[1:]) - 1.0
 
 
-def test_bm3d_has_no_potential():
-    with pytest.raises(NotImplementedError):
-        BM3DPrior().potential(torch.zeros(1, 1, 8, 8))
+def test_pnp_pgd_with_bm3d_runs_a_fixed_step_without_a_potential():
+    """BM3D is a prior (prox) without a potential: PGD must not ask it for one (it raised
+    NotImplementedError when ``Prior`` made ``potential`` mandatory)."""
+    prior = load("bm3d")
+    assert isinstance(prior, Prior) and not isinstance(prior, HasPotential)
+    geometry = ScanGeometry.clinical_fan((48, 48), 4.0, 90)
+    op = Tomography(geometry)
+    phantom = phantoms.load("water_inserts")
+    clean = torch.from_numpy(phantom.project(geometry))[None, None]
+    y = physics.simulate_low_dose(clean, 1e4, seed=0)
+    result = pnp_pgd(y, op, prior, max_iter=3, rtol=0)
+    assert result.ok and int(result.n_iter[0]) == 3
+    assert "objective" not in result.history  # no backtracking without a potential
+    start = op.fbp(y, filter="hann").clamp_min(0)
+    assert float((result.x - start).abs().max()) > 0  # the denoiser acted

@@ -5,7 +5,7 @@ import torch
 from conftest import geometries
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu
+from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu
 
 GEOMETRIES = geometries()
 OPS = {name: Tomography(g, device="cpu") for name, g in GEOMETRIES.items()}

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from ctpnp import ScanGeometry, Tomography
-from ctpnp.acquisition import Acquisition
 from ctpnp.io import read_projections, write_projections
-from ctpnp.metrics import SOFT_TISSUE_WINDOW, psnr_hu
 from ctpnp.phantoms import load
 from ctpnp.physics import mu_to_hu
-from ctpnp.rebinning import covered_z_range_mm, rebin_helical
+from ctpnp.quality import SOFT_TISSUE_WINDOW, psnr_hu
+from ctpnp.scanner.acquisition import Acquisition
+from ctpnp.scanner.rebinning import covered_z_range_mm, rebin_helical
 
 
 def _helical(detector: str, pitch: float, **kwargs) -> Acquisition:

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from ctpnp import ScanGeometry
-from ctpnp.acquisition import Acquisition
+from ctpnp.apps.reconstruct import reconstruct_scan
 from ctpnp.io import write_projections
 from ctpnp.io.nifti_read import read_nifti
-from ctpnp.metrics import psnr_hu
 from ctpnp.phantoms import load
-from ctpnp.rebinning import covered_z_range_mm
-from ctpnp.reconstruct import reconstruct_scan
+from ctpnp.quality import psnr_hu
+from ctpnp.scanner.acquisition import Acquisition
+from ctpnp.scanner.rebinning import covered_z_range_mm
 
 GRID, PIXEL_MM, VIEWS, ROW_AT_ISOCENTRE_MM = (64, 64), 3.2, 120, 2.4
 

@@ -37,11 +37,27 @@ def test_ctpnp_info_reports_versions_and_cuda():
     assert {line.split()[0] for line in shipped} == {"lpn", "prox"}
 
 
-def test_cli_errors_are_one_line_without_traceback():
+def test_an_error_inside_a_command_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    """The error reaches ``main``'s handler (argparse accepts the arguments): one line,
+    exit status 1; ``--debug`` re-raises it with its traceback."""
+    arguments = ["compare", str(tmp_path / "missing"), "--reference", str(tmp_path / "absent"),
+                 "--out", str(tmp_path / "out")]
+    completed = subprocess.run([sys.executable, "-m", "ctpnp.cli", *arguments],
+                               capture_output=True, text=True)
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("ctpnp: error:") and "absent" in lines[0]
+    debug = subprocess.run([sys.executable, "-m", "ctpnp.cli", "--debug", *arguments],
+                           capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_command_is_a_usage_error():
     completed = subprocess.run([sys.executable, "-m", "ctpnp.cli", "nonsense"],
                                capture_output=True, text=True)
-    assert completed.returncode != 0
-    assert "Traceback" not in completed.stderr
+    assert completed.returncode == 2  # argparse's usage error, before any command runs
+    assert completed.stderr.startswith("usage: ctpnp") and "invalid choice" in completed.stderr
 
 
 def test_train_with_a_folder_without_ct_gives_one_line(tmp_path):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ctpnp import ScanGeometry, Tomography, physics
-from ctpnp.metrics import psnr_hu
 from ctpnp.phantoms import load
 from ctpnp.priors import TVPrior
+from ctpnp.quality import psnr_hu
 from ctpnp.solvers import pnp_admm, pnp_drs, pnp_pgd, tv
 
 GEOMETRY = ScanGeometry.clinical_fan((64, 64), 3.0, 120)
@@ -118,3 +118,25 @@ def test_bad_parameters_are_rejected(scan):
         pnp_drs(y, OP, TVPrior(), max_iter=0)
     with pytest.raises(ValueError, match="y: expected shape"):
         pnp_admm(y[:, :, :5], OP, TVPrior())
+
+
+class _ProxOnly:
+    """A prior with a prox and nothing else (the minimal contract)."""
+
+    def prox(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        return TVPrior().prox(x, sigma)
+
+
+def test_a_prox_only_prior_runs_in_every_pnp_solver(scan):
+    y, _ = scan
+    for solve in (pnp_admm, pnp_drs, pnp_pgd):
+        result = solve(y[:1], OP, _ProxOnly(), max_iter=2, rtol=0)
+        assert result.ok and int(result.n_iter[0]) == 2, solve.__name__
+    assert "objective" not in pnp_pgd(y[:1], OP, _ProxOnly(), max_iter=2).history
+    assert "objective" in pnp_pgd(y[:1], OP, TVPrior(), max_iter=2).history
+
+
+def test_an_object_without_prox_is_refused(scan):
+    y, _ = scan
+    with pytest.raises(TypeError, match="prox"):
+        pnp_admm(y[:1], OP, object(), max_iter=1)

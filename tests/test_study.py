@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ctpnp.apps.study import DEFAULT_CONFIG, StudyConfigError, load_config, run_study
+from ctpnp.apps.study.run import plan
 from ctpnp.priors.registry import fingerprint
-from ctpnp.study import DEFAULT_CONFIG, StudyConfigError, load_config, run_study
-from ctpnp.study.run import plan
 
 TINY = """\
 grid: {size: 64, pixel_mm: 0.8, views: 90}
@@ -23,7 +23,7 @@ scenes:
 methods:
   - {name: FBP, solver: fbp}
   - {name: TV, solver: tv, max_iter: 10}
-  - {name: PnP-ADMM LPN, solver: pnp_admm, prior: lpn, max_iter: 2}
+  - {name: PnP-ADMM LPN, solver: pnp-admm, prior: lpn, max_iter: 2}
 """
 METHODS = ("FBP", "TV", "PnP-ADMM LPN")
 SCENES = ("anatomy_7001", "water_inserts")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ctpnp import ScanGeometry, physics
+from ctpnp.apps.volume import reconstruct_volume
 from ctpnp.phantoms import load
-from ctpnp.volume import reconstruct_volume
 
 GEOMETRY = ScanGeometry.clinical_fan((48, 48), 4.0, 72)
 TV_PARAMS = {"max_iter": 15, "rtol": 0.0}
@@ -42,7 +42,8 @@ def test_batch_size_does_not_change_the_result(sinograms, reference, tmp_path):
 
 def test_two_workers_give_the_same_result(sinograms, reference, tmp_path):
     done = []
-    result = _tv(sinograms, tmp_path, workers=2, progress=lambda n, total: done.append((n, total)))
+    result = _tv(sinograms, tmp_path, workers=2,
+                 progress=lambda n, total, _note: done.append((n, total)))
     np.testing.assert_allclose(result.volume, reference, rtol=1e-5, atol=1e-7)
     assert done[0] == (0, 4) and done[-1] == (4, 4) and result.computed.all()
 
@@ -72,7 +73,7 @@ class Interrupt(Exception):
 
 
 def _stop_after(count):
-    def progress(done, total):
+    def progress(done, total, _note):
         if done >= count:
             raise Interrupt
     return progress

@@ -22,8 +22,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from ctpnp.atomic import staged_dir
 from ctpnp.io.affine import PlaneGeometry, planes_from_affine
-from ctpnp.io.atomic import staged_dir
 from ctpnp.io.quantize import Rescale, decimal_string, fit_rescale
 from ctpnp.io.scan import CT_IMAGE
 from ctpnp.io.series import CTSeries
@@ -42,9 +42,11 @@ _COPIED = (
 _EMPTY_TYPE_2 = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
     "ReferringPhysicianName", "StudyID", "AccessionNumber", "PositionReferenceIndicator",
-    "KVP", "AcquisitionNumber", "Laterality", "PatientPosition",
+    "KVP", "AcquisitionNumber", "PatientPosition",
 )
-"""Type 2 attributes of the CT Image IOD: present, empty when unknown."""
+"""Type 2 attributes of the CT Image IOD: present, empty when unknown. ``Laterality``
+(Type 2C: only for a paired body part) is never made up: it is copied when the source
+has it (:data:`_COPIED`), else left out."""
 
 
 def _geometry_mm(value: float) -> str:

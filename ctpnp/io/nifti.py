@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ctpnp.io.atomic import staged_file
+from ctpnp.atomic import staged_file
 
 __all__ = ["write_nifti"]
 

@@ -4,7 +4,7 @@ Every DICOM file of the folder (recursive; DICOMDIR skipped) must be a view of
 one scan. Views are ordered by InstanceNumber, the acquisition order. The
 stored image holds a view with its Rows along the detector *channels* and its
 Columns along the detector *rows*, as in the public data sets; values are
-``stored * RescaleSlope + RescaleIntercept``. See :mod:`ctpnp.acquisition` for
+``stored * RescaleSlope + RescaleIntercept``. See :mod:`ctpnp.scanner.acquisition` for
 the coordinate conventions.
 
 Decisions on the format's ambiguities:
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ctpnp.acquisition import Acquisition, AcquisitionFieldError
 from ctpnp.io.ctpd_tags import TAGS, PrivateTag, read_private_numbers, read_private_text
 from ctpnp.io.errors import (
     DicomInputError,
@@ -40,6 +39,7 @@ from ctpnp.io.errors import (
 from ctpnp.io.headers import checked_rescale, field_name, optional_text, read_int
 from ctpnp.io.pixels import decode_frames
 from ctpnp.io.scan import MEDIA_DIRECTORY, is_dicom_file, list_files, read_dataset
+from ctpnp.scanner.acquisition import Acquisition, AcquisitionFieldError
 
 __all__ = ["ProjectionData", "ProjectionGeometryError", "read_projections"]
 
@@ -54,7 +54,7 @@ class ProjectionData:
 
     Attributes:
         data: ``(views, rows, channels)`` float32 post-log line integrals.
-        geometry: the :class:`~ctpnp.acquisition.Acquisition`.
+        geometry: the :class:`~ctpnp.scanner.acquisition.Acquisition`.
         datasets: each view's header (pixel data removed), in view order.
         paths: each view's file, in view order.
     """

@@ -6,7 +6,7 @@ is stored as uint16 with its own RescaleSlope/RescaleIntercept (error at most
 half a slope, about 1e-4 of the view's range), image Rows along the detector
 channels and Columns along the detector rows. The geometry goes into the
 private tags of :mod:`ctpnp.io.ctpd_tags` as float32 (FL), exactly as
-:class:`~ctpnp.acquisition.Acquisition` holds it when its values are float32
+:class:`~ctpnp.scanner.acquisition.Acquisition` holds it when its values are float32
 (as :meth:`Acquisition.uniform` makes them); :func:`ctpnp.io.read_projections`
 reads the folder back.
 """
@@ -22,11 +22,11 @@ from numpy.typing import ArrayLike
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ctpnp.acquisition import Acquisition
-from ctpnp.io.atomic import staged_dir
+from ctpnp.atomic import staged_dir
 from ctpnp.io.ctpd_tags import TAGS, put_private
 from ctpnp.io.quantize import fit_rescale
 from ctpnp.io.scan import CT_IMAGE
+from ctpnp.scanner.acquisition import Acquisition
 
 __all__ = ["write_projections"]
 

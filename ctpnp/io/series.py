@@ -20,7 +20,7 @@ from ctpnp.io.pixels import decode_frames, hounsfield
 from ctpnp.io.scan import ScanResult, read_dataset, scan_folder
 from ctpnp.io.stack import group_stacks, stack_affine
 
-__all__ = ["CTSeries", "SeriesSummary", "list_ct_series", "read_ct_series"]
+__all__ = ["CTSeries", "SeriesSummary", "list_ct_series", "read_ct_series", "slice_z_mm"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +183,11 @@ def read_ct_series(
         series_uid=first.series_uid,
         slice_thickness_mm=first.thickness_mm,
     )
+
+
+def slice_z_mm(series: CTSeries) -> np.ndarray:
+    """``(slices,)`` superior position (mm) of each slice's centre, from the series affine."""
+    slices, height, width = series.hu.shape
+    centres = np.stack([np.arange(slices), np.full(slices, (height - 1) / 2),
+                        np.full(slices, (width - 1) / 2), np.ones(slices)])
+    return (series.affine @ centres)[2]

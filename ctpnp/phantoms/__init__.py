@@ -10,7 +10,7 @@
 
 Frames: phantoms are written with ``y`` up and ``x`` to the right of the
 displayed image; :mod:`ctpnp.phantoms.frame` maps them to the image frame of
-:mod:`ctpnp.geometry`.
+:mod:`ctpnp.scanner.geometry`.
 """
 
 from ctpnp.phantoms.anatomy import random_anatomy

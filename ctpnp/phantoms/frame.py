@@ -1,4 +1,4 @@
-"""The map between the phantom frame and the image frame of :mod:`ctpnp.geometry`.
+"""The map between the phantom frame and the image frame of :mod:`ctpnp.scanner.geometry`.
 
 Phantoms are written in a patient-like frame, the one of the classical
 definitions (Shepp–Logan, FORBILD): ``x`` to the right of the displayed image,

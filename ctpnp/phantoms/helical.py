@@ -1,6 +1,6 @@
 """Rays of a helical cone-beam scan with a cylindrical, focus-centred detector.
 
-Same angle convention as :mod:`ctpnp.geometry`: at view angle ``theta`` the
+Same angle convention as :mod:`ctpnp.scanner.geometry`: at view angle ``theta`` the
 source sits at ``-R (-sin theta, cos theta)`` in the ``(axis 0, axis 1)``
 plane (``R`` = source–isocentre distance), the central ray points along
 ``(-sin theta, cos theta)`` and the channel axis along ``(cos theta, sin theta)``.

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctpnp.geometry import ScanGeometry
 from ctpnp.phantoms.frame import image_vectors_to_phantom
 from ctpnp.phantoms.raster import AIR_HU, rasterize_hu
 from ctpnp.phantoms.shapes import Rays, Shape
 from ctpnp.physics import MU_WATER_PER_MM, hu_to_mu
+from ctpnp.scanner.geometry import ScanGeometry
 
 __all__ = ["Phantom"]
 

@@ -2,11 +2,12 @@
 the gradient-step Prox-denoiser, TV and BM3D.
 
 Every prior works on mu images ``(B, 1, H, W)`` float32 in 1/mm and offers
-``prox(x, sigma)`` (``sigma``: Gaussian noise std in 1/mm) and ``potential(x)``
-(nats); see :class:`ctpnp.priors.base.Prior`. Get one with :func:`load`.
+``prox(x, sigma)`` (``sigma``: Gaussian noise std in 1/mm); where defined also
+``potential(x)`` (nats) and ``log_prior_map(x)`` (see :mod:`ctpnp.priors.base`).
+Get one with :func:`load` (``load(name, device=...)``).
 """
 
-from ctpnp.priors.base import Prior
+from ctpnp.priors.base import HasLogPriorMap, HasPotential, Prior
 from ctpnp.priors.bm3d import BM3DPrior
 from ctpnp.priors.lpn import LPN, LPNPrior
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, ProxDenoiserPrior
@@ -17,6 +18,8 @@ __all__ = [
     "LPN",
     "BM3DPrior",
     "GradientStepDenoiser",
+    "HasLogPriorMap",
+    "HasPotential",
     "LPNPrior",
     "Prior",
     "ProxDenoiserPrior",

@@ -43,7 +43,3 @@ class BM3DPrior:
             for i in range(b)
         ])[:, None]
         return unit_to_mu(torch.from_numpy(out).to(dtype=x.dtype, device=x.device))
-
-    def potential(self, x: torch.Tensor) -> torch.Tensor:
-        """BM3D has no explicit regularizer; always raises ``NotImplementedError``."""
-        raise NotImplementedError("BM3D is a denoiser without an explicit potential")

@@ -135,8 +135,10 @@ class LPNPrior:
         self.last_inversion: InversionResult | None = None
 
     @classmethod
-    def from_weights(cls, tensors: dict[str, torch.Tensor], card: dict, source: str) -> LPNPrior:
-        """Build from a weights file's tensors and model card (see :mod:`ctpnp.priors.weights`).
+    def from_weights(cls, tensors: dict[str, torch.Tensor], card: dict, source: str, *,
+                     device: str | torch.device = "cpu") -> LPNPrior:
+        """Build from a weights file's tensors and model card (see :mod:`ctpnp.priors.weights`),
+        the network on ``device``.
 
         The card needs ``architecture`` (:meth:`LPN.architecture` plus ``stride``)
         and ``sigma_train_unit``; anything missing or mismatched raises ``ValueError``.
@@ -149,7 +151,7 @@ class LPNPrior:
             raise ValueError(f"model card of {source} is not a valid LPN card: {err!r}") from None
         check_state_dict(network.state_dict(), tensors, source)
         network.load_state_dict(tensors)
-        return cls(network, sigma, stride=stride, card=card)
+        return cls(network.to(device), sigma, stride=stride, card=card)
 
     # ----- normalized-intensity domain -------------------------------------------------
     def image_potential(self, u: torch.Tensor) -> torch.Tensor:

@@ -139,9 +139,11 @@ class ProxDenoiserPrior:
 
     @classmethod
     def from_weights(
-        cls, tensors: dict[str, torch.Tensor], card: dict, source: str
+        cls, tensors: dict[str, torch.Tensor], card: dict, source: str, *,
+        device: str | torch.device = "cpu",
     ) -> ProxDenoiserPrior:
-        """Build from a weights file's tensors and model card (see :mod:`ctpnp.priors.weights`).
+        """Build from a weights file's tensors and model card (see :mod:`ctpnp.priors.weights`),
+        the network on ``device``.
 
         The card needs ``architecture`` (:meth:`UNetConfig.to_dict`),
         ``sigma_range_unit`` and ``sigma_ref_unit``; anything missing or
@@ -157,11 +159,12 @@ class ProxDenoiserPrior:
             ) from None
         check_state_dict(network.state_dict(), tensors, source)
         network.load_state_dict(tensors)
-        return cls(network, (lo, hi), ref, card=card)
+        return cls(network.to(device), (lo, hi), ref, card=card)
 
     def _sigma_unit(self, sigma_mu: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``(B,)`` normalized noise std, clamped into the trained range."""
-        s = torch.as_tensor(sigma_mu_to_unit(sigma_mu), dtype=like.dtype).reshape(-1)
+        s = torch.as_tensor(sigma_mu_to_unit(sigma_mu), dtype=like.dtype,
+                            device=like.device).reshape(-1)
         return s.expand(like.shape[0]).clamp(*self.sigma_range_unit)
 
     def prox(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -216,4 +219,5 @@ class ProxDenoiserPrior:
         return 0.5 * (res.pow(2) - grad.pow(2)) / self.sigma_ref_unit**2
 
     def _sigma_unit_ref(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.full((like.shape[0],), self.sigma_ref_unit, dtype=like.dtype)
+        return torch.full((like.shape[0],), self.sigma_ref_unit, dtype=like.dtype,
+                          device=like.device)

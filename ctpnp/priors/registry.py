@@ -1,55 +1,30 @@
-"""Look up priors by name or weights file.
+"""Load priors by name or weights file, on a device.
 
-Two tables, one line per prior:
-
-* ``FACTORIES``: priors built from code alone (``name -> callable()``);
-* ``FROM_WEIGHTS``: learned priors (``model name -> callable(tensors, card,
-  source)``). ``load(name)`` for such a name reads the shipped
-  ``ctpnp/priors/weights/<name>.safetensors``; ``load(path)`` reads any weights
-  file and dispatches on the ``"model"`` entry of its card.
+The names are those of :data:`ctpnp.registry.PRIORS`: priors built from code
+(``tv``, ``bm3d``) and learned priors (``lpn``, ``prox``) whose shipped weights
+are ``ctpnp/priors/weights/<name>.safetensors``. ``load(path)`` reads any
+weights file and dispatches on the ``"model"`` entry of its card.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ctpnp.priors.base import Prior
-from ctpnp.priors.bm3d import BM3DPrior
-from ctpnp.priors.lpn import LPNPrior
-from ctpnp.priors.prox_denoiser import ProxDenoiserPrior
-from ctpnp.priors.tv import TVPrior
 from ctpnp.priors.weights import card_path, load_weights
+from ctpnp.registry import PRIORS, resolve
 
-__all__ = [
-    "FACTORIES",
-    "FROM_WEIGHTS",
-    "SHIPPED_WEIGHTS_DIR",
-    "available",
-    "fingerprint",
-    "load",
-    "shipped_weights",
-]
+__all__ = ["SHIPPED_WEIGHTS_DIR", "available", "fingerprint", "load", "shipped_weights"]
 
 SHIPPED_WEIGHTS_DIR = Path(__file__).with_name("weights")
-
-FACTORIES: dict[str, Callable[[], Prior]] = {
-    "tv": TVPrior,
-    "bm3d": BM3DPrior,
-}
-
-FROM_WEIGHTS: dict[str, Callable[[dict[str, torch.Tensor], dict, str], Prior]] = {
-    "lpn": LPNPrior.from_weights,
-    "prox": ProxDenoiserPrior.from_weights,
-}
 
 
 def available() -> list[str]:
     """Names :func:`load` accepts."""
-    return sorted({*FACTORIES, *FROM_WEIGHTS})
+    return sorted(PRIORS)
 
 
 def shipped_weights(name: str) -> Path:
@@ -57,8 +32,9 @@ def shipped_weights(name: str) -> Path:
     return SHIPPED_WEIGHTS_DIR / f"{name}.safetensors"
 
 
-def _weights_path(key: str, name_or_path: str | Path) -> Path:
-    return shipped_weights(key) if key in FROM_WEIGHTS else Path(name_or_path)
+def _weights_path(name_or_path: str | Path) -> Path:
+    key = str(name_or_path)
+    return shipped_weights(key) if key in PRIORS else Path(name_or_path)
 
 
 def fingerprint(name_or_path: str | Path) -> str:
@@ -69,28 +45,36 @@ def fingerprint(name_or_path: str | Path) -> str:
     solvers take by default. Raises ``ValueError`` naming a missing card.
     """
     key = str(name_or_path)
-    if key in FACTORIES:
+    if key in PRIORS and not PRIORS[key].learned:
         return "code"
-    card = card_path(_weights_path(key, name_or_path))
+    card = card_path(_weights_path(name_or_path))
     if not card.is_file():
         raise ValueError(f"prior {key!r} has no model card {card}")
     return hashlib.sha256(card.read_bytes()).hexdigest()
 
 
-def load(name_or_path: str | Path) -> Prior:
-    """A prior by registry name (see :func:`available`) or from a weights file path.
+def load(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> Prior:
+    """A prior by name or from a ``.safetensors`` weights file, its networks on ``device``.
+
+    Names: ``"lpn"`` (learned proximal network: exact prox, potential,
+    log-prior map), ``"prox"`` (gradient-step Prox-denoiser: prox, potential,
+    log-prior map), ``"tv"`` (total variation: prox, potential, log-prior map)
+    and ``"bm3d"`` (BM3D: prox only); see :data:`ctpnp.registry.PRIORS`. Priors
+    built from code work on the device of the images they get.
 
     Raises ``ValueError`` for unknown names and unreadable, corrupt or
     mismatched weights files (the message names the file).
     """
     key = str(name_or_path)
-    if key in FACTORIES:
-        return FACTORIES[key]()
-    path = _weights_path(key, name_or_path)
-    if key not in FROM_WEIGHTS and path.suffix != ".safetensors":
+    entry = PRIORS.get(key)
+    if entry is not None and not entry.learned:
+        return resolve(entry.target)()
+    path = _weights_path(name_or_path)
+    if entry is None and path.suffix != ".safetensors":
         raise ValueError(f"unknown prior {key!r}: use one of {available()} or a .safetensors path")
     tensors, card = load_weights(path)
-    model = card["model"]
-    if model not in FROM_WEIGHTS:
-        raise ValueError(f"weights file {path} is for model {model!r}, which ctpnp does not know")
-    return FROM_WEIGHTS[model](tensors, card, str(path))
+    model = PRIORS.get(card["model"])
+    if model is None or not model.learned:
+        raise ValueError(f"weights file {path} is for model {card['model']!r}, which ctpnp "
+                         "does not know")
+    return resolve(model.target)(tensors, card, str(path), device=torch.device(device))

@@ -1,4 +1,4 @@
-"""ODL ray transforms on ASTRA for a :class:`~ctpnp.geometry.ScanGeometry`.
+"""ODL ray transforms on ASTRA for a :class:`~ctpnp.scanner.geometry.ScanGeometry`.
 
 This is the only module that runs ODL (:mod:`ctpnp.projector.matrix` asks
 ODL's ASTRA setup for the same geometry, to read ASTRA's system matrix of this
@@ -30,10 +30,10 @@ import odl
 import torch
 from odl.applications import tomo
 
-from ctpnp.geometry import ScanGeometry
 from ctpnp.projector.backprojection import weighted_backprojection
 from ctpnp.projector.channels import ChannelResampler
 from ctpnp.projector.fbp_filter import ramp_filter, ramp_response
+from ctpnp.scanner.geometry import ScanGeometry
 
 
 def cuda_available() -> bool:

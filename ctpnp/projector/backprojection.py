@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ctpnp.geometry import ScanGeometry
+from ctpnp.scanner.geometry import ScanGeometry
 
 VIEWS_PER_CHUNK = 16
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ctpnp.geometry import ScanGeometry
 from ctpnp.linalg import CGResult, batch_dot, conjugate_gradient
 from ctpnp.projector.autograd import Backproject, Project
 from ctpnp.projector.backend import OdlRayTransform, resolve_device
 from ctpnp.projector.fbp_filter import WINDOWS
 from ctpnp.projector.matrix import MatrixRayTransform, choose_backend
+from ctpnp.scanner.geometry import ScanGeometry
 
 
 class Tomography:

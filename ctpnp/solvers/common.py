@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ctpnp.physics import estimate_noise_variance
+from ctpnp.priors.base import Prior
 from ctpnp.projector import Tomography
 from ctpnp.solvers.equivariance import EquivariantDenoiser, Mode
 from ctpnp.solvers.parameters import PnPParameters, learned_parameters
@@ -20,7 +21,7 @@ def initial_image(op: Tomography, y: torch.Tensor, x0: torch.Tensor | None) -> t
 
 def denoiser(prior, equivariant: bool | Mode, seed: int):
     """The prior itself, or wrapped to act under D4 transforms (``True`` means ``"random"``)."""
-    if not hasattr(prior, "prox"):
+    if not isinstance(prior, Prior):
         raise TypeError(f"prior: expected an object with .prox(x, sigma), got {type(prior)}")
     if equivariant is False:
         return prior

@@ -11,7 +11,7 @@ rule is log-linear in ``v``::
 so four numbers, stored as logarithms and exponents, fix the defaults at
 every dose. They are learned per prior and solver by restarted JFB
 (:mod:`ctpnp.train.pnp_parameters`, ``ctpnp tune``) or fitted through the best
-points of a validation grid (:func:`fit_dose_rule`, ``benchmarks/tune_pnp.py``),
+points of a validation grid (:func:`fit_dose_rule`, ``pipelines/calibrate/tune_pnp.py``),
 and saved in the prior's model card under ``"pnp_parameters"`` with a record of
 how they were obtained; solvers use them by default when present.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ctpnp.priors.base import HasPotential
 from ctpnp.projector import Tomography
 from ctpnp.solvers.common import (
     denoiser,
@@ -48,12 +49,13 @@ def pnp_pgd(
     a default ``sigma`` is then lowered to ``sqrt(t / data_weight)`` where it is
     larger, so the iteration keeps the minimizers of ``data_weight f + R``.
 
-    Backtracking (gradient-step PnP rule) needs ``prior.potential``: each
+    Backtracking (gradient-step PnP rule) runs when the prior has a potential
+    (:class:`~ctpnp.priors.base.HasPotential`): each
     iteration is a unit step on ``F``, and when
     ``F(x) - F(x+) < sufficient_decrease ||x+ - x||^2`` the ``t`` of that item
     shrinks by ``shrink`` and the step is retried, so ``F`` does not increase
     (a convergent ``t < 1 / L`` always passes with ``sufficient_decrease < 1/2``).
-    Without a potential the step is fixed and divergence (e.g. from
+    Without a potential (e.g. BM3D) the step is fixed and divergence (e.g. from
     a too large ``step``) is caught by the monitor.
 
     Other arguments as in :func:`~ctpnp.solvers.pnp_admm`.
@@ -64,7 +66,7 @@ def pnp_pgd(
     """
     data = LeastSquares(op, y, weights)
     denoise = denoiser(prior, equivariant, seed)
-    use_potential = backtracking and hasattr(prior, "potential")
+    use_potential = backtracking and isinstance(prior, HasPotential)
     x = initial_image(op, y, x0)
     batch = x.shape[0]
     base_step = 0.99 / data.lipschitz() if step is None else float(step)

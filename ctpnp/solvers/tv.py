@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+
 import torch
 
+from ctpnp.atomic import staged_file
 from ctpnp.physics import estimate_noise_variance
 from ctpnp.priors.tv import gradient, gradient_adjoint, total_variation
 from ctpnp.projector import Tomography
@@ -15,32 +20,48 @@ from ctpnp.solvers.parameters import REFERENCE_VARIANCE
 GRADIENT_NORM_SQ = 8.0
 """``||grad||^2 <= 8`` for forward differences on a 2D grid."""
 
-WEIGHT_PER_NOISE_VARIANCE_MM = 111.1
-"""Default TV weight (mm) per unit of estimated post-log noise variance ``v`` at
-``v = REFERENCE_VARIANCE``; see :func:`default_weight_mm`. With
-:data:`WEIGHT_EXPONENT` it passes through the best weights of the validation
-grid at the mean noise variance of each dose's validation scans: ``50 v`` at
-1e4 photons (``v`` = 3.2e-4) and ``200 v`` at 1e5 (``v`` = 4.2e-5)."""
+WEIGHT_RULE_PATH = Path(__file__).with_name("tv_weight.json")
+"""TV's default weight rule as ``pipelines/calibrate/tune_tv.py --write-rule`` fitted it:
+``weight_per_noise_variance_mm`` (``c`` at ``v = reference_variance``) and
+``weight_exponent`` (``d log(weight / v) / d log v``), with the results file it came
+from. It passes through the best weights of the validation grid at the mean noise
+variance of each dose's validation scans; relative to the noise, TV is weighted more
+at high dose, where the discretization error of the pixel model, not the noise,
+dominates."""
 
-WEIGHT_EXPONENT = -0.683
-"""``d log(weight / v) / d log v`` of the default weight: relative to the noise,
-TV is weighted more at high dose, where the discretization error of the
-pixel model, not the noise, dominates."""
+
+@functools.cache
+def weight_rule() -> dict[str, float]:
+    """The fitted rule of :data:`WEIGHT_RULE_PATH` (read once)."""
+    return json.loads(WEIGHT_RULE_PATH.read_text())
+
+
+def store_weight_rule(rule: dict[str, float], source: str) -> Path:
+    """Write ``rule`` (``weight_per_noise_variance_mm``, ``weight_exponent``,
+    ``reference_variance``) to :data:`WEIGHT_RULE_PATH` (atomically), naming the
+    results file it was fitted in."""
+    if rule["reference_variance"] != REFERENCE_VARIANCE:
+        raise ValueError(f"rule fitted at reference variance {rule['reference_variance']}, "
+                         f"the solvers use {REFERENCE_VARIANCE}")
+    with staged_file(WEIGHT_RULE_PATH) as temporary:
+        temporary.write_text(json.dumps({**rule, "fitted_in": source}, indent=2) + "\n")
+    weight_rule.cache_clear()
+    return WEIGHT_RULE_PATH
 
 
 def default_weight_mm(variance: torch.Tensor) -> torch.Tensor:
     """TV's default weight (mm) for ``(B,)`` estimated noise variances ``v``.
 
-    ``weight = c (v / v_ref)^e v`` with ``c`` =
-    :data:`WEIGHT_PER_NOISE_VARIANCE_MM` and ``e`` = :data:`WEIGHT_EXPONENT`,
-    the same log-linear dose rule as the PnP parameters
-    (:mod:`ctpnp.solvers.parameters`), fitted by ``benchmarks/tune_tv.py``
-    through the best weight at each dose on the validation scans (random
-    anatomy seed 5001 and a real head slice, 256² at 0.8 mm, 1e4 and 1e5
-    photons), never on the test scans.
+    ``weight = c (v / v_ref)^e v`` with ``c``, ``e`` and ``v_ref`` from
+    :func:`weight_rule`: the same log-linear dose rule as the PnP parameters
+    (:mod:`ctpnp.solvers.parameters`), fitted by ``pipelines/calibrate/tune_tv.py``
+    through the best weight at each dose on the validation scans (random anatomy
+    seed 5001 and a real head slice, 256² at 0.8 mm, 1e4 and 1e5 photons), never on
+    the test scans.
     """
-    ratio = variance / REFERENCE_VARIANCE
-    return WEIGHT_PER_NOISE_VARIANCE_MM * ratio.pow(WEIGHT_EXPONENT) * variance
+    rule = weight_rule()
+    ratio = variance / rule["reference_variance"]
+    return rule["weight_per_noise_variance_mm"] * ratio.pow(rule["weight_exponent"]) * variance
 
 
 def tv(

@@ -55,8 +55,8 @@ def phantom_slices_hu(seeds: Iterable[int], size: int = 512, pixel_mm: float = 0
     Uses ``ctpnp.phantoms.random_anatomy(seed)`` rasterized on a ``size x
     size`` grid of ``pixel_mm`` pixels.
     """
-    from ctpnp.geometry import ScanGeometry
     from ctpnp.phantoms import random_anatomy
+    from ctpnp.scanner.geometry import ScanGeometry
 
     geometry = ScanGeometry.parallel(image_shape=(size, size), pixel_mm=pixel_mm, n_views=1)
     for seed in seeds:

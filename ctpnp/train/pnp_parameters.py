@@ -31,32 +31,27 @@ from pathlib import Path
 import torch
 
 from ctpnp import physics
-from ctpnp.geometry import ScanGeometry
-from ctpnp.io.atomic import staged_file
-from ctpnp.metrics import psnr_hu
+from ctpnp.atomic import staged_file
 from ctpnp.phantoms import random_anatomy
 from ctpnp.priors.weights import card_path
 from ctpnp.projector import Tomography
+from ctpnp.quality import psnr_hu
+from ctpnp.scanner.geometry import ScanGeometry
 from ctpnp.simulation import phantom_scan
-from ctpnp.solvers.admm import admm_iteration, admm_start
+from ctpnp.solvers import SPLITTINGS
 from ctpnp.solvers.common import initial_image
 from ctpnp.solvers.data_fidelity import LeastSquares
-from ctpnp.solvers.drs import drs_iteration, drs_start
 from ctpnp.solvers.parameters import CARD_KEY, PnPParameters, settings
+from ctpnp.solvers.splitting import StepSettings, data_step
 
 __all__ = ["PnPTrainConfig", "learn_pnp_parameters", "store_pnp_parameters"]
-
-ITERATIONS = {"pnp-admm": (admm_start, admm_iteration), "pnp-drs": (drs_start, drs_iteration)}
-"""Solvers whose parameters can be learned: (initial state, iteration); the estimate is
-``state[1]``."""
-
 
 @dataclass(frozen=True)
 class PnPTrainConfig:
     """Settings of :func:`learn_pnp_parameters`.
 
     Attributes:
-        solver: ``"pnp-admm"`` or ``"pnp-drs"``.
+        solver: one of :data:`ctpnp.solvers.SPLITTINGS` (``"pnp-admm"``, ``"pnp-drs"``).
         image_size: training slices are ``image_size²`` pixels of ``pixel_mm`` (mm),
             random anatomy filling the field of view, clinical curved fan of ``n_views``.
         photons: the doses (incident photons per reading) trained on; the dose rule
@@ -84,8 +79,8 @@ class PnPTrainConfig:
     cg_maxiter: int = 8
 
     def __post_init__(self) -> None:
-        if self.solver not in ITERATIONS:
-            raise ValueError(f"solver={self.solver!r}: learnable for {sorted(ITERATIONS)}")
+        if self.solver not in SPLITTINGS:
+            raise ValueError(f"solver={self.solver!r}: learnable for {sorted(SPLITTINGS)}")
         if min(self.steps, self.grad_iterations, self.cg_maxiter) < 1 or self.warm_iterations < 0:
             raise ValueError("steps, grad_iterations, cg_maxiter must be >= 1, "
                              "warm_iterations >= 0")
@@ -110,7 +105,7 @@ def _training_scans(op: Tomography, config: PnPTrainConfig) -> list[_Scan]:
         for k, photons in enumerate(config.photons):
             y, hu = (t.to(op.device) for t in phantom_scan(phantom, op.geometry, photons,
                                                            seed * 100 + k))
-            start = ITERATIONS[config.solver][0](initial_image(op, y, None))
+            start = SPLITTINGS[config.solver].start(initial_image(op, y, None))
             scans.append(_Scan(LeastSquares(op, y), hu,
                                physics.estimate_noise_variance(y).cpu().double(), start))
     return scans
@@ -147,23 +142,21 @@ def learn_pnp_parameters(
         parameter.requires_grad_(False)
     theta = (initial or PnPParameters()).vector().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=config.learning_rate)
-    iterate = ITERATIONS[config.solver][1]  # warm block, then the back-propagated block
+    iterate = SPLITTINGS[config.solver].iteration  # warm block, then the back-propagated block
+    steps = StepSettings(cg_tol=1e-6, cg_maxiter=config.cg_maxiter, enforce_nonnegative=True)
     log: list[dict] = []
     start = time.perf_counter()
     for step in range(config.steps):
         scan = scans[step % len(scans)]
         sigma, weight = settings(theta, scan.variance)
-        sigma, tau = sigma.to(op.device), (weight * sigma.double() ** 2).float().to(op.device)
+        sigma, tau = sigma.to(op.device), data_step(weight, sigma).to(op.device)
         state = scan.state
         with torch.no_grad():
             for _ in range(config.warm_iterations):
-                state = iterate(scan.data, prior, state, sigma.detach(), tau.detach(),
-                                cg_tol=1e-6, cg_maxiter=config.cg_maxiter,
-                                enforce_nonnegative=True)
+                state = iterate(scan.data, prior, state, sigma.detach(), tau.detach(), steps)
         with torch.enable_grad():
             for _ in range(config.grad_iterations):
-                state = iterate(scan.data, prior, state, sigma, tau, cg_tol=1e-6,
-                                cg_maxiter=config.cg_maxiter, enforce_nonnegative=True)
+                state = iterate(scan.data, prior, state, sigma, tau, steps)
             estimate_hu = physics.mu_to_hu(state[1])
             loss = (estimate_hu - scan.reference_hu).pow(2).mean()
             optimizer.zero_grad()

@@ -1,0 +1,226 @@
+"""Run the study: every scene × dose × method, resumable, then the report and figures.
+
+A case is one method on one noisy scan: Poisson noise at ``photons`` per
+reading on the scene's exact noiseless data (the same noise realisation for
+every method), reconstructed, measured against the reference, and its
+log-prior map computed with the configured prior. Each scene's reference also
+gets a log-prior map (``<scene>__reference``), the prior's verdict on the
+ground truth itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ctpnp import physics
+from ctpnp.apps.study.config import MethodSpec, SceneSpec, StudyConfig, load_config
+from ctpnp.apps.study.measure import error_correlation, roi_measurements
+from ctpnp.apps.study.report import write_report
+from ctpnp.apps.study.scenes import Scene, build_scene
+from ctpnp.apps.study.store import load_arrays, load_record, save_case
+from ctpnp.figures.study import write_figures
+from ctpnp.priors import LPNPrior
+from ctpnp.priors import load as load_prior
+from ctpnp.priors.registry import fingerprint
+from ctpnp.projector import Tomography
+from ctpnp.quality import psnr_hu, quality_row
+from ctpnp.registry import PNP_METHODS, solver
+from ctpnp.solvers import SolverResult
+
+__all__ = ["Case", "plan", "run_study"]
+
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, description)`` after each case (computed or found stored)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One unit of work: a scene's reference (``method is None``) or one reconstruction."""
+
+    scene: SceneSpec
+    photons: float | None
+    method: MethodSpec | None
+
+    @property
+    def id(self) -> str:
+        scene = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.scene.name)
+        if self.method is None:
+            return f"{scene}__reference"
+        return f"{scene}__{self.photons:.0f}__{self.method.slug}"
+
+    @property
+    def description(self) -> str:
+        if self.method is None:
+            return f"{self.scene.name}: reference log-prior map"
+        return f"{self.scene.name}, {self.photons:g} photons, {self.method.name}"
+
+    def key(self, config: StudyConfig) -> dict:
+        """Everything the case's result depends on; a stored case with another key is redone."""
+        return {
+            "scene": dataclasses.asdict(self.scene), "photons": self.photons,
+            "method": None if self.method is None else dataclasses.asdict(self.method),
+            "grid": [config.size, config.pixel_mm, config.views],
+            "noise_seed": config.noise_seed, "roi_erosion_px": config.roi_erosion_px,
+            "log_prior": [config.log_prior, config.log_prior_max_iter],
+            "priors": {name: fingerprint(name) for name in self._priors(config)},
+        }
+
+    def _priors(self, config: StudyConfig) -> list[str]:
+        """The priors the case uses: the method's (if any) and the log-prior map's."""
+        method_prior = [] if self.method is None or self.method.prior is None else [
+            self.method.prior]
+        return sorted({*method_prior, config.log_prior})
+
+
+def plan(config: StudyConfig) -> list[Case]:
+    """Every case, scene by scene: its reference, then dose by dose every method."""
+    return [case for scene in config.scenes for case in _scene_cases(scene, config)]
+
+
+def run_study(out_dir: Path, config: Path | None = None, progress: Progress | None = None
+              ) -> Path:
+    """Run (or resume) the study of ``config`` (default: the shipped ``default.yaml``).
+
+    Finished cases are kept in ``out_dir/cases/`` and skipped on a re-run.
+    Writes ``study.md``, ``results.csv``, ``inserts.csv`` and the figures
+    (``*.png``) to ``out_dir``.
+
+    Returns:
+        The path of ``study.md``.
+
+    Raises:
+        StudyConfigError: a malformed configuration (naming the file and field).
+    """
+    settings = load_config(config)
+    out_dir = Path(out_dir)
+    cases_dir = out_dir / "cases"
+    cases = plan(settings)
+    records = []
+    runner = _Runner(settings)
+    for done, case in enumerate(cases, start=1):
+        key = case.key(settings)
+        record = load_record(cases_dir, case.id, key)
+        if record is None:
+            record = runner.run(case, key, cases_dir)
+            note = ""
+        else:
+            note = " (stored)"
+        records.append(record)
+        if progress is not None:
+            progress(done, len(cases), case.description + note)
+    references = [r for r in records if r["method"] is None]
+    results = [r for r in records if r["method"] is not None]
+    write_figures(out_dir, partial(load_arrays, cases_dir), settings, references, results)
+    return write_report(out_dir, settings, references, results)
+
+
+def _scene_cases(scene: SceneSpec, config: StudyConfig) -> Iterator[Case]:
+    yield Case(scene, None, None)
+    for photons in config.photons:
+        for method in config.methods:
+            yield Case(scene, photons, method)
+
+
+class _Runner:
+    """Computes cases, building each scene, noisy scan and prior once."""
+
+    def __init__(self, config: StudyConfig) -> None:
+        self.config = config
+        self.scene: Scene | None = None
+        self.op: Tomography | None = None
+        self.scans: dict[float, torch.Tensor] = {}
+        self.priors: dict[str, object] = {}
+
+    def run(self, case: Case, key: dict, cases_dir: Path) -> dict:
+        scene = self._scene(case.scene)
+        reference_hu = scene.reference_hu
+        start = time.perf_counter()
+        if case.method is None:
+            hu, record = reference_hu, {}
+        else:
+            hu, record = self._reconstruct(case, scene)
+        reconstruction_s = time.perf_counter() - start
+        start = time.perf_counter()
+        log_prior_map = self._log_prior_map(hu)
+        record |= {
+            "id": case.id, "key": key, "scene": case.scene.name, "family": case.scene.family,
+            "photons": case.photons, "method": None if case.method is None else case.method.name,
+            "pixel_mm": scene.geometry.pixel_mm, "seconds": reconstruction_s,
+            "map_seconds": time.perf_counter() - start,
+            **error_correlation(log_prior_map, hu[0, 0].numpy(), reference_hu[0, 0].numpy()),
+        }
+        save_case(cases_dir, record, hu[0, 0].numpy(), log_prior_map)
+        return record
+
+    def _reconstruct(self, case: Case, scene: Scene) -> tuple[torch.Tensor, dict]:
+        method = case.method
+        y = self._scan(case)
+        trace: list[float] = []
+
+        def callback(_iteration: int, _record: dict, estimate: torch.Tensor) -> None:
+            trace.append(float(psnr_hu(physics.mu_to_hu(estimate), scene.reference_hu)))
+
+        result = None
+        if method.solver in PNP_METHODS:
+            result = solver(method.solver)(y, self.op, self._prior(method.prior),
+                                           max_iter=method.max_iter,
+                                           equivariant=method.equivariant, callback=callback)
+        elif method.iterative:
+            result = solver(method.solver)(y, self.op, max_iter=method.max_iter,
+                                           callback=callback)
+        hu = physics.mu_to_hu(self.op.fbp(y, filter="hann") if result is None else result.x)
+        return hu, {
+            "solver": method.solver, "prior": method.prior, "equivariant": method.equivariant,
+            **quality_row(hu, scene.reference_hu), **_convergence(result),
+            "noise_std_hu": float("nan"), **roi_measurements(hu[0, 0].numpy(), scene),
+            "psnr_trace_db": trace,
+        }
+
+    def _scene(self, spec: SceneSpec) -> Scene:
+        if self.scene is None or self.scene.spec != spec:
+            self.scene = build_scene(spec, self.config)
+            self.op = Tomography(self.scene.geometry)
+            self.scans = {}
+        return self.scene
+
+    def _scan(self, case: Case) -> torch.Tensor:
+        """The noisy scan of ``case``: one noise realisation per scene and dose."""
+        if case.photons not in self.scans:
+            seed = self.config.noise_seed + zlib.crc32(f"{case.scene.name}/{case.photons:g}"
+                                                       .encode()) % 2**31
+            self.scans[case.photons] = physics.simulate_low_dose(self.scene.clean,
+                                                                 case.photons, seed=seed)
+        return self.scans[case.photons]
+
+    def _prior(self, name: str):
+        if name not in self.priors:
+            self.priors[name] = load_prior(name)
+        return self.priors[name]
+
+    def _log_prior_map(self, hu: torch.Tensor):
+        """``(H, W)`` float32 log-prior map (nats/pixel) of an ``(1, 1, H, W)`` HU image."""
+        if not bool(torch.isfinite(hu).all()):
+            return torch.full(hu.shape[-2:], float("nan")).numpy()
+        prior = self._prior(self.config.log_prior)
+        mu = physics.hu_to_mu(hu)
+        if isinstance(prior, LPNPrior):
+            value = prior.log_prior_map(mu, max_iter=self.config.log_prior_max_iter)
+        else:
+            value = prior.log_prior_map(mu)
+        return value.detach()[0, 0].numpy()
+
+
+def _convergence(result: SolverResult | None) -> dict:
+    """Iterations and stopping state (FBP: 0 iterations, ``converged`` is ``None``)."""
+    if result is None:
+        return {"n_iter": 0, "converged": None, "diverged": False}
+    return {"n_iter": int(result.n_iter[0]), "converged": bool(result.converged[0]),
+            "diverged": bool(result.diverged[0])}

@@ -1,0 +1,214 @@
+"""The scans ctpnp is measured and calibrated on, and how a setting is chosen on them.
+
+* Test scans (the solver benchmark): random-anatomy phantoms of :data:`TEST_SEEDS`,
+  never used for training or for choosing defaults.
+* Validation scans (the calibration of shipped defaults): random-anatomy phantoms of
+  :data:`VALIDATION_SEEDS` and real CT slices among pydicom's test files
+  (:data:`REAL_CT_SLICES`), never the demo's slice.
+
+Every scan is a clinical curved fan on a grid of :data:`PIXEL_MM` pixels, at the
+doses of :data:`DOSES`, simulated from exact line integrals (phantoms) or from a
+grid twice as fine (real slices), so no reconstruction uses the operator that
+made its data. A calibration run reconstructs some validation scans for a grid
+of settings (rows); rows of several runs are pooled (:func:`pooled`) and the
+best setting per dose is chosen (:func:`best_per_dose`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ctpnp import physics
+from ctpnp.atomic import staged_file
+from ctpnp.io import read_pydicom_slice
+from ctpnp.phantoms import random_anatomy
+from ctpnp.projector import Tomography
+from ctpnp.simulation import clean_projection, phantom_scan
+from ctpnp.versions import package_versions
+
+__all__ = [
+    "DOSES",
+    "PIXEL_MM",
+    "REAL_CT_SLICES",
+    "TEST_SEEDS",
+    "VALIDATION_SEEDS",
+    "add_validation_options",
+    "best_per_dose",
+    "markdown_table",
+    "phantom_scans",
+    "pooled",
+    "real_ct_reference_hu",
+    "real_ct_scans",
+    "results_name",
+    "validation_scans",
+    "write_record",
+]
+
+PIXEL_MM = 0.8
+"""The pixel size (mm) the learned priors were trained at."""
+DOSES = {"low (1e4 photons)": 1e4, "standard (1e5 photons)": 1e5}
+"""Incident photons per reading, by the name used in tables."""
+TEST_SEEDS = (9001, 9002)
+"""Random-anatomy seeds of the solver benchmark's test phantoms."""
+VALIDATION_SEEDS = (5001,)
+"""Random-anatomy seeds of the validation phantoms (5002 was added for the LPN)."""
+REAL_CT_SLICES = ("J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm")
+"""Real 512² CT slices among pydicom's test files (two heads), used only for
+validation; the demo's slice (``CT_small.dcm``) is never among them."""
+
+Scan = tuple[str, int | str, torch.Tensor, torch.Tensor, float]
+"""``(dose name, seed or file name, y (1, 1, views, channels), reference HU (1, 1, H, W),
+noise variance the solvers estimate from y)``."""
+
+
+def phantom_scans(op: Tomography, seeds: list[int] | tuple[int, ...], photons: list[float]
+                  ) -> Iterator[Scan]:
+    """The scans of random-anatomy phantoms ``seeds`` on ``op``'s geometry, for each dose
+    of :data:`DOSES` in ``photons`` (noise seed = phantom seed)."""
+    size = op.geometry.image_shape[0]
+    for dose, count in DOSES.items():
+        if count not in photons:
+            continue
+        for seed in seeds:
+            y, hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * size), op.geometry,
+                                 count, seed)
+            yield dose, seed, y, hu, float(physics.estimate_noise_variance(y)[0])
+
+
+def real_ct_reference_hu(name: str, size: int) -> torch.Tensor:
+    """A pydicom test CT slice as ``(1, 1, size, size)`` HU: the scanner's padding outside
+    the field of view (−2000 HU or lower) set to air, area-averaged to ``size``²."""
+    hu = torch.from_numpy(read_pydicom_slice(name).hu[:1].copy())[None]
+    return F.interpolate(hu.clamp_min(-1000.0), size=(size, size), mode="area")
+
+
+def real_ct_scans(op: Tomography, names: list[str], photons: list[float]) -> Iterator[Scan]:
+    """Like :func:`phantom_scans` for the real slices ``names`` (of :data:`REAL_CT_SLICES`),
+    the file name in the seed's place. Each slice is resampled to ``op``'s grid and
+    scanned as if its pixels had ``op``'s size (the heads shrink by 7-16 %), from a grid
+    twice as fine (:func:`ctpnp.simulation.clean_projection`); noise seed 0."""
+    size = op.geometry.image_shape[0]
+    for name in names:
+        hu = real_ct_reference_hu(name, size)
+        clean = clean_projection(hu, op.geometry)
+        for dose, count in DOSES.items():
+            if count in photons:
+                y = physics.simulate_low_dose(clean, count, seed=0)
+                yield dose, name, y, hu, float(physics.estimate_noise_variance(y)[0])
+
+
+def validation_scans(op: Tomography, options: argparse.Namespace) -> Iterator[Scan]:
+    """The validation scans a calibration run chose (:func:`add_validation_options`):
+    its phantoms, then its real slices."""
+    yield from phantom_scans(op, options.seeds, options.photons)
+    yield from real_ct_scans(op, options.real_ct, options.photons)
+
+
+def add_validation_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a calibration script that choose its validation scans and records."""
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--views", type=int, default=360)
+    parser.add_argument("--seeds", type=int, nargs="*", default=list(VALIDATION_SEEDS),
+                        help="validation phantoms (random-anatomy seeds)")
+    parser.add_argument("--real-ct", nargs="*", choices=REAL_CT_SLICES, default=[],
+                        help="real validation slices (pydicom test files)")
+    parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
+                        help="the doses to run (of the benchmark's two)")
+    parser.add_argument("--also", type=Path, nargs="*", default=[],
+                        help="results files of earlier runs (same size and views) whose rows "
+                             "join this run's before the choice")
+    parser.add_argument("--name", help="results file name, without .json (default: the "
+                                       "script's, with the size, and the photons when one "
+                                       "dose ran)")
+
+
+def results_name(options: argparse.Namespace, stem: str, doses: list[str]) -> str:
+    """``--name``, else ``stem_SIZE`` with the photons appended when not every dose ran."""
+    if options.name:
+        return options.name
+    name = f"{stem}_{options.size}"
+    if len(doses) == len(DOSES):
+        return name
+    return name + "_" + "_".join(f"{DOSES[d]:g}" for d in doses)
+
+
+def pooled(rows: list[dict], also: list[Path], **settings) -> list[dict]:
+    """``rows`` and those of the earlier results files ``also``, without repeats (a file
+    that pooled others may be pooled again).
+
+    Raises:
+        ValueError: a file lacks one of ``settings`` (e.g. ``size``, ``views``,
+            ``iterations``, the prior's ``weights_sha256``), records another value, or
+            has rows without ``variance``; the message names the file and the field.
+    """
+    pool = list(rows)
+    for path in also:
+        record = json.loads(Path(path).read_text())
+        for key, value in settings.items():
+            if key not in record:
+                raise ValueError(f"{path}: no '{key}' recorded (this run's is {value}); "
+                                 "rerun it with the current script")
+            if record[key] != value:
+                raise ValueError(f"{path}: {key} is {record[key]}, this run's is {value}")
+        if any("variance" not in row for row in record["rows"]):
+            raise ValueError(f"{path}: rows without 'variance' (written by an older script)")
+        pool += record["rows"]
+    unique = {json.dumps(row, sort_keys=True): row for row in pool}
+    return list(unique.values())
+
+
+def best_per_dose(rows: list[dict], setting: tuple[str, ...], score: str = "psnr_full_db"
+                  ) -> dict[str, dict]:
+    """For each dose, the ``setting`` values (row keys) with the best mean ``score`` over
+    the dose's scans, among the settings run on every one of them, with that mean, the
+    mean ``variance`` and the scans. ``ValueError`` when no setting ran on every scan."""
+    best = {}
+    for dose in dict.fromkeys(r["dose"] for r in rows):
+        dose_rows = [r for r in rows if r["dose"] == dose]
+        scans_run = sorted({str(r["seed"]) for r in dose_rows})
+        groups: dict[tuple, list[dict]] = {}
+        for row in dose_rows:
+            groups.setdefault(tuple(row[k] for k in setting), []).append(row)
+        complete = {values: group for values, group in groups.items()
+                    if sorted({str(r["seed"]) for r in group}) == scans_run}
+        if not complete:
+            raise ValueError(f"{dose}: no setting was run on every scan ({scans_run})")
+        values, group = max(complete.items(), key=lambda item: _mean(item[1], score))
+        best[dose] = {**dict(zip(setting, values, strict=True)), score: _mean(group, score),
+                      "variance": _mean(group, "variance"), "scans": scans_run}
+    return best
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def markdown_table(rows: list[dict[str, object]]) -> str:
+    """Rows (dicts with the same keys) as an aligned Markdown table; floats to 3 digits."""
+    columns = list(rows[0])
+    cells = [[f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+             for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |"
+              for row in cells]
+    return "\n".join(lines)
+
+
+def write_record(path: Path | str, payload: dict) -> Path:
+    """Write ``payload`` as JSON to ``path`` (atomically) with the machine and the package
+    versions added under ``"machine"``."""
+    path = Path(path)
+    machine = {"processor": platform.machine(), "torch_threads": str(torch.get_num_threads()),
+               **package_versions()}
+    with staged_file(path) as temporary:
+        temporary.write_text(json.dumps({**payload, "machine": machine}, indent=2) + "\n")
+    return path

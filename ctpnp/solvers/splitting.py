@@ -1,0 +1,129 @@
+"""The one driver of the splitting solvers (PnP-ADMM, PnP-DRS) over their start/iteration pairs.
+
+A :class:`Splitting` is a state ``(B, 1, H, W)`` triple, how to start it from an
+image, one iteration, and what the monitor tracks; the estimate is always
+``state[1]``. :func:`splitting_solver` turns one into a solver with the common
+signature; the PnP-parameter trainer iterates the same pairs with autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ctpnp.projector import Tomography
+from ctpnp.solvers.common import denoiser, initial_image, keep_active, pnp_settings
+from ctpnp.solvers.data_fidelity import LeastSquares
+from ctpnp.solvers.equivariance import Mode
+from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule
+
+__all__ = ["SHARED_ARGUMENTS", "Splitting", "StepSettings", "data_step", "splitting_solver"]
+
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How an iteration computes its steps: the data step's CG tolerance and iterations,
+    and whether the denoiser output is clipped to μ ≥ 0."""
+
+    cg_tol: float
+    cg_maxiter: int
+    enforce_nonnegative: bool
+
+
+@dataclass(frozen=True)
+class Splitting:
+    """A splitting method.
+
+    Attributes:
+        method: its name in :data:`ctpnp.registry.METHODS` (the key of its dose rule).
+        start: state from the starting image ``(B, 1, H, W)``.
+        iteration: ``iteration(data, denoise, state, sigma_mu_per_mm, tau, settings)
+            -> state`` (``settings``: :class:`StepSettings`); differentiable in ``sigma``
+            ``(B,)`` and ``tau = data_weight sigma^2`` ``(B,)`` when autograd is on.
+        tracked: ``tracked(old, new, sigma_mu_per_mm) -> (old_point, new_point, extra)``:
+            consecutive fixed-point iterates the monitor compares and further
+            ``(B,)`` history entries.
+        summary: the solver's docstring up to its arguments.
+    """
+
+    method: str
+    start: Callable[[torch.Tensor], State]
+    iteration: Callable[..., State]
+    tracked: Callable[[State, State, torch.Tensor],
+                      tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]
+    summary: str
+
+
+SHARED_ARGUMENTS = """
+    Args:
+        y: ``(B, 1, views, channels)`` post-log sinograms.
+        op: forward model.
+        prior: object with ``prox(x, sigma)`` on μ images.
+        sigma_mu_per_mm: denoiser strength σ (1/mm); scalar or ``(B,)``.
+        data_weight: weight of the misfit, scalar or ``(B,)`` (dimensionless; the
+            inverse noise variance of the post-log data when ``R`` is a log-prior
+            in nats). Defaults of both: the dose rule learned for this solver
+            and prior when its model card has one, else ``σ = 0.002/mm`` and
+            the inverse noise variance estimated from ``y``
+            (:func:`~ctpnp.solvers.common.pnp_settings`).
+        weights: statistical weights of the data (see :class:`LeastSquares`).
+        x0: starting image ``(B, 1, H, W)``; default FBP (Hann).
+        max_iter, rtol: see :class:`StoppingRule`.
+        cg_tol, cg_maxiter: accuracy of each data step (CG).
+        enforce_nonnegative: clip the denoiser output to μ ≥ 0.
+        equivariant: apply the prior under random (or averaged) flips/rotations.
+        seed: seed of the equivariant transforms.
+        callback: progress, ``callback(iteration, record, estimate)`` (see :data:`Callback`).
+"""
+
+
+def data_step(data_weight: torch.Tensor, sigma_mu_per_mm: torch.Tensor) -> torch.Tensor:
+    """``tau = data_weight sigma^2`` ``(B,)`` float32 (mm⁻²): the data step's weight
+    relative to the denoiser's ``1 / sigma^2`` penalty."""
+    return (data_weight * sigma_mu_per_mm.double() ** 2).float()
+
+
+def splitting_solver(scheme: Splitting) -> Callable[..., SolverResult]:
+    """The solver of ``scheme``: ``solve(y, op, prior, **settings) -> SolverResult``."""
+
+    def solve(
+        y: torch.Tensor,
+        op: Tomography,
+        prior,
+        *,
+        sigma_mu_per_mm: float | torch.Tensor | None = None,
+        data_weight: float | torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+        x0: torch.Tensor | None = None,
+        max_iter: int = 20,
+        rtol: float = 1e-4,
+        cg_tol: float = 1e-5,
+        cg_maxiter: int = 10,
+        enforce_nonnegative: bool = True,
+        equivariant: bool | Mode = False,
+        seed: int = 0,
+        callback: Callback | None = None,
+    ) -> SolverResult:
+        data = LeastSquares(op, y, weights)
+        denoise = denoiser(prior, equivariant, seed)
+        sigma, weight = pnp_settings(prior, scheme.method, y, sigma_mu_per_mm, data_weight)
+        tau = data_step(weight, sigma).to(op.device)
+        state = scheme.start(initial_image(op, y, x0))
+        settings = StepSettings(cg_tol, cg_maxiter, enforce_nonnegative)
+        monitor = Monitor(y.shape[0], StoppingRule(max_iter, rtol), callback)
+        with torch.no_grad():
+            while monitor.running:
+                mask = monitor.step_mask(state[1])
+                new = scheme.iteration(data, denoise, state, sigma, tau, settings)
+                old_point, new_point, extra = scheme.tracked(state, new, sigma)
+                monitor.update(old_point, new_point, new[1], **extra)
+                state = tuple(keep_active(mask, n, o) for n, o in zip(new, state, strict=True))
+        return monitor.result(state[1])
+
+    solve.__name__ = solve.__qualname__ = scheme.method.replace("-", "_")
+    solve.__doc__ = scheme.summary + SHARED_ARGUMENTS
+    return solve
