@@ -9,6 +9,7 @@ import pytest
 
 from ctpnp import ScanGeometry
 from ctpnp.phantoms import Phantom, random_anatomy
+from ctpnp.phantoms.texture import texture_hu
 
 FOV_MM = 400.0
 SEEDS = range(16)
@@ -76,16 +77,21 @@ def test_lesions_have_the_requested_size_and_contrast(phantoms: list[Phantom]) -
             assert 5.0 <= abs(lesion.hu) <= 40.0
             contrasts.append(lesion.hu)
             centre = np.array([[-lesion.center_mm[1], lesion.center_mm[0], 0.0]])  # image frame
-            # inside the liver and nothing else: the lesion's CT number is liver + contrast
-            assert liver.contains(lesion.center_mm[0], lesion.center_mm[1], 0.0)
-            assert phantom.hu_at(centre)[0] == pytest.approx(liver_hu + lesion.hu)
+            # inside the liver and nothing else: the lesion's CT number is liver + contrast,
+            # plus the liver's texture (and no other tissue's)
+            x, y = np.array([lesion.center_mm[0]]), np.array([lesion.center_mm[1]])
+            assert liver.contains(x, y, 0.0)
+            liver_texture = [t for t in phantom.textures if t.host is liver]
+            texture = texture_hu(tuple(liver_texture), x, y, 0.0)[0]
+            assert texture_hu(phantom.textures, x, y, 0.0)[0] == texture
+            assert phantom.hu_at(centre)[0] == pytest.approx(liver_hu + lesion.hu + texture)
     assert min(counts) >= 1 and max(counts) <= 5
     assert min(contrasts) < 0 < max(contrasts)
 
 
 def test_lesion_controls_are_honoured_in_the_raster() -> None:
     phantom = random_anatomy(3, lesion_radius_mm=(8.0, 8.0), lesion_contrast_hu=(20.0, 20.0),
-                             n_lesions=(3, 3))
+                             n_lesions=(3, 3), texture=False)
     lesions = _lesions(phantom)
     assert len(lesions) == 3
     geometry = ScanGeometry.parallel((200, 200), 2.0, 10)

@@ -47,6 +47,48 @@ their place); slices hold on average 8.9 ribs (9 drawn), 2.9 bowel loops
 (3.5 drawn) and 5.4 liver vessels (5.5 drawn), and every drawn lesion was
 placed. Every shape has a ``name`` (``"liver"``, ``"lesion0"``, ...); a
 lesion's ``hu`` is its contrast to the liver.
+
+Texture (``texture=True``, the default): real tissue is not piecewise
+constant, so each soft tissue and the cancellous bone get a zero-mean lumpy
+texture (:func:`ctpnp.phantoms.texture.lumpy_texture`: Gaussian lumps with
+``N(0, A^2)`` amplitudes, confined to their region with exact line
+integrals). Regions: the fat layer (body minus the soft-tissue region), the
+soft tissue minus every organ, vessel, rib and the spine, the liver minus its
+vessels (lesions keep the liver's texture), the spleen, each kidney, each
+bowel loop minus its gas, and the vertebra's cancellous bone. Blood (aorta,
+IVC, liver vessels), cortical bone, CSF and gas stay flat. Textures draw from
+their own stream ``default_rng([seed, 0x7E47])``, so ``texture=False`` gives
+exactly the same shapes (the phantoms of earlier versions) without them. Each
+phantom scales every tissue's standard deviation by its own ``U(0.75, 1.25)``.
+
+The standard deviations are those measured on the real training patients
+(lung1 chest, cranium head, liver abdomen; never lung2 or the pydicom heads)
+by :func:`ctpnp.data.texture.tissue_statistics` (residual after a 2 mm
+Gaussian local mean; grain = half width at half maximum of its
+autocorrelation), pooled over patients weighted by pixel count; liver
+parenchyma and cancellous bone with that function's estimator on the HU
+classes ``[30, 90)`` (liver patient) and ``[100, 450)`` (lung1 and cranium;
+in the liver patient that class is contrast-enhanced soft tissue, not bone):
+
+===============  =====================  ==============  ===========  =================
+tissue           measured std (HU)      measured grain  phantom std  phantom grain
+                 lung1/cranium/liver    (mm)            (HU)         (mm, lump sigma)
+===============  =====================  ==============  ===========  =================
+fat              9.2 / 12.0 / 13.2      0.92-1.14       9.8          2.5 (1.5)
+soft tissue      9.0 / 8.1 / 14.0       0.81-1.04       9.3          2.5 (1.5)
+liver            - / - / 11.1           0.87            11.1         2.5 (1.5)
+cancellous bone  51.9 / 50.9 / -        1.05-1.07       51.8         1.25 (0.75)
+lung             40.2 / 87.9 / 63.4     0.94-2.81       (no lung in these slices)
+===============  =====================  ==============  ===========  =================
+
+The measured grain, 1.5-2 pixels of the 0.57-1.5 mm data, is mostly the
+scanners' noise grain and includes their noise in the std; the soft tissues'
+lumps are wider (grain 2.5 mm) so that exact projection stays affordable (its
+cost grows as the inverse grain, see :mod:`ctpnp.phantoms.texture`). Read by
+the same estimator on 0.7 mm rasters of seeds 0-5, the textured phantoms give
+4.9 HU (fat) and 5.1 HU (soft tissue) at a grain of 1.6 mm: the 2 mm local
+mean removes much of the wider lumps' variance (the flat phantoms read 0.8
+and 2.1 HU there, from edges).
 """
 
 from __future__ import annotations
@@ -58,13 +100,32 @@ import numpy as np
 
 from ctpnp.phantoms.phantom import Phantom
 from ctpnp.phantoms.shapes import Ellipse, HalfPlane, Polygon, Shape
+from ctpnp.phantoms.texture import LumpTexture, lumpy_texture
 
-__all__ = ["random_anatomy"]
+__all__ = ["TISSUE_TEXTURE", "random_anatomy"]
 
 _TRIES = 200
 _LESION_TRIES = 2000
 _GAP_MM = 2.0
 _SMALL_GAP_MM = 1.5
+_TEXTURE_STREAM = 0x7E47
+"""Textures draw from ``default_rng([seed, _TEXTURE_STREAM])``: the structures stay those
+of ``default_rng(seed)`` with or without texture."""
+
+TISSUE_TEXTURE: dict[str, tuple[float, float]] = {
+    # tissue: (std_hu, grain_mm). std_hu: measured on the training patients (lung1,
+    # cranium, liver) with ctpnp.data.texture.tissue_statistics, see the module docstring;
+    # grain_mm: the measured grain (~1 mm) is mostly the scanners' noise grain; 2.5 mm
+    # here for the soft tissues (projection cost), near the measured one for bone
+    "fat": (9.8, 2.5),
+    "soft_tissue": (9.3, 2.5),
+    "liver": (11.1, 2.5),
+    "bone": (51.8, 1.25),
+}
+"""Texture of each tissue class: standard deviation (HU) and grain (mm, HWHM of the
+autocorrelation, as ``corr_mm`` of :func:`ctpnp.data.texture.tissue_statistics`)."""
+_TEXTURE_SPREAD = (0.75, 1.25)
+"""Each phantom scales every tissue's ``std_hu`` by its own ``U(0.75, 1.25)``."""
 
 
 def random_anatomy(
@@ -74,6 +135,7 @@ def random_anatomy(
     lesion_radius_mm: tuple[float, float] = (2.0, 10.0),
     lesion_contrast_hu: tuple[float, float] = (5.0, 40.0),
     n_lesions: tuple[int, int] = (1, 5),
+    texture: bool = True,
 ) -> Phantom:
     """A random abdominal slice (see the module docstring for the statistics).
 
@@ -84,9 +146,12 @@ def random_anatomy(
         lesion_radius_mm: ``(min, max)`` lesion radius (mm).
         lesion_contrast_hu: ``(min, max)`` absolute lesion contrast to the liver (HU).
         n_lesions: ``(min, max)`` number of lesions.
+        texture: add the tissue textures (lumpy backgrounds, trabecular bone);
+            ``False`` gives the flat phantom, the same shapes either way.
 
     Returns:
-        A :class:`Phantom` of planar shapes (extruded along z).
+        A :class:`Phantom` of planar shapes (extruded along z) and, with
+        ``texture``, its :class:`LumpTexture` s.
     """
     _check_range("lesion_radius_mm", lesion_radius_mm, positive=True)
     _check_range("lesion_contrast_hu", lesion_contrast_hu, positive=False)
@@ -166,8 +231,9 @@ def random_anatomy(
             (u(12, 30), u(10, 25)), u(0, 180)), tissue)
         if loop is not None and rng.random() < 0.5:
             r_gas = min(loop.axes_mm) * u(0.3, 0.6)
-            builder.shapes.append(Ellipse(f"bowel{k}_gas", -1000 - bowel_hu, (),
-                                          loop.center_mm, (r_gas, r_gas)))
+            gas = Ellipse(f"bowel{k}_gas", -1000 - bowel_hu, (), loop.center_mm, (r_gas, r_gas))
+            builder.shapes.append(gas)
+            builder.inside.append((loop, gas))
 
     # ribs along the outline, avoiding the spine and the anterior midline
     for k in range(rng.integers(6, 13)):
@@ -200,10 +266,41 @@ def random_anatomy(
             builder.place(lambda k=k: Ellipse(
                 f"lesion{k}", rng.choice([-1.0, 1.0]) * u(*lesion_contrast_hu), (), in_liver(),
                 (r := u(*lesion_radius_mm), r)), liver, gap_mm=_SMALL_GAP_MM, tries=_LESION_TRIES)
+    textures: tuple[LumpTexture, ...] = ()
+    if texture:
+        textures = _textures(np.random.default_rng([seed, _TEXTURE_STREAM]),
+                             _texture_regions(builder, body, tissue, spine))
     return Phantom(f"random_anatomy_{seed}", tuple(builder.shapes),
                    f"random_anatomy(seed={seed}, fov_mm={fov_mm}, "
                    f"lesion_radius_mm={lesion_radius_mm}, lesion_contrast_hu={lesion_contrast_hu}, "
-                   f"n_lesions={n_lesions})")
+                   f"n_lesions={n_lesions}{', texture=True' if texture else ''})", textures)
+
+
+def _texture_regions(builder: _Builder, body: Shape, tissue: Shape, spine: list[Shape]
+                     ) -> list[tuple[str, Shape, tuple[Shape, ...]]]:
+    """``(tissue class, host, holes)`` of every textured region. Blood (great and liver
+    vessels), cortical bone, CSF and gas stay flat; lesions carry the liver's texture."""
+    regions = [("fat", body, (tissue,)),
+               ("soft_tissue", tissue, (spine[0], spine[1], spine[3], *builder.within(tissue))),
+               ("bone", spine[4], ())]
+    for organ in builder.within(tissue):
+        kind = organ.name.rstrip("0123456789")
+        if kind == "liver":
+            regions.append(("liver", organ, tuple(s for s in builder.within(organ)
+                                                  if s.name.startswith("liver_vessel"))))
+        elif kind in ("spleen", "kidney_right", "kidney_left", "bowel"):
+            regions.append(("soft_tissue", organ, builder.within(organ)))
+    return regions
+
+
+def _textures(rng: np.random.Generator, regions: list[tuple[str, Shape, tuple[Shape, ...]]]
+              ) -> tuple[LumpTexture, ...]:
+    """One :func:`lumpy_texture` per region, at this phantom's spread of ``TISSUE_TEXTURE``."""
+    spread = {kind: rng.uniform(*_TEXTURE_SPREAD) for kind in TISSUE_TEXTURE}
+    return tuple(lumpy_texture(rng, f"{host.name}_texture", host, holes,
+                               std_hu=TISSUE_TEXTURE[kind][0] * spread[kind],
+                               grain_mm=TISSUE_TEXTURE[kind][1])
+                 for kind, host, holes in regions)
 
 
 class _Builder:
@@ -212,7 +309,13 @@ class _Builder:
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
         self.shapes: list[Shape] = []
+        self.inside: list[tuple[Shape, Shape]] = []
+        """``(host, shape)`` of every placed shape: disjoint shapes inside their host."""
         self._occupied: list[tuple[Shape, np.ndarray]] = []
+
+    def within(self, host: Shape) -> tuple[Shape, ...]:
+        """The shapes placed inside ``host``, in placement order."""
+        return tuple(shape for h, shape in self.inside if h is host)
 
     def occupy(self, shape: Shape, gap_mm: float = _GAP_MM) -> None:
         """Mark ``shape`` as a structure later ones must keep clear of."""
@@ -233,6 +336,7 @@ class _Builder:
                    if other is not host and _near(other, x, y, radius + 2 * gap_mm)):
                 continue
             self.shapes.append(candidate)
+            self.inside.append((host, candidate))
             self.occupy(candidate, gap_mm)
             return candidate
         return None

@@ -20,6 +20,12 @@ import numpy as np
 from ctpnp.phantoms.frame import image_vectors_to_phantom
 from ctpnp.phantoms.raster import AIR_HU, rasterize_hu
 from ctpnp.phantoms.shapes import Rays, Shape
+from ctpnp.phantoms.texture import (
+    LumpTexture,
+    rasterize_textures,
+    texture_hu,
+    texture_line_integrals,
+)
 from ctpnp.physics import MU_WATER_PER_MM, hu_to_mu
 from ctpnp.scanner.geometry import ScanGeometry
 
@@ -37,11 +43,13 @@ class Phantom:
         name: short identifier, e.g. ``"forbild"``.
         shapes: the shapes, in definition order.
         description: free text (source of the parameters, units).
+        textures: lump textures added inside their regions (:mod:`ctpnp.phantoms.texture`).
     """
 
     name: str
     shapes: tuple[Shape, ...]
     description: str = ""
+    textures: tuple[LumpTexture, ...] = ()
 
     def line_integrals(self, starts_mm: np.ndarray, directions: np.ndarray, *,
                        mu_water_per_mm: float = MU_WATER_PER_MM) -> np.ndarray:
@@ -72,6 +80,7 @@ class Phantom:
             rays = Rays.from_arrays(p[block], d[block])
             for shape in self.shapes:
                 total_hu_mm[block] += shape.hu * shape.chords(rays)
+            total_hu_mm[block] += texture_line_integrals(self.textures, rays)
         return (mu_water_per_mm / -AIR_HU * total_hu_mm).reshape(lead)
 
     def project(self, geometry: ScanGeometry, *,
@@ -94,7 +103,10 @@ class Phantom:
         ``supersample`` sub-points per pixel and axis anti-alias the edges;
         ``z_mm`` picks the slice of 3D phantoms.
         """
-        return rasterize_hu(self.shapes, geometry, supersample, z_mm)
+        image = rasterize_hu(self.shapes, geometry, supersample, z_mm)
+        if self.textures:
+            image += rasterize_textures(self.textures, geometry, supersample, z_mm)
+        return image
 
     def rasterize_mu(self, geometry: ScanGeometry, supersample: int = 4, *, z_mm: float = 0.0,
                      mu_water_per_mm: float = MU_WATER_PER_MM) -> np.ndarray:
@@ -108,4 +120,5 @@ class Phantom:
         hu = np.full(flat.shape[0], AIR_HU)
         for shape in self.shapes:
             hu += shape.hu * shape.contains(*flat.T)
+        hu += texture_hu(self.textures, *flat.T)
         return hu.reshape(points.shape[:-1])

@@ -148,13 +148,28 @@ class Shape:
         out = np.zeros(len(rays))
         if index.size == 0:
             return out
-        p = rays.points_mm[index]
-        d = rays.directions[index]
-        t_in, t_out = self._base_interval(p, d)
-        for clip in self.clips:
-            t_in, t_out = _clip_interval(clip, p, d, t_in, t_out)
+        t_in, t_out = self.intervals(rays.points_mm[index], rays.directions[index])
         out[index] = np.where(t_out > t_in, t_out - t_in, 0.0)
         return out
+
+    def intervals(self, points_mm: np.ndarray, directions: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Ray parameters ``(t_in, t_out)``, ``(n,)`` each, of the rays ``p + t d`` inside
+        the shape, for ``(n, 3)`` points (mm) and unit directions; ``t`` is the distance
+        (mm) from ``p``. Rays that miss have ``t_out <= t_in``; planar shapes need rays
+        that are not parallel to ``z``."""
+        t_in, t_out = self._base_interval(points_mm, directions)
+        for clip in self.clips:
+            t_in, t_out = _clip_interval(clip, points_mm, directions, t_in, t_out)
+        return t_in, t_out
+
+    def near(self, x: np.ndarray, y: np.ndarray, margin_mm: float) -> np.ndarray:
+        """Whether xy points (mm, broadcastable) may lie within ``margin_mm`` of the shape's
+        footprint: True for every point that does (conservative), here its bounding box
+        grown by ``margin_mm``."""
+        x_min, x_max, y_min, y_max = self.bounding_box_mm()
+        return ((x > x_min - margin_mm) & (x < x_max + margin_mm)
+                & (y > y_min - margin_mm) & (y < y_max + margin_mm))
 
     def contains(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Membership of points (phantom frame, mm) given by broadcastable coordinate
@@ -233,6 +248,13 @@ class _Quadric(Shape):
 
     def bounding_circle_mm(self) -> tuple[float, float, float]:
         return self.center_mm[0], self.center_mm[1], max(self.axes_mm[:2])
+
+    def near(self, x: np.ndarray, y: np.ndarray, margin_mm: float) -> np.ndarray:
+        """Within the box test and the ellipse grown by ``margin_mm / min(a, b)`` in its unit
+        coordinates (a point ``margin_mm`` from the ellipse is that far from the unit disc)."""
+        u, v = self._to_local(x, y, 0.0, is_direction=False)[:2]
+        grown = 1.0 + margin_mm / min(self.axes_mm[:2])
+        return super().near(x, y, margin_mm) & (u * u + v * v < grown * grown)
 
     def bounding_box_mm(self) -> tuple[float, float, float, float]:
         hx, hy = self._half_extents_xy()
