@@ -34,9 +34,10 @@ is what :func:`ctpnp.data.texture.tissue_statistics` reports as ``corr_mm``.
 Cost: projection visits every lump-ray pair within reach, about
 ``1.3 L / sigma`` pairs for a chord of length ``L`` through a texture at the
 default density (a few hundred per ray through a body at ``sigma = 1.5 mm``),
-each a few tens of numpy operations; the textured
-:func:`~ctpnp.phantoms.random_anatomy` projects about 16x slower than the flat
-one. Rasters evaluate each lump as an outer product over its window.
+each a few tens of numpy operations: a 1152-view, 736-channel fan sinogram of
+the textured :func:`~ctpnp.phantoms.random_anatomy` takes about 18 s on one
+CPU core, 25-45 times the flat phantom's. Rasters evaluate each lump as an
+outer product over its window (0.35 s for 512² with 4x4 supersampling, 7x).
 """
 
 from __future__ import annotations
