@@ -56,7 +56,7 @@ def run(n_slices: int, workers: int, geometry: ScanGeometry, method: str
         start = time.perf_counter()
         reconstruct_volume(NoisyScans(n_slices, geometry), geometry, out_dir, method=method,
                            prior=DEFAULT_PRIOR, params=PARAMS, workers=workers, device="cpu",
-                           progress=lambda done, total: stamps.append(time.perf_counter()))
+                           progress=lambda _done, _total, _note: stamps.append(time.perf_counter()))
         wall = time.perf_counter() - start
     return wall, stamps[-1] - stamps[1]
 
