@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,38 +101,52 @@ def choose_backend(
 
 
 class SystemMatrix:
-    """ASTRA's system matrix as CSR row blocks of consecutive views.
+    """ASTRA's system matrix as CSR arrays, for torch's and scipy's sparse products.
+
+    The forward product is torch's (CSR times dense, fastest for a batch), the
+    transposed one scipy's (the CSR arrays read as CSC, in blocks of views
+    shared by threads): both use the same arrays in place, which may be
+    read-only memory maps.
 
     Args:
-        blocks: float32 CSR matrices, each ``(views_in_block * channels, H * W)``,
-            stacked in view order.
+        data: ``(nnz,)`` float32 weights.
+        indices: ``(nnz,)`` int32 column of each weight.
+        indptr: ``(rows + 1,)`` int32 start of each row in ``data``.
+        n_columns: ``H * W``.
+        block_rows: ``(blocks + 1,)`` increasing row boundaries of the blocks,
+            from 0 to ``rows``.
     """
 
-    def __init__(self, blocks: list[scipy.sparse.csr_matrix]) -> None:
-        self.blocks = blocks
-        row_counts = [block.shape[0] for block in blocks]
-        self.row_starts = np.concatenate([[0], np.cumsum(row_counts)]).astype(np.int64)
-        self.shape = (int(self.row_starts[-1]), blocks[0].shape[1])
-        self.nnz = sum(block.nnz for block in blocks)
-        self._cumulative_nnz = np.cumsum([block.nnz for block in blocks])
+    def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+                 n_columns: int, block_rows: np.ndarray) -> None:
+        self.data, self.indices, self.indptr = data, indices, indptr
+        self.shape = (indptr.size - 1, int(n_columns))
+        self.nnz = int(indptr[-1])
+        self.block_rows = np.asarray(block_rows, dtype=np.int64)
+        with warnings.catch_warnings():  # torch only reads them; CSR is "beta" in torch 2
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            self._csr = torch.sparse_csr_tensor(torch.from_numpy(indptr),
+                                                torch.from_numpy(indices),
+                                                torch.from_numpy(data), size=self.shape,
+                                                check_invariants=False)  # checked on load
+        self.blocks = [
+            scipy.sparse.csr_matrix((data[indptr[start]:indptr[stop]],
+                                     indices[indptr[start]:indptr[stop]],
+                                     indptr[start:stop + 1] - indptr[start]),
+                                    shape=(stop - start, self.shape[1]))
+            for start, stop in itertools.pairwise(self.block_rows.tolist())
+        ]
+        self._cumulative_nnz = indptr[self.block_rows[1:]].astype(np.int64)
 
     @property
     def mib(self) -> float:
         """Memory held by the weights, column indices and row pointers (MiB)."""
-        return sum(block.data.nbytes + block.indices.nbytes + block.indptr.nbytes
-                   for block in self.blocks) / 2**20
+        return (self.data.nbytes + self.indices.nbytes + self.indptr.nbytes) / 2**20
 
-    def multiply(self, columns: np.ndarray, threads: int = 1) -> np.ndarray:
-        """``A @ columns``: ``(H * W, B)`` C-contiguous float32 → ``(rows, B)``."""
-        out = np.empty((self.shape[0], columns.shape[1]), dtype=np.float32)
-
-        def run(group: range) -> None:
-            for index in group:
-                start, stop = self.row_starts[index], self.row_starts[index + 1]
-                out[start:stop] = self.blocks[index] @ columns
-
-        self._in_threads(run, threads)
-        return out
+    def multiply(self, columns: torch.Tensor) -> torch.Tensor:
+        """``A @ columns``: ``(H * W, B)`` float32 → ``(rows, B)`` (torch's threads)."""
+        return self._csr @ columns.contiguous()
 
     def multiply_transpose(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
         """``A^T @ rows``: ``(rows, B)`` C-contiguous float32 → ``(H * W, B)``."""
@@ -139,7 +154,7 @@ class SystemMatrix:
         def run(group: range) -> np.ndarray:
             total = np.zeros((self.shape[1], rows.shape[1]), dtype=np.float32)
             for index in group:
-                start, stop = self.row_starts[index], self.row_starts[index + 1]
+                start, stop = self.block_rows[index], self.block_rows[index + 1]
                 total += self.blocks[index].T @ rows[start:stop]
             return total
 
@@ -157,6 +172,28 @@ class SystemMatrix:
                   len(self.blocks)]
         groups = [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
         return list(_pool(len(groups)).map(run, groups))
+
+
+def _concatenate(blocks: list[scipy.sparse.csr_matrix]) -> SystemMatrix:
+    """One :class:`SystemMatrix` of row blocks; empties ``blocks``, freeing each once copied."""
+    nnz = sum(block.nnz for block in blocks)
+    if nnz >= 2**31:
+        raise MatrixTooLarge(f"{nnz} nonzeros: more than int32 indices can address")
+    n_columns = blocks[0].shape[1]
+    data = np.empty(nnz, dtype=np.float32)
+    indices = np.empty(nnz, dtype=np.int32)
+    indptr = np.empty(sum(block.shape[0] for block in blocks) + 1, dtype=np.int32)
+    indptr[0] = 0
+    block_rows, offset = [0], 0
+    while blocks:
+        block = blocks.pop(0)
+        row = block_rows[-1]
+        data[offset:offset + block.nnz] = block.data
+        indices[offset:offset + block.nnz] = block.indices
+        indptr[row + 1:row + block.shape[0] + 1] = block.indptr[1:] + offset
+        block_rows.append(row + block.shape[0])
+        offset += block.nnz
+    return SystemMatrix(data, indices, indptr, n_columns, np.array(block_rows))
 
 
 class MatrixRayTransform:
@@ -205,10 +242,8 @@ class MatrixRayTransform:
         if matrix is None:
             return self.reference.forward(images)
         batch = images.shape[0]
-        columns = np.ascontiguousarray(images.detach().reshape(batch, -1).numpy().T)
-        rows = matrix.multiply(columns, torch.get_num_threads())
-        sinograms = torch.from_numpy(np.ascontiguousarray(rows.T)).reshape(
-            batch, 1, *self.ray_transform.range.shape)
+        rows = matrix.multiply(images.detach().reshape(batch, -1).T)
+        sinograms = rows.T.reshape(batch, 1, *self.ray_transform.range.shape)
         resampler = self.reference.resampler
         return sinograms if resampler is None else resampler.apply(sinograms)
 
@@ -254,17 +289,18 @@ def system_matrix(reference: OdlRayTransform, budget_mib: float = math.inf) -> S
         setup = _astra_setup(reference)
         key = matrix_cache.matrix_key(*setup)
         n_rows = reference.geometry.n_views * reference.ray_transform.range.shape[1]
-        blocks = matrix_cache.load(key, (n_rows, reference.space.size))
-        if blocks is None:
+        arrays = matrix_cache.load(key, (n_rows, reference.space.size))
+        if arrays is not None:
+            matrix = SystemMatrix(*arrays)
+        else:
             size_mib = estimate_matrix_mib(reference)
             if size_mib > budget_mib:
                 raise MatrixTooLarge(
                     f"the system matrix of {reference.geometry} would take about "
                     f"{size_mib:.0f} MiB, over the budget of {budget_mib:.0f} MiB; "
                     "raise max_matrix_mib or use backend='odl'")
-            blocks = build_system_matrix(reference).blocks
-            matrix_cache.store(key, blocks)
-        matrix = SystemMatrix(blocks)
+            matrix = build_system_matrix(reference)
+            matrix_cache.store(key, matrix)
         if matrix.mib > budget_mib:
             raise MatrixTooLarge(f"the system matrix of {reference.geometry} takes "
                                  f"{matrix.mib:.0f} MiB, over the budget of {budget_mib:.0f} MiB")
@@ -277,7 +313,7 @@ def build_system_matrix(reference: OdlRayTransform) -> SystemMatrix:
     setup = _astra_setup(reference)
     n_views = reference.geometry.n_views
     views_per_block = math.ceil(n_views / BLOCKS_PER_MATRIX)
-    return SystemMatrix([_matrix_rows(*setup, np.arange(start, min(start + views_per_block,
+    return _concatenate([_matrix_rows(*setup, np.arange(start, min(start + views_per_block,
                                                                      n_views)))
                          for start in range(0, n_views, views_per_block)])
 

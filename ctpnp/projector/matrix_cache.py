@@ -1,15 +1,15 @@
 """A disk cache of system matrices, keyed by the ASTRA geometry that defines them.
 
-Reading a system matrix out of ASTRA takes about 40 s per GiB; reading it back
+Reading a system matrix out of ASTRA takes about 25 s per GiB; reading it back
 from disk takes a memory map. An entry is a folder named by the SHA-256 of
 ASTRA's version, the projector type and ASTRA's own volume and projection
 geometry (every number of it), so a change anywhere upstream (ODL's geometry
 conventions, ctpnp's virtual detector, ASTRA's kernels) gives a new key, never
-a stale matrix. It holds the CSR arrays of all rows (``data.npy`` float32,
-``indices.npy`` int32, ``indptr.npy`` int64) and ``meta.json`` (shape, block
-boundaries). Entries are written to a temporary folder and renamed into place;
-loading checks the arrays' consistency (row pointers, column range) before any
-product can read them, and a bad entry is removed and rebuilt.
+a stale matrix. It holds the CSR arrays (``data.npy`` float32, ``indices.npy``
+and ``indptr.npy`` int32) and ``meta.json`` (shape, block boundaries). Entries
+are written to a temporary folder and renamed into place; loading checks the
+arrays' consistency (row pointers, column range) before any product can read
+them, and a bad entry is removed and rebuilt.
 
 Folder: ``$CTPNP_MATRIX_CACHE``, else ``$XDG_CACHE_HOME/ctpnp/matrices``, else
 ``~/.cache/ctpnp/matrices``; ``CTPNP_MATRIX_CACHE=off`` turns the cache off.
@@ -20,7 +20,6 @@ The least recently used entries are removed beyond ``$CTPNP_MATRIX_CACHE_MIB``
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import shutil
@@ -29,11 +28,10 @@ from pathlib import Path
 
 import astra
 import numpy as np
-import scipy.sparse
 
 from ctpnp.atomic import staged_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_CACHE_MIB = 4096.0
 
 
@@ -67,30 +65,41 @@ def matrix_key(projector_type: str, volume_geometry: dict, projection_geometry: 
     return digest.hexdigest()
 
 
-def load(key: str, shape: tuple[int, int]) -> list[scipy.sparse.csr_matrix] | None:
-    """The cached row blocks of ``key`` (memory-mapped), ``None`` when absent or invalid."""
+def load(key: str, shape: tuple[int, int]
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray] | None:
+    """The cached CSR arrays of ``key`` (memory-mapped), ``None`` when absent or invalid.
+
+    Returns:
+        ``(data, indices, indptr, n_columns, block_rows)``, the arguments of
+        :class:`~ctpnp.projector.matrix.SystemMatrix`.
+    """
     folder = cache_folder()
     if folder is None or not (folder / key / "meta.json").is_file():
         return None
     entry = folder / key
     try:
-        blocks = _read(entry, shape)
+        arrays = _read(entry, shape)
     except (OSError, ValueError, KeyError):
         shutil.rmtree(entry, ignore_errors=True)  # written atomically, so damaged on disk
         return None
     _touch(entry)
-    return blocks
+    return arrays
 
 
-def store(key: str, blocks: list[scipy.sparse.csr_matrix]) -> Path | None:
-    """Write ``blocks`` under ``key`` (atomically), then trim the cache; the entry's folder."""
+def store(key: str, matrix) -> Path | None:
+    """Write a :class:`~ctpnp.projector.matrix.SystemMatrix` under ``key`` (atomically),
+    then trim the cache; returns the entry's folder."""
     folder = cache_folder()
     if folder is None:
         return None
     entry = folder / key
     try:
         with staged_dir(entry) as staging:
-            _write(staging, blocks)
+            for name in ("data", "indices", "indptr"):
+                np.save(staging / f"{name}.npy", getattr(matrix, name))
+            meta = {"format": FORMAT_VERSION, "shape": list(matrix.shape),
+                    "block_rows": matrix.block_rows.tolist()}
+            (staging / "meta.json").write_text(json.dumps(meta) + "\n")
     except FileExistsError:  # another process stored it meanwhile
         return entry
     _touch(entry)
@@ -104,30 +113,8 @@ def _touch(entry: Path) -> None:
     os.utime(entry / "meta.json", ns=(now, now))
 
 
-def _write(folder: Path, blocks: list[scipy.sparse.csr_matrix]) -> None:
-    nnz = sum(block.nnz for block in blocks)
-    n_rows = sum(block.shape[0] for block in blocks)
-    data = np.lib.format.open_memmap(folder / "data.npy", "w+", np.float32, (nnz,))
-    indices = np.lib.format.open_memmap(folder / "indices.npy", "w+", np.int32, (nnz,))
-    indptr = np.empty(n_rows + 1, dtype=np.int64)
-    indptr[0] = 0
-    row, offset = 0, 0
-    for block in blocks:
-        data[offset:offset + block.nnz] = block.data
-        indices[offset:offset + block.nnz] = block.indices
-        indptr[row + 1:row + block.shape[0] + 1] = block.indptr[1:] + offset
-        row, offset = row + block.shape[0], offset + block.nnz
-    data.flush()
-    indices.flush()
-    del data, indices
-    np.save(folder / "indptr.npy", indptr)
-    block_rows = np.cumsum([0] + [block.shape[0] for block in blocks]).tolist()
-    meta = {"format": FORMAT_VERSION, "shape": [n_rows, blocks[0].shape[1]],
-            "block_rows": block_rows}
-    (folder / "meta.json").write_text(json.dumps(meta) + "\n")
-
-
-def _read(entry: Path, shape: tuple[int, int]) -> list[scipy.sparse.csr_matrix]:
+def _read(entry: Path, shape: tuple[int, int]
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     meta = json.loads((entry / "meta.json").read_text())
     if meta["format"] != FORMAT_VERSION or tuple(meta["shape"]) != tuple(shape):
         raise ValueError(f"{entry}: meta.json describes another matrix")
@@ -135,22 +122,15 @@ def _read(entry: Path, shape: tuple[int, int]) -> list[scipy.sparse.csr_matrix]:
     indices = np.load(entry / "indices.npy", mmap_mode="r", allow_pickle=False)
     indptr = np.load(entry / "indptr.npy", allow_pickle=False)
     n_rows, n_columns = shape
-    if (data.dtype != np.float32 or indices.dtype != np.int32 or indptr.shape != (n_rows + 1,)
-            or data.shape != indices.shape or indptr[0] != 0 or indptr[-1] != data.shape[0]
-            or np.any(np.diff(indptr) < 0)
+    if (data.dtype != np.float32 or indices.dtype != np.int32 or indptr.dtype != np.int32
+            or indptr.shape != (n_rows + 1,) or data.shape != indices.shape
+            or indptr[0] != 0 or indptr[-1] != data.shape[0] or np.any(np.diff(indptr) < 0)
             or (indices.size and (indices.min() < 0 or indices.max() >= n_columns))):
         raise ValueError(f"{entry}: inconsistent CSR arrays")
-    block_rows = meta["block_rows"]
+    block_rows = np.asarray(meta["block_rows"], dtype=np.int64)
     if block_rows[0] != 0 or block_rows[-1] != n_rows or np.any(np.diff(block_rows) <= 0):
         raise ValueError(f"{entry}: meta.json block_rows do not cover the rows")
-    blocks = []
-    for start, stop in itertools.pairwise(block_rows):
-        first, last = indptr[start], indptr[stop]
-        blocks.append(scipy.sparse.csr_matrix(
-            (data[first:last], indices[first:last], (indptr[start:stop + 1] - first)
-             .astype(np.int32 if last - first < 2**31 else np.int64)),
-            shape=(stop - start, n_columns), copy=False))
-    return blocks
+    return data, indices, indptr, n_columns, block_rows
 
 
 def _trim(folder: Path, keep: Path) -> None:
