@@ -5,9 +5,11 @@ one forward + adjoint per slice through ``Tomography`` with the default
 backend (the system matrix, one and two threads) and with ``backend="odl"``
 (ODL + ``astra_cpu``, one slice per ASTRA call), for batches of 1 and 8
 slices; the ratio ODL / matrix is the speed-up (goal ≥ 2 at batch 8). Also the
-matrix's nonzeros, memory and build time, and the process's peak memory
-while building. Rounds are interleaved and medians reported (the machine is
-shared); the load average is recorded.
+matrix's nonzeros and memory, the time until a fresh operator has its
+matrix (built from ASTRA, in a fresh cache folder, then read back from the
+disk cache) and the process's peak memory while building. Rounds are
+interleaved and medians reported (the machine is shared); the load average
+is recorded.
 
 Run: ``.venv/bin/python benchmarks/bench_projector_matrix.py`` (about 6 minutes on 2 cores).
 """
@@ -15,7 +17,9 @@ Run: ``.venv/bin/python benchmarks/bench_projector_matrix.py`` (about 6 minutes 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import tempfile
 import time
 import warnings
 
@@ -34,13 +38,23 @@ def forward_adjoint(op: Tomography, images: torch.Tensor, threads: int) -> None:
         op.adjoint(op.forward(images))
 
 
+def first_use_seconds(geometry: ScanGeometry) -> tuple[float, float]:
+    """Seconds and peak MiB until a fresh operator has its matrix (built or read from disk)."""
+    op = Tomography(geometry, "cpu")
+    start = time.perf_counter()
+    peak_mib = peak_rss_mib(lambda: op.backend)
+    seconds = time.perf_counter() - start
+    op = None  # the process keeps a matrix only while an operator holds it
+    gc.collect()
+    return seconds, peak_mib
+
+
 def measure(size: int, n_views: int, batches: list[int], repeats: int) -> list[dict]:
     geometry = ScanGeometry.clinical_fan((size, size), FIELD_OF_VIEW_MM / size, n_views)
+    build_s, peak_mib = first_use_seconds(geometry)  # ASTRA → matrix → disk cache
+    load_s, _ = first_use_seconds(geometry)  # disk cache → memory map
     matrix_op, odl_op = Tomography(geometry, "cpu"), Tomography(geometry, "cpu", backend="odl")
     assert matrix_op.backend == "matrix", "the default CPU backend is not the matrix"
-    start = time.perf_counter()
-    peak_mib = peak_rss_mib(lambda: matrix_op._backend.matrix)  # builds it
-    build_s = time.perf_counter() - start
     matrix = matrix_op._backend.matrix
     rows = []
     for batch in batches:
@@ -59,7 +73,7 @@ def measure(size: int, n_views: int, batches: list[int], repeats: int) -> list[d
             "ratio ODL/matrix 1 thr": per_slice["odl"] / per_slice["matrix 1 thread"],
             "ratio ODL/matrix 2 thr": per_slice["odl"] / per_slice["matrix 2 threads"],
             "nnz M": matrix.nnz / 1e6, "matrix MiB": matrix.mib, "build s": build_s,
-            "peak MiB (build)": peak_mib,
+            "disk-cache load s": load_s, "peak MiB (build)": peak_mib,
         })
     torch.set_num_threads(1)
     return rows
@@ -74,8 +88,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     load_before = os.getloadavg()
-    rows = [row for size in args.sizes for views in args.views
-            for row in measure(size, views, args.batches, args.repeats)]
+    with tempfile.TemporaryDirectory() as cache:  # cold: no matrix from an earlier run
+        os.environ["CTPNP_MATRIX_CACHE"] = cache
+        rows = [row for size in args.sizes for views in args.views
+                for row in measure(size, views, args.batches, args.repeats)]
     load_after = os.getloadavg()
     print_table("Forward + adjoint per slice: system matrix (default CPU path) vs ODL + "
                 f"astra_cpu (curved clinical fan, median of {args.repeats} interleaved rounds)",
