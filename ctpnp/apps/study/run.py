@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ctpnp import physics
+from ctpnp.apps.progress import Progress
 from ctpnp.apps.study.config import MethodSpec, SceneSpec, StudyConfig, load_config
 from ctpnp.apps.study.measure import error_correlation, roi_measurements
 from ctpnp.apps.study.report import write_report
@@ -36,9 +37,6 @@ from ctpnp.registry import PNP_METHODS, solver
 from ctpnp.solvers import SolverResult
 
 __all__ = ["Case", "plan", "run_study"]
-
-Progress = Callable[[int, int, str], None]
-"""``progress(done, total, description)`` after each case (computed or found stored)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,8 @@ def run_study(out_dir: Path, config: Path | None = None, progress: Progress | No
 
     Finished cases are kept in ``out_dir/cases/`` and skipped on a re-run.
     Writes ``study.md``, ``results.csv``, ``inserts.csv`` and the figures
-    (``*.png``) to ``out_dir``.
+    (``*.png``) to ``out_dir``. ``progress(cases_done, cases_total, description)``
+    follows each case, computed or found stored.
 
     Returns:
         The path of ``study.md``.
