@@ -1,23 +1,25 @@
-"""Train the learned priors (LPN and Prox-denoiser) with their GPU recipes.
+"""Train the learned priors (LPN and Prox-denoiser) with the recipes of the shipped weights.
 
-Each weights file's model card records the full config, the device, the step
-count, the wall time and the validation history. The recipes are sized for one
-GPU; on the CPU they run but take hours, so ``--steps-scale`` shortens every
-stage proportionally for a quick try.
+Each weights file's model card records the full config, the data (corpus
+patients with their licences), the device, the step count, the wall time and
+the validation history. ``--steps-scale`` shortens every stage proportionally
+for a quick try.
 
 * ``LPN_RECIPE`` made the shipped ``lpn.safetensors`` (13 min on an H100; it
   denoises held-out phantoms 1--3 dB better than the earlier CPU-trained one).
-* ``PROX_RECIPE`` + ``PROX_REFINE`` (a U-Net 7x the shipped one, 6 min on an
-  H100) only matched the shipped CPU-trained Prox-denoiser (within 1 dB at 25,
-  50 and 100 HU) while costing 3.7x its CPU time per prox, and its estimated
-  ``||Hess g||`` ended at 0.98, above the 0.95 target; the shipped one stays.
-  The recipe is kept for the next GPU run (longer L2, longer penalty phase).
+* ``PROX_CPU_RECIPE`` trains the Prox-denoiser on real CT (the training
+  patients of :data:`ctpnp.data.SPLITS`, fetched with ``ctpnp data fetch``)
+  and generated phantoms: a three-scale U-Net (32/64/128 channels, 2 residual
+  blocks per scale, space-to-depth by 2, about 1 M parameters) with L2 at a
+  cosine-decaying rate, then every step of the Hessian penalty, keeping the
+  best validation check with ``||Hess g|| < 0.95``. About two hours on two
+  CPU cores; ``PROX_GPU_RECIPE`` is the same recipe with 10x the steps and
+  twice the batch.
 
-Run: ``.venv/bin/python pipelines/train_priors.py --device cuda --out trained
-[--only lpn]``. Writes ``<out>/lpn.safetensors`` / ``prox.safetensors`` with
-their ``.json`` cards (the Prox-denoiser's first stage as ``prox_l2``);
-checkpoints beside them make an interrupted run resume (the same command
-again). Copy the results over ``ctpnp/priors/weights/`` to ship them, then
+Run: ``.venv/bin/python pipelines/train_priors.py [--device cuda] --out trained
+[--only prox]``. Writes ``<out>/lpn.safetensors`` / ``prox.safetensors`` with
+their ``.json`` cards; checkpoints beside them make an interrupted run resume
+(the same command again). Copy the results over ``ctpnp/priors/weights/`` to ship them, then
 re-tune the PnP rules (``benchmarks/tune_pnp.py``).
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from ctpnp.data import SPLITS
 from ctpnp.priors.icnn import ICNNConfig
 from ctpnp.priors.unet import UNetConfig
 from ctpnp.train.lpn import LPNTrainConfig, Stage, train_lpn
@@ -38,34 +41,36 @@ from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
 
 TRAIN_SEEDS = tuple(range(64))  # phantom seeds; validation 1e5.., PnP validation 5001, tests 9001..
 
-PROX_RECIPE = ProxTrainConfig(
-    unet=UNetConfig(channels=(32, 64), blocks=2),
+PROX_CPU_RECIPE = ProxTrainConfig(
+    unet=UNetConfig(channels=(32, 64, 128), blocks=2, unshuffle=2,
+                    intensity_offset=0.5, intensity_scale=10.0),
     patch_size=64,
-    batch_size=64,
-    penalty_batch=16,
-    l2_steps=5000,
+    batch_size=32,
+    penalty_batch=8,
+    l2_steps=2400,
     l2_lr=1e-3,
-    finetune_steps=0,
-    train_seeds=TRAIN_SEEDS,
-    checkpoint_every=250,
-    progress_every=250,
-)
-"""Stage A: residual U-Net 32/64 channels, 2 blocks per scale (about 240k parameters), L2 only."""
-
-PROX_REFINE = replace(
-    PROX_RECIPE,
-    l2_steps=2500,
-    l2_lr=2e-4,
-    finetune_steps=400,
-    finetune_lr=5e-5,
+    l2_lr_final=5e-5,
+    finetune_steps=200,
+    finetune_lr=2e-5,
     penalty_weight=1e-2,
-    check_every=100,
+    check_every=50,
     keep_best=True,
+    n_val_patches=64,
+    train_seeds=TRAIN_SEEDS[:32],
+    real_patients=SPLITS["train"],
+    val_patients=SPLITS["validation"],
+    jitter_scale=0.05,
+    jitter_offset_hu=20.0,
+    checkpoint_every=100,
+    progress_every=50,
 )
-"""Stage B, from stage A's weights: L2 at a lower rate (at 1e-3 the loss plateaus), then every
-step of the Hessian penalty, keeping the weights of the check (every 100 steps) with the best
-validation PSNR among those with ``||Hess g|| < 0.95``: the network recovers from the
-penalty's first pull, and the first admissible check is rarely the best."""
+"""Real CT + phantoms, about 1 M parameters; 1.2 s per L2 step on one idle core."""
+
+PROX_GPU_RECIPE = replace(
+    PROX_CPU_RECIPE, batch_size=64, penalty_batch=16, l2_steps=24000, finetune_steps=2000,
+    check_every=250, checkpoint_every=1000, progress_every=500,
+)
+"""The CPU recipe with 10x the steps and twice the batch."""
 
 LPN_RECIPE = LPNTrainConfig(
     icnn=ICNNConfig(channels=64, out_channels=64),
@@ -122,13 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     try:
         if args.only in (None, "prox"):
-            stage_a = args.out / "prox_l2.safetensors"
-            if not stage_a.is_file():  # a finished stage is not run again
-                train_prox_denoiser(scaled(PROX_RECIPE, args.steps_scale), stage_a,
-                                    progress=_printer("prox L2"), device=args.device)
-            train_prox_denoiser(scaled(PROX_REFINE, args.steps_scale),
-                                args.out / "prox.safetensors", progress=_printer("prox"),
-                                init_from=stage_a, device=args.device)
+            recipe = PROX_CPU_RECIPE if args.device == "cpu" else PROX_GPU_RECIPE
+            train_prox_denoiser(scaled(recipe, args.steps_scale), args.out / "prox.safetensors",
+                                progress=_printer("prox"), device=args.device)
         if args.only in (None, "lpn"):
             train_lpn(scaled(LPN_RECIPE, args.steps_scale), args.out / "lpn.safetensors",
                       progress=_printer("lpn"), device=args.device)

@@ -1,5 +1,6 @@
 """Prox-denoiser trainer, training devices and the patch sampler."""
 
+import itertools
 import json
 from dataclasses import replace
 from functools import partial
@@ -128,3 +129,71 @@ def test_keep_best_writes_the_best_admissible_check_and_survives_a_resume(
     card = json.loads((tmp_path / "last.json").read_text())
     assert card["training"]["kept_step"] == 8
     assert card["validation"]["val_psnr_db"] == card["training"]["history"][-1]["val_psnr_db"]
+
+
+def _cache_patients(folder, patients, shape=(2, 40, 40)):
+    """Cache each patient as a volume whose slice k holds 100 k HU plus a ramp."""
+    from ctpnp.data.cache import write_patient
+
+    for patient in patients:
+        ramp = np.linspace(-50, 50, shape[2], dtype=np.float32)
+        hu = (100.0 * np.arange(shape[0], dtype=np.float32)[:, None, None] + ramp).astype(
+            np.float32) * np.ones(shape, dtype=np.float32)
+        write_patient(hu, {"patient": patient, "anatomy": "test", "licence": "none",
+                           "pixel_mm": 0.5, "slice_mm": 5.0, "voxel_assumed": False,
+                           "shape": list(shape), "sha256": "x"}, folder)
+
+
+def test_corpus_patients_join_the_training_and_validation_slices_and_the_card(tmp_path,
+                                                                              monkeypatch):
+    from ctpnp.data import SOURCES, SPLITS
+    from ctpnp.train.prox_denoiser import training_slices
+
+    monkeypatch.setenv("CTPNP_DATA", str(tmp_path / "cache"))
+    train, val = SPLITS["train"][:1], SPLITS["validation"][:1]
+    _cache_patients(tmp_path / "cache", (*train, *val))
+    config = replace(TINY, real_patients=train, val_patients=val, l2_steps=2, finetune_steps=1)
+    slices = training_slices(config)
+    assert len(slices) == len(config.train_seeds) + 2  # phantoms first, then both slices
+    np.testing.assert_allclose([s.mean() for s in slices[-2:]], [0.0, 100.0], atol=1e-3)
+    assert len(training_slices(config, "validation")) == len(config.val_seeds) + 2
+
+    train_prox_denoiser(config, tmp_path / "w.safetensors")
+    card = json.loads((tmp_path / "w.json").read_text())
+    (record,) = card["data"]["real_patients"]
+    assert record["patient"] == train[0]
+    assert record["licence"] == SOURCES[train[0]].archive.licence
+    assert [r["patient"] for r in card["validation"]["patients"]] == list(val)
+
+
+def test_a_patient_missing_from_the_cache_is_one_clear_error(tmp_path, monkeypatch):
+    from ctpnp.data import DataSourceError
+
+    monkeypatch.setenv("CTPNP_DATA", str(tmp_path / "empty"))
+    with pytest.raises(DataSourceError, match="lung1"):
+        train_prox_denoiser(replace(TINY, real_patients=("lung1",)), tmp_path / "w.safetensors")
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_the_l2_rate_decays_along_a_cosine():
+    from ctpnp.train.prox_denoiser import _l2_lr
+
+    config = replace(TINY, l2_steps=11, l2_lr=1e-3, l2_lr_final=1e-5)
+    rates = [_l2_lr(config, step) for step in range(11)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert rates[5] == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    assert _l2_lr(replace(config, l2_lr_final=1e-3), 7) == pytest.approx(1e-3)
+
+
+def test_contrast_and_offset_jitter_stay_within_their_bounds():
+    water = np.zeros((64, 64), dtype=np.float32)  # 0 HU everywhere, bone square
+    water[20:40, 20:40] = 1000.0
+    gen = torch.Generator().manual_seed(0)
+    sampler = PatchSampler([water], 64, gen, jitter_scale=0.1, jitter_offset_hu=20.0)
+    hu = sampler.sample(200) * 2000.0 - 1000.0  # back to HU
+    water_hu, bone_hu = hu[:, 0, 0, 0], hu.amax(dim=(1, 2, 3))
+    assert water_hu.abs().max() <= 20.0 + 1e-3 and water_hu.std() > 5.0
+    contrast = bone_hu - water_hu
+    assert contrast.min() >= 900.0 - 1e-2 and contrast.max() <= 1100.0 + 1e-2
+    assert contrast.std() > 20.0

@@ -1,8 +1,9 @@
-"""The GPU training recipes of ``pipelines/train_priors.py`` and their CPU shortening."""
+"""The training recipes of ``pipelines/train_priors.py`` and their CPU shortening."""
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,13 @@ def test_scaled_shortens_every_stage_and_keeps_the_rest(recipes):
                                              for s in recipes.LPN_RECIPE.stages]
     assert [(s.loss, s.lr) for s in lpn.stages] == [(s.loss, s.lr)
                                                     for s in recipes.LPN_RECIPE.stages]
-    tiny = recipes.scaled(recipes.PROX_REFINE, 1e-6)
+    tiny = recipes.scaled(recipes.PROX_CPU_RECIPE, 1e-6)
     assert isinstance(tiny, ProxTrainConfig)
     assert (tiny.l2_steps, tiny.finetune_steps) == (1, 1)  # a stage keeps at least one step
-    assert recipes.scaled(recipes.PROX_RECIPE, 1e-6).finetune_steps == 0  # an absent stage stays
-    assert tiny.keep_best and tiny.unet == recipes.PROX_REFINE.unet
+    no_penalty = replace(recipes.PROX_CPU_RECIPE, finetune_steps=0)
+    assert recipes.scaled(no_penalty, 1e-6).finetune_steps == 0  # an absent stage stays
+    assert tiny.keep_best and tiny.unet == recipes.PROX_CPU_RECIPE.unet
+    assert tiny.real_patients == recipes.PROX_CPU_RECIPE.real_patients
 
 
 def test_a_non_positive_steps_scale_is_refused_before_anything_is_written(recipes, tmp_path,

@@ -1,8 +1,9 @@
 """Training data for learned priors: HU slices -> random normalized patches with augmentations.
 
 Slices come from any iterable of 2D HU arrays: generated phantoms
-(:func:`phantom_slices_hu`), or a user's normal-dose series
-(``ctpnp.io.read_ct_series(folder).hu``), or both chained together.
+(:func:`phantom_slices_hu`), patients of the real-CT corpus
+(:func:`patient_slices_hu`, :mod:`ctpnp.data`), a user's normal-dose series
+(``ctpnp.io.read_ct_series(folder).hu``), or several chained together.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from ctpnp.priors.normalization import hu_to_unit
+from ctpnp.priors.normalization import HU_PER_UNIT, hu_to_unit
 
-__all__ = ["PatchSampler", "phantom_slices_hu", "piecewise_smooth_hu"]
+__all__ = [
+    "PatchSampler",
+    "corpus_record",
+    "patient_slices_hu",     "phantom_slices_hu",
+    "piecewise_smooth_hu",
+]
 
 
 def piecewise_smooth_hu(seed: int, size: int = 256) -> np.ndarray:
@@ -63,6 +69,30 @@ def phantom_slices_hu(seeds: Iterable[int], size: int = 512, pixel_mm: float = 0
         yield np.asarray(random_anatomy(seed).rasterize(geometry), dtype=np.float32)
 
 
+def patient_slices_hu(patients: Iterable[str]):
+    """Yield every axial slice ``(H, W)`` in HU of the corpus ``patients`` (:mod:`ctpnp.data`).
+
+    Slices keep each patient's own pixel size (0.4--1 mm and coarser); the
+    patients must have been fetched (``ctpnp data fetch``).
+    """
+    from ctpnp.data import load_patient
+
+    for name in patients:
+        yield from load_patient(name).hu
+
+
+def corpus_record(patients: Iterable[str]) -> list[dict]:
+    """What a model card records of the corpus ``patients``: source, digest, licence, origin."""
+    from ctpnp.data import SOURCES
+
+    return [
+        {"patient": name, "anatomy": SOURCES[name].anatomy, "source": SOURCES[name].archive.name,
+         "member": SOURCES[name].member, "sha256": SOURCES[name].archive.sha256,
+         "licence": SOURCES[name].archive.licence, "origin": SOURCES[name].archive.origin}
+        for name in patients
+    ]
+
+
 class PatchSampler:
     """Random ``(N, 1, p, p)`` patches of normalized intensity with flips/rot90.
 
@@ -72,6 +102,8 @@ class PatchSampler:
         min_std_unit: patches of normalized std below this are re-drawn (mostly
             pure air), at most once, to spend fewer samples on empty background.
         generator: torch RNG (its state is checkpointed by the trainer).
+        jitter_scale: each patch's contrast is scaled about water by ``1 + U(-a, a)``.
+        jitter_offset_hu: and shifted by ``U(-b, b)`` HU (scanner calibration spread).
     """
 
     def __init__(
@@ -80,6 +112,8 @@ class PatchSampler:
         patch_size: int,
         generator: torch.Generator,
         min_std_unit: float = 1e-3,
+        jitter_scale: float = 0.0,
+        jitter_offset_hu: float = 0.0,
     ) -> None:
         self.images: Sequence[torch.Tensor] = [
             hu_to_unit(torch.as_tensor(np.asarray(s), dtype=torch.float32)) for s in slices_hu
@@ -92,6 +126,8 @@ class PatchSampler:
         self.patch_size = patch_size
         self.generator = generator
         self.min_std_unit = min_std_unit
+        self.jitter_scale = jitter_scale
+        self.jitter_offset_unit = jitter_offset_hu / HU_PER_UNIT
 
     def _randint(self, high: int, n: int) -> torch.Tensor:
         return torch.randint(0, high, (n,), generator=self.generator)
@@ -121,4 +157,9 @@ class PatchSampler:
             sel = rot == k
             patches[sel] = torch.rot90(patches[sel], k, dims=(2, 3))
         patches[flip] = patches[flip].flip(3)
+        if self.jitter_scale or self.jitter_offset_unit:
+            a, b = (2 * torch.rand(2, n, 1, 1, 1, generator=self.generator) - 1).unbind(0)
+            water = hu_to_unit(torch.zeros(()))
+            patches = water + (patches - water) * (1 + self.jitter_scale * a)
+            patches = patches + self.jitter_offset_unit * b
         return patches

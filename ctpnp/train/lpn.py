@@ -22,7 +22,7 @@ import torch
 
 from ctpnp.priors.icnn import ICNNConfig
 from ctpnp.priors.lpn import LPN, LPNPrior
-from ctpnp.priors.normalization import MU_WATER_PER_MM, hu_to_unit
+from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM, hu_to_unit
 from ctpnp.priors.weights import save_weights
 from ctpnp.train.checkpoint import Checkpoint
 from ctpnp.train.data import PatchSampler, phantom_slices_hu, piecewise_smooth_hu
@@ -266,7 +266,7 @@ def _model_card(
         "model": "lpn",
         "architecture": {**network.architecture(), "stride": stride},
         "sigma_train_unit": config.sigma_unit,
-        "sigma_train_hu": config.sigma_unit * 2000.0,
+        "sigma_train_hu": config.sigma_unit * HU_PER_UNIT,
         "normalization": {
             "unit": "u = (HU + 1000) / 2000 = mu / (2 mu_water)",
             "hu_window": [-1000.0, 1000.0],

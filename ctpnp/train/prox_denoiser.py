@@ -1,7 +1,11 @@
 """Train a gradient-step Prox-denoiser: L2 over a range of noise levels, then the Hessian penalty.
 
+Training patches come from generated phantoms (``train_seeds``) and patients of
+the real-CT corpus (``real_patients``, :mod:`ctpnp.data`); validation patches
+from other phantom seeds and patients (``val_seeds``, ``val_patients``).
 Stage 1 minimises ``||D_sigma(u + sigma n) - u||^2`` (mean per pixel) with
-``sigma`` uniform in the configured HU range. Stage 2 adds ``penalty_weight *
+``sigma`` uniform in the configured HU range, its learning rate decaying from
+``l2_lr`` to ``l2_lr_final`` along a cosine. Stage 2 adds ``penalty_weight *
 max(||Hess g_sigma||, 1 - eps)`` (power iteration by double backprop,
 :func:`ctpnp.priors.prox_denoiser.hessian_spectral_norm`) and stops as soon as
 the estimated ``||Hess g_sigma||`` on fixed validation patches is below
@@ -14,6 +18,7 @@ its model card (:mod:`ctpnp.priors.weights`) that ``ctpnp.priors.load`` reads.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,21 +26,33 @@ from pathlib import Path
 
 import torch
 
-from ctpnp.priors.normalization import MU_WATER_PER_MM
+from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, hessian_spectral_norm
 from ctpnp.priors.unet import UNetConfig
 from ctpnp.priors.weights import check_state_dict, load_weights, save_weights
 from ctpnp.train.checkpoint import Checkpoint
-from ctpnp.train.data import PatchSampler, phantom_slices_hu
+from ctpnp.train.data import (
+    PatchSampler,
+    corpus_record,
+    patient_slices_hu,
+    phantom_slices_hu,
+)
 from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.lpn import psnr_unit_db
 from ctpnp.versions import package_versions
 
-__all__ = ["ProxTrainConfig", "train_prox_denoiser", "validation_patches"]
+__all__ = [
+    "ProxTrainConfig",
+    "train_prox_denoiser",
+    "training_slices",
+    "validation_patches",
+]
 
 ProgressCallback = Callable[[dict], None]
 
-HU_PER_UNIT = 2000.0  # normalized intensity 1 = 2000 HU
+
+
+_SEQUENCES = ("sigma_hu_range", "train_seeds", "val_seeds", "real_patients", "val_patients")
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,8 @@ class ProxTrainConfig:
         penalty_batch: patches (of the same batch) the Hessian penalty is computed on.
         sigma_hu_range: noise std range (HU), sampled uniformly.
         sigma_ref_hu: level at which the prior reports its potential (HU).
-        l2_steps: stage-1 optimizer steps (lr ``l2_lr``).
+        l2_steps: stage-1 optimizer steps (lr ``l2_lr`` decaying to ``l2_lr_final``,
+            cosine; equal rates keep it constant).
         finetune_steps: maximal stage-2 steps (lr ``finetune_lr``).
         penalty_weight: weight of ``max(||Hess g||, 1 - eps)``.
         eps: penalty margin.
@@ -62,6 +80,10 @@ class ProxTrainConfig:
         val_power_iters: power iterations of the validation check.
         n_val_patches: validation patches (noise levels spread over the range).
         train_seeds / val_seeds: ``ctpnp.phantoms.random_anatomy`` seeds.
+        real_patients / val_patients: corpus patients (:data:`ctpnp.data.SPLITS`)
+            added to the training / validation slices.
+        jitter_scale / jitter_offset_hu: per-patch contrast scale and HU offset
+            augmentation (:class:`~ctpnp.train.data.PatchSampler`).
         slice_size / pixel_mm: phantom rasterization.
         checkpoint_every / progress_every: steps between checkpoints / reports.
         seed: RNG seed (init, patches, noise).
@@ -75,6 +97,7 @@ class ProxTrainConfig:
     sigma_ref_hu: float = 50.0
     l2_steps: int = 1500
     l2_lr: float = 1e-3
+    l2_lr_final: float = 1e-3
     finetune_steps: int = 400
     finetune_lr: float = 2e-4
     penalty_weight: float = 1e-3
@@ -87,6 +110,10 @@ class ProxTrainConfig:
     n_val_patches: int = 32
     train_seeds: tuple[int, ...] = tuple(range(16))
     val_seeds: tuple[int, ...] = (100_000, 100_001)
+    real_patients: tuple[str, ...] = ()
+    val_patients: tuple[str, ...] = ()
+    jitter_scale: float = 0.0
+    jitter_offset_hu: float = 0.0
     slice_size: int = 512
     pixel_mm: float = 0.8
     checkpoint_every: int = 100
@@ -102,7 +129,7 @@ class ProxTrainConfig:
         """JSON-ready dictionary (inverse of :meth:`from_dict`)."""
         d = asdict(self)
         d["unet"] = self.unet.to_dict()
-        for key in ("sigma_hu_range", "train_seeds", "val_seeds"):
+        for key in _SEQUENCES:
             d[key] = list(d[key])
         return d
 
@@ -111,22 +138,30 @@ class ProxTrainConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["unet"] = UNetConfig.from_dict(d["unet"])
-        for key in ("sigma_hu_range", "train_seeds", "val_seeds"):
-            d[key] = tuple(d[key])
+        for key in _SEQUENCES:
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
+def training_slices(config: ProxTrainConfig, which: str = "train") -> list:
+    """The HU slices of the run's ``"train"`` or ``"validation"`` set: phantoms, then patients."""
+    seeds, patients = ((config.train_seeds, config.real_patients) if which == "train"
+                       else (config.val_seeds, config.val_patients))
+    return [*phantom_slices_hu(seeds, config.slice_size, config.pixel_mm),
+            *patient_slices_hu(patients)]
+
+
 def validation_patches(
-    seeds: tuple[int, ...], config: ProxTrainConfig, n: int, seed: int = 12345
+    config: ProxTrainConfig, n: int, seed: int = 12345
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(clean, noisy, sigma_unit)`` patches ``(n, 1, p, p)``, ``(n,)`` from phantom ``seeds``.
+    """``(clean, noisy, sigma_unit)`` patches ``(n, 1, p, p)``, ``(n,)`` of the validation set.
 
     Noise levels are spread evenly over the configured range; everything is
     drawn from ``seed`` so repeated calls give the same patches.
     """
     gen = torch.Generator().manual_seed(seed)
-    slices = phantom_slices_hu(seeds, config.slice_size, config.pixel_mm)
-    clean = PatchSampler(slices, config.patch_size, gen).sample(n)
+    clean = PatchSampler(training_slices(config, "validation"), config.patch_size, gen).sample(n)
     sigma = torch.linspace(*config.sigma_range_unit, n)
     noisy = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=gen)
     return clean, noisy, sigma
@@ -194,12 +229,10 @@ def train_prox_denoiser(
         best = ckpt.load_extra()
 
     sampler = PatchSampler(
-        phantom_slices_hu(config.train_seeds, config.slice_size, config.pixel_mm),
-        config.patch_size,
-        generator,
+        training_slices(config), config.patch_size, generator,
+        jitter_scale=config.jitter_scale, jitter_offset_hu=config.jitter_offset_hu,
     )
-    val = tuple(t.to(device) for t in validation_patches(
-        config.val_seeds, config, config.n_val_patches))
+    val = tuple(t.to(device) for t in validation_patches(config, config.n_val_patches))
     lo, hi = config.sigma_range_unit
     total = config.l2_steps + config.finetune_steps
 
@@ -217,7 +250,7 @@ def train_prox_denoiser(
             if _converged(state, config):
                 break
         for group in optimizer.param_groups:
-            group["lr"] = config.finetune_lr if finetune else config.l2_lr
+            group["lr"] = config.finetune_lr if finetune else _l2_lr(config, step)
         clean = sampler.sample(config.batch_size)
         sigma = lo + (hi - lo) * torch.rand(config.batch_size, generator=generator)
         noisy = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=generator)
@@ -258,6 +291,13 @@ def train_prox_denoiser(
     save_weights(out_path, network.state_dict(), card)
     report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
     return out_path
+
+
+def _l2_lr(config: ProxTrainConfig, step: int) -> float:
+    """Stage-1 learning rate at ``step``: cosine from ``l2_lr`` to ``l2_lr_final``."""
+    t = step / max(config.l2_steps - 1, 1)
+    span = config.l2_lr - config.l2_lr_final
+    return config.l2_lr_final + 0.5 * span * (1 + math.cos(math.pi * t))
 
 
 def _best_check(history: list[dict], config: ProxTrainConfig) -> dict | None:
@@ -308,10 +348,13 @@ def _model_card(
         "data": {
             "phantoms": "anatomy",
             "train_seeds": list(config.train_seeds),
+            "real_patients": corpus_record(config.real_patients),
             "extra_slices": 0,
             "slice_size": config.slice_size,
             "pixel_mm": config.pixel_mm,
-            "augmentations": ["rot90", "horizontal flip"],
+            "augmentations": ["rot90", "horizontal flip",
+                              f"contrast x (1 +- {config.jitter_scale})",
+                              f"offset +- {config.jitter_offset_hu} HU"],
         },
         "training": {
             "steps": state["step"],
@@ -327,6 +370,7 @@ def _model_card(
         },
         "validation": {
             "seeds": list(config.val_seeds),
+            "patients": corpus_record(config.val_patients),
             "patches": config.n_val_patches,
             "patch_size": config.patch_size,
             "sigma": "evenly spread over sigma_range_unit",
