@@ -80,7 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:  # a results file that cannot be pooled, named in the message
-        raise SystemExit(f"error: {error}") from None
+    main()
