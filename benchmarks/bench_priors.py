@@ -1,131 +1,161 @@
-"""Denoising quality and prox speed of the priors of ctpnp on held-out generated phantoms.
+"""Denoising quality and prox speed of the priors of ctpnp on images they never trained on.
 
-For each prior and noise level (HU): Gaussian noise is added to mu images of
-phantoms never seen in training, the prior's ``prox(x, sigma)`` denoises them,
-and PSNR/SSIM (``ctpnp.quality``, full window -1000..2000 HU) are averaged.
-Priors with a free strength (TV) get it chosen per noise level on separate
-validation phantoms. The prox time is the median over repeats on one
-``512 x 512`` slice. Prints a table and writes
-``benchmarks/results/bench_priors.json``.
+Two test sets: ``real``, slices of the corpus's validation patients
+(:data:`ctpnp.data.SPLITS`: the chest ``lung2`` and two head slices, each at
+its own pixel size; ``ctpnp data fetch`` first), and ``phantoms``, held-out
+random anatomies (textured, 512² at 0.8 mm). For each prior and noise level
+(HU) Gaussian noise is added to the mu images, the prior's ``prox(x, sigma)``
+denoises them, and PSNR and SSIM in the full (-1000..2000 HU) and
+soft-tissue (-160..240 HU) windows are averaged (``ctpnp.quality``). TV's
+weight is chosen per noise level and set on separate validation images of
+the same kind (other ``lung2`` slices; other phantom seeds). ``--weights``
+adds a candidate Prox-denoiser or LPN weights file as the row ``candidate``.
+The prox time is the median over repeats on one ``512 x 512`` slice. Prints
+a table and writes ``benchmarks/results/bench_priors.json``.
 
-Run: ``.venv/bin/python benchmarks/bench_priors.py [--quick]``.
+Run: ``.venv/bin/python benchmarks/bench_priors.py [--sets real phantoms]
+[--priors prox lpn bm3d tv] [--weights FILE] [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import print_table, write_json
 
+from ctpnp.data import load_patient
 from ctpnp.physics import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
 from ctpnp.priors import TVPrior, load
-from ctpnp.quality import psnr_hu, ssim_hu
-from ctpnp.train.data import phantom_slices_hu, piecewise_smooth_hu
+from ctpnp.quality import psnr_hu, quality_row
+from ctpnp.train.data import phantom_slices_hu
 
-RESULTS = Path(__file__).with_name("results") / "bench_priors.json"
-SIGMAS_HU = (25.0, 50.0, 100.0, 200.0)
-TEST_SEEDS = (200_000, 200_001, 200_002, 200_003)
-VAL_SEEDS = (300_000, 300_001)
+SIGMAS_HU = (25.0, 50.0, 100.0)
+LUNG2_TEST_SLICES = (15, 35, 50)
+LUNG2_TV_SLICES = (25, 45)
+PHANTOM_TEST_SEEDS = (200_000, 200_001, 200_002, 200_003)
+PHANTOM_TV_SEEDS = (300_000, 300_001)
 TV_WEIGHTS = tuple(float(w) for w in np.geomspace(2.0, 500.0, 9))
 
 
-def _tuned_tv(sigma_hu: float, val_mu: torch.Tensor) -> tuple[TVPrior, dict]:
-    """TV prior whose weight maximizes validation PSNR at ``sigma_hu``."""
-    noisy = _noisy(val_mu, sigma_hu, seed=1)
-    sigma = sigma_hu / 1000.0 * MU_WATER_PER_MM
-    scores = {w: float(psnr_hu(mu_to_hu(TVPrior(w).prox(noisy, sigma)), mu_to_hu(val_mu)).mean())
-              for w in TV_WEIGHTS}
-    best = max(scores, key=scores.get)
-    return TVPrior(best), {"weight": best, "val_psnr_db": scores[best]}
+def _stack_mu(slices_hu: list[np.ndarray]) -> list[torch.Tensor]:
+    """``(1, 1, H, W)`` mu images (sizes may differ between slices)."""
+    return [hu_to_mu(torch.as_tensor(np.asarray(s, dtype=np.float32))[None, None])
+            for s in slices_hu]
 
 
-# One line per prior: name -> (sigma_hu, validation images) -> (prior, notes).
-PRIORS: dict[str, Callable[[float, torch.Tensor], tuple[object, dict]]] = {
-    "lpn": lambda _s, _v: (load("lpn"), {}),
-    "prox": lambda _s, _v: (load("prox"), {}),
-    "bm3d": lambda _s, _v: (load("bm3d"), {}),
-    "tv": _tuned_tv,
+def real_images(quick: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(test, TV-validation) images of the validation patients."""
+    lung2 = load_patient("lung2").hu
+    heads = [load_patient(p).hu[0] for p in ("head_hitachi", "head_ge")]
+    test = [lung2[k] for k in LUNG2_TEST_SLICES[: 1 if quick else None]] + heads
+    return _stack_mu(test), _stack_mu([lung2[k] for k in LUNG2_TV_SLICES])
+
+
+def phantom_images(quick: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(test, TV-validation) images of held-out random anatomies."""
+    size = 256 if quick else 512
+    test = list(phantom_slices_hu(PHANTOM_TEST_SEEDS[: 2 if quick else None], size))
+    return _stack_mu(test), _stack_mu(list(phantom_slices_hu(PHANTOM_TV_SEEDS, size)))
+
+
+SETS: dict[str, Callable[[bool], tuple[list[torch.Tensor], list[torch.Tensor]]]] = {
+    "real": real_images,
+    "phantoms": phantom_images,
 }
 
 
-def _slices_mu(seeds: tuple[int, ...], size: int, phantoms: str) -> torch.Tensor:
-    if phantoms == "anatomy":
-        hu = list(phantom_slices_hu(seeds, size))
-    else:
-        hu = [piecewise_smooth_hu(s, size) for s in seeds]
-    return hu_to_mu(torch.as_tensor(np.stack(hu))[:, None])
+def _sigma_mu(sigma_hu: float) -> float:
+    return sigma_hu / 1000.0 * MU_WATER_PER_MM
 
 
 def _noisy(clean_mu: torch.Tensor, sigma_hu: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return clean_mu + sigma_hu / 1000.0 * MU_WATER_PER_MM * torch.randn(clean_mu.shape, generator=g)
+    return clean_mu + _sigma_mu(sigma_hu) * torch.randn(clean_mu.shape, generator=g)
+
+
+def _tuned_tv(sigma_hu: float, val_mu: list[torch.Tensor]) -> tuple[TVPrior, dict]:
+    """TV prior whose weight maximizes the mean validation PSNR (full window) at ``sigma_hu``."""
+    noisy = [_noisy(x, sigma_hu, seed=1) for x in val_mu]
+
+    def score(weight: float) -> float:
+        prior = TVPrior(weight)
+        return statistics.mean(
+            float(psnr_hu(mu_to_hu(prior.prox(n, _sigma_mu(sigma_hu))), mu_to_hu(x)))
+            for n, x in zip(noisy, val_mu, strict=True))
+
+    scores = {w: score(w) for w in TV_WEIGHTS}
+    best = max(scores, key=scores.get)
+    return TVPrior(best), {"tv_weight": best, "tv_val_psnr_db": round(scores[best], 2)}
 
 
 def _prox_seconds(prior, repeats: int) -> float:
-    x = hu_to_mu(torch.as_tensor(piecewise_smooth_hu(0, 512))[None, None])
-    sigma = 50.0 / 1000.0 * MU_WATER_PER_MM
-    prior.prox(x, sigma)  # warm-up
+    x = hu_to_mu(torch.zeros(1, 1, 512, 512))
+    x[..., 128:384, 128:384] = hu_to_mu(torch.tensor(60.0))
+    prior.prox(x, _sigma_mu(50.0))  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        prior.prox(x, sigma)
+        prior.prox(x, _sigma_mu(50.0))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256 px, fewer images (smoke run)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--priors", nargs="+", default=["lpn", "prox", "bm3d", "tv"],
+                        choices=["lpn", "prox", "bm3d", "tv"])
+    parser.add_argument("--weights", help="also a candidate weights file (row 'candidate')")
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller images (smoke run)")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    phantoms = load("lpn").card.get("data", {}).get("phantoms", "piecewise_smooth")
-    size = 256 if args.quick else 512
-    test_mu = _slices_mu(TEST_SEEDS[: 2 if args.quick else None], size, phantoms)
-    val_mu = _slices_mu(VAL_SEEDS, size, phantoms)
+    makers: dict[str, Callable[[float, list[torch.Tensor]], tuple[object, dict]]] = {
+        name: (_tuned_tv if name == "tv" else (lambda _s, _v, n=name: (load(n), {})))
+        for name in args.priors}
+    if args.weights:
+        makers["candidate"] = lambda _s, _v: (load(args.weights), {})
 
     rows = []
-    for name, make in PRIORS.items():
-        for sigma_hu in SIGMAS_HU:
-            prior, notes = make(sigma_hu, val_mu)
-            noisy = _noisy(test_mu, sigma_hu, seed=2)
-            sigma = sigma_hu / 1000.0 * MU_WATER_PER_MM
-            with torch.no_grad():
-                out_hu = mu_to_hu(torch.cat([prior.prox(x[None], sigma) for x in noisy]))
-            ref_hu = mu_to_hu(test_mu)
-            rows.append({
-                "prior": name, "sigma_hu": sigma_hu,
-                "noisy_psnr_db": float(psnr_hu(mu_to_hu(noisy), ref_hu).mean()),
-                "psnr_db": float(psnr_hu(out_hu, ref_hu).mean()),
-                "ssim": float(ssim_hu(out_hu, ref_hu).mean()),
-                **notes,
-            })
-        rows[-1]["prox_s_per_512"] = _prox_seconds(prior, repeats=1 if args.quick else 3)
+    for set_name in args.sets:
+        test_mu, val_mu = SETS[set_name](args.quick)
+        for name, make in makers.items():
+            for sigma_hu in SIGMAS_HU:
+                prior, notes = make(sigma_hu, val_mu)
+                scores = []
+                for k, clean in enumerate(test_mu):
+                    noisy = _noisy(clean, sigma_hu, seed=2 + k)
+                    with torch.no_grad():
+                        out = prior.prox(noisy, _sigma_mu(sigma_hu))
+                    scores.append({"noisy_psnr_full_db": float(psnr_hu(mu_to_hu(noisy),
+                                                                       mu_to_hu(clean))),
+                                   **quality_row(mu_to_hu(out), mu_to_hu(clean))})
+                mean = {key: round(statistics.mean(s[key] for s in scores), 3)
+                        for key in scores[0]}
+                rows.append({"set": set_name, "prior": name, "sigma_hu": sigma_hu,
+                             "images": len(test_mu), **mean, **notes})
+            if set_name == args.sets[0]:
+                rows[-1]["prox_s_per_512"] = round(_prox_seconds(prior, 1 if args.quick else 3),
+                                                   2)
 
-    print(f"{'prior':6s} {'sigma HU':>8s} {'noisy dB':>9s} {'PSNR dB':>8s} {'SSIM':>6s}  notes")
-    for r in rows:
-        notes = {k: v for k, v in r.items()
-                 if k not in ("prior", "sigma_hu", "noisy_psnr_db", "psnr_db", "ssim")}
-        print(f"{r['prior']:6s} {r['sigma_hu']:8.0f} {r['noisy_psnr_db']:9.2f} "
-              f"{r['psnr_db']:8.2f} {r['ssim']:6.3f}  {notes if notes else ''}")
-    result = {
-        "benchmark": "bench_priors",
-        "phantoms": phantoms, "image_size": size,
-        "test_seeds": list(TEST_SEEDS[: len(test_mu)]), "val_seeds": list(VAL_SEEDS),
-        "metric_window_hu": [-1000.0, 2000.0],
-        "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-        "quick": args.quick, "rows": rows,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    shown = ("set", "prior", "sigma_hu", "noisy_psnr_full_db", "psnr_full_db", "psnr_soft_db",
+             "ssim_full", "ssim_soft")
+    print_table("Denoising, mean over the test images (PSNR dB, SSIM)",
+                [{k: r[k] for k in shown} for r in rows])
+    write_json("bench_priors", {
+        "benchmark": "bench_priors", "sets": args.sets, "sigmas_hu": list(SIGMAS_HU),
+        "real_test": {"lung2_slices": list(LUNG2_TEST_SLICES),
+                      "heads": ["head_hitachi", "head_ge"],
+                      "tv_validation_lung2_slices": list(LUNG2_TV_SLICES)},
+        "phantom_test_seeds": list(PHANTOM_TEST_SEEDS),
+        "phantom_tv_seeds": list(PHANTOM_TV_SEEDS), "weights": args.weights,
+        "quick": args.quick, "rows": rows})
 
 
 if __name__ == "__main__":
