@@ -50,7 +50,8 @@ LIBRARY = ("ctpnp.scanner", "ctpnp.io", "ctpnp.data", "ctpnp.projector", "ctpnp.
            "ctpnp.quality", "ctpnp.evaluation", "ctpnp.train", "ctpnp.registry", "ctpnp.atomic",
            "ctpnp.linalg", "ctpnp.versions")
 APPLICATIONS = ("ctpnp.apps", "ctpnp.figures", "ctpnp.cli")
-TORCH_FREE = ("ctpnp.scanner", "ctpnp.io", "ctpnp.registry", "ctpnp.atomic", "ctpnp.apps.progress")
+TORCH_FREE = ("ctpnp.scanner", "ctpnp.io", "ctpnp.data", "ctpnp.registry", "ctpnp.atomic",
+              "ctpnp.apps.progress")
 
 
 def _under(module: str, packages: tuple[str, ...]) -> bool:
@@ -113,8 +114,10 @@ def test_no_module_chooses_a_matplotlib_backend():
         assert "matplotlib.use(" not in path.read_text(), path
 
 
-@pytest.mark.parametrize("module", ["ctpnp.scanner", "ctpnp.io", "ctpnp.registry"])
+@pytest.mark.parametrize("module", ["ctpnp.scanner", "ctpnp.io", "ctpnp.data", "ctpnp.registry"])
 def test_light_rooms_in_a_fresh_interpreter(module):
+    """No torch, ODL or ASTRA; pydicom only for ``ctpnp.io`` (``ctpnp.data`` reads DICOM
+    through ``ctpnp.io`` inside its functions)."""
     code = (f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}}))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
                                        text=True, check=True).stdout.replace("'", '"'))
