@@ -27,6 +27,30 @@ def _progress_bars() -> Iterator[list]:
             bar.close()
 
 
+@contextlib.contextmanager
+def _training_bar(description: str) -> Iterator[Callable[[dict], None]]:
+    """A progress function for training events (``{"event": "step", "step", "total_steps",
+    "loss"}``, ``{"event": "validation", ...}``) drawing one bar, closed at the end."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit="step", desc=description, file=sys.stderr)
+
+    def progress(event: dict) -> None:
+        bar.total = event.get("total_steps", bar.total)
+        if event.get("event") == "step":
+            bar.update(event["step"] - bar.n)
+            loss = event.get("loss", event.get("mse", float("nan")))
+            bar.set_postfix(loss=f"{loss:.4g}")
+        elif event.get("event") == "validation":
+            bar.write(f"step {event['step']}: validation PSNR "
+                      f"{event.get('val_psnr_db', float('nan')):.2f} dB")
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
 def _info(_: argparse.Namespace) -> int:
     import torch
 
@@ -57,8 +81,6 @@ def _info(_: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ctpnp.train.device import training_device
     from ctpnp.train.lpn import LPNTrainConfig, train_lpn
     from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
@@ -75,34 +97,20 @@ def _train(args: argparse.Namespace) -> int:
 
         series = int(args.series) if args.series and args.series.isdigit() else args.series
         extra_slices_hu = read_ct_series(args.data, series=series).hu
-    bar = tqdm(unit="step", desc=f"training {args.model}")
-
-    def progress(event: dict) -> None:
-        bar.total = event.get("total_steps", bar.total)
-        if event.get("event") == "step":
-            bar.update(event["step"] - bar.n)
-            loss = event.get("loss", event.get("mse", float("nan")))
-            bar.set_postfix(loss=f"{loss:.4g}")
-        elif event.get("event") == "validation":
-            bar.write(f"step {event['step']}: validation PSNR "
-                      f"{event.get('val_psnr_db', float('nan')):.2f} dB")
-
     out = args.out or Path(f"{args.model}.safetensors")
-    if args.model == "prox":
-        train_prox_denoiser(ProxTrainConfig(keep_best=args.keep_best), out, progress=progress,
-                            resume=not args.restart, device=args.device)
-    else:
-        train_lpn(LPNTrainConfig(), out, progress=progress, resume=not args.restart,
-                  extra_slices_hu=extra_slices_hu, device=args.device)
-    bar.close()
+    with _training_bar(f"training {args.model}") as progress:
+        if args.model == "prox":
+            train_prox_denoiser(ProxTrainConfig(keep_best=args.keep_best), out,
+                                progress=progress, resume=not args.restart, device=args.device)
+        else:
+            train_lpn(LPNTrainConfig(), out, progress=progress, resume=not args.restart,
+                      extra_slices_hu=extra_slices_hu, device=args.device)
     print(f"wrote {out} and its model card {out.with_suffix('.json')}")
     return 0
 
 
 def _tune(args: argparse.Namespace) -> int:
     import shutil
-
-    from tqdm import tqdm
 
     from ctpnp.priors import load
     from ctpnp.priors.registry import available, shipped_weights
@@ -123,18 +131,9 @@ def _tune(args: argparse.Namespace) -> int:
                             photons=tuple(args.photons))
     prior = load(source)
     initial = learned_parameters(prior, args.solver)  # refine the card's rule when it has one
-    bar = tqdm(total=config.steps, unit="step", desc=f"learning {args.solver} parameters",
-               file=sys.stderr)
-
-    def progress(entry: dict) -> None:
-        bar.update()
-        bar.set_postfix(psnr=f"{entry['psnr_full']:.2f}", sigma_hu=f"{entry['sigma_hu']:.0f}")
-
-    try:
+    with _training_bar(f"learning {args.solver} parameters") as progress:
         parameters, log = learn_pnp_parameters(prior, config, initial=initial,
                                                progress=progress)
-    finally:
-        bar.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, args.out)
     shutil.copyfile(card_path(source), card_path(args.out))

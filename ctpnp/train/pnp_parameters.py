@@ -126,7 +126,9 @@ def learn_pnp_parameters(
         config: data and optimization settings.
         initial: starting parameters (default: the untrained rule).
         device: ``"cpu"`` or ``"cuda"``.
-        progress: called with each step's log entry.
+        progress: called after each step with a training event, the shape the prior
+            trainers report: ``{"event": "step", "step": steps done, "total_steps",
+            "loss": loss_hu2, **log entry}``.
 
     Returns:
         The learned parameters and the per-step log (``step``, ``scan``, its
@@ -172,7 +174,8 @@ def learn_pnp_parameters(
                  **asdict(learned), "seconds": time.perf_counter() - start}
         log.append(entry)
         if progress is not None:
-            progress(entry)
+            progress({**entry, "event": "step", "step": step + 1, "total_steps": config.steps,
+                      "loss": entry["loss_hu2"]})
     return PnPParameters.from_vector(theta), log
 
 
