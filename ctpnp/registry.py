@@ -31,7 +31,8 @@ class Method:
     """A reconstruction method.
 
     Attributes:
-        target: its function, ``"module:attribute"``.
+        target: its function, ``"module:attribute"`` (for ``fbp`` the method
+            ``Tomography.fbp``, called on the operator: ``op.fbp(y)``).
         summary: one line for help texts.
         uses_prior: a PnP method (takes a prior).
         learnable: its dose rule can be learned by restarted JFB (``ctpnp tune``).
