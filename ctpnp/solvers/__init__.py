@@ -17,13 +17,5 @@ from ctpnp.solvers.tv import tv
 SPLITTINGS: dict[str, Splitting] = {scheme.method: scheme for scheme in (ADMM, DRS)}
 """The splitting methods by registry name: what ``ctpnp tune`` can learn parameters for."""
 
-__all__ = [
-           "SPLITTINGS",
-           "SolverResult",
-           "Splitting",
-           "StoppingRule",
-           "pnp_admm",
-           "pnp_drs",
-           "pnp_pgd",
-           "tv",
-]
+__all__ = ["SPLITTINGS", "SolverResult", "Splitting", "StoppingRule", "pnp_admm", "pnp_drs",
+           "pnp_pgd", "tv"]
