@@ -162,6 +162,7 @@ def test_disk_cache_serves_the_same_matrix_and_replaces_a_damaged_entry(tmp_path
     gc.collect()  # the process cache holds matrices only while operators use them
     loaded = system_matrix(reference)
     assert _memory_mapped(loaded.data)
+    assert all(np.shares_memory(block.data, loaded.data) for block in loaded.blocks)
     for got, want in zip(_products(loaded, columns), expected, strict=True):
         np.testing.assert_array_equal(got, want)
     del loaded
@@ -193,3 +194,12 @@ def test_disk_cache_drops_the_least_recently_used_entries(tmp_path, monkeypatch)
 def test_disk_cache_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("CTPNP_MATRIX_CACHE", "off")
     assert matrix_cache.store("anything", build_system_matrix(ODL["parallel"]._backend)) is None
+
+
+def test_a_low_size_estimate_only_costs_a_copy():
+    reference = ODL["fan-curved"]._backend
+    columns = np.random.default_rng(8).random((64 * 64, 3), dtype=np.float32)
+    grown = build_system_matrix(reference, nnz_estimate=10)
+    for got, want in zip(_products(grown, columns),
+                         _products(build_system_matrix(reference), columns), strict=True):
+        np.testing.assert_array_equal(got, want)

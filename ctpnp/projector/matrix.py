@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 import warnings
 import weakref
@@ -130,13 +131,8 @@ class SystemMatrix:
                                                 torch.from_numpy(indices),
                                                 torch.from_numpy(data), size=self.shape,
                                                 check_invariants=False)  # checked on load
-        self.blocks = [
-            scipy.sparse.csr_matrix((data[indptr[start]:indptr[stop]],
-                                     indices[indptr[start]:indptr[stop]],
-                                     indptr[start:stop + 1] - indptr[start]),
-                                    shape=(stop - start, self.shape[1]))
-            for start, stop in itertools.pairwise(self.block_rows.tolist())
-        ]
+        self.blocks = [_csr_view(data, indices, indptr, start, stop, self.shape[1])
+                       for start, stop in itertools.pairwise(self.block_rows.tolist())]
         self._cumulative_nnz = indptr[self.block_rows[1:]].astype(np.int64)
 
     @property
@@ -174,26 +170,17 @@ class SystemMatrix:
         return list(_pool(len(groups)).map(run, groups))
 
 
-def _concatenate(blocks: list[scipy.sparse.csr_matrix]) -> SystemMatrix:
-    """One :class:`SystemMatrix` of row blocks; empties ``blocks``, freeing each once copied."""
-    nnz = sum(block.nnz for block in blocks)
-    if nnz >= 2**31:
-        raise MatrixTooLarge(f"{nnz} nonzeros: more than int32 indices can address")
-    n_columns = blocks[0].shape[1]
-    data = np.empty(nnz, dtype=np.float32)
-    indices = np.empty(nnz, dtype=np.int32)
-    indptr = np.empty(sum(block.shape[0] for block in blocks) + 1, dtype=np.int32)
-    indptr[0] = 0
-    block_rows, offset = [0], 0
-    while blocks:
-        block = blocks.pop(0)
-        row = block_rows[-1]
-        data[offset:offset + block.nnz] = block.data
-        indices[offset:offset + block.nnz] = block.indices
-        indptr[row + 1:row + block.shape[0] + 1] = block.indptr[1:] + offset
-        block_rows.append(row + block.shape[0])
-        offset += block.nnz
-    return SystemMatrix(data, indices, indptr, n_columns, np.array(block_rows))
+def _csr_view(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, start: int, stop: int,
+              n_columns: int) -> scipy.sparse.csr_matrix:
+    """Rows ``start:stop`` as a scipy CSR matrix on views of the arrays.
+
+    (scipy's constructor copies a view of less than half its array.)
+    """
+    first, last = int(indptr[start]), int(indptr[stop])
+    rows = scipy.sparse.csr_matrix((stop - start, n_columns), dtype=np.float32)
+    rows.data, rows.indices = data[first:last], indices[first:last]
+    rows.indptr = indptr[start:stop + 1] - indptr[start]
+    return rows
 
 
 class MatrixRayTransform:
@@ -293,13 +280,14 @@ def system_matrix(reference: OdlRayTransform, budget_mib: float = math.inf) -> S
         if arrays is not None:
             matrix = SystemMatrix(*arrays)
         else:
-            size_mib = estimate_matrix_mib(reference)
+            nnz = estimate_nnz(reference)
+            size_mib = estimate_matrix_mib(reference, nnz)
             if size_mib > budget_mib:
                 raise MatrixTooLarge(
                     f"the system matrix of {reference.geometry} would take about "
                     f"{size_mib:.0f} MiB, over the budget of {budget_mib:.0f} MiB; "
                     "raise max_matrix_mib or use backend='odl'")
-            matrix = build_system_matrix(reference)
+            matrix = build_system_matrix(reference, nnz)
             matrix_cache.store(key, matrix)
         if matrix.mib > budget_mib:
             raise MatrixTooLarge(f"the system matrix of {reference.geometry} takes "
@@ -308,24 +296,55 @@ def system_matrix(reference: OdlRayTransform, budget_mib: float = math.inf) -> S
         return matrix
 
 
-def build_system_matrix(reference: OdlRayTransform) -> SystemMatrix:
-    """Read ASTRA's system matrix of ``reference`` out block by block (float32 CSR)."""
+def build_system_matrix(reference: OdlRayTransform, nnz_estimate: int | None = None
+                        ) -> SystemMatrix:
+    """Read ASTRA's system matrix of ``reference`` out block by block (float32 CSR).
+
+    The blocks are written straight into arrays sized by ``nnz_estimate``
+    (:func:`estimate_nnz` when not given) with a margin, so building takes the
+    matrix's memory plus one block, not twice the matrix; the unused tail of
+    the arrays is never touched, so it takes no memory.
+    """
     setup = _astra_setup(reference)
     n_views = reference.geometry.n_views
     views_per_block = math.ceil(n_views / BLOCKS_PER_MATRIX)
-    return _concatenate([_matrix_rows(*setup, np.arange(start, min(start + views_per_block,
-                                                                     n_views)))
-                         for start in range(0, n_views, views_per_block)])
+    capacity = int(1.1 * (estimate_nnz(reference) if nnz_estimate is None else nnz_estimate))
+    data = np.empty(capacity, dtype=np.float32)
+    indices = np.empty(capacity, dtype=np.int32)
+    indptr = np.empty(n_views * reference.ray_transform.range.shape[1] + 1, dtype=np.int32)
+    indptr[0] = 0
+    block_rows, offset = [0], 0
+    for start in range(0, n_views, views_per_block):
+        block = _matrix_rows(*setup, np.arange(start, min(start + views_per_block, n_views)))
+        if offset + block.nnz >= 2**31:
+            raise MatrixTooLarge(f"{offset + block.nnz} nonzeros: more than int32 can index")
+        if offset + block.nnz > data.size:  # the estimate was low: grow
+            capacity = max(2 * data.size, offset + block.nnz)
+            data, indices = (np.concatenate([a[:offset], np.empty(capacity - offset, a.dtype)])
+                             for a in (data, indices))
+        row = block_rows[-1]
+        data[offset:offset + block.nnz] = block.data
+        indices[offset:offset + block.nnz] = block.indices
+        indptr[row + 1:row + block.shape[0] + 1] = block.indptr[1:] + offset
+        block_rows.append(row + block.shape[0])
+        offset += block.nnz
+    return SystemMatrix(data[:offset], indices[:offset], indptr, reference.space.size,
+                        np.array(block_rows))
 
 
-def estimate_matrix_mib(reference: OdlRayTransform) -> float:
-    """The system matrix's size (MiB) from a few evenly spread views (within a few %)."""
+def estimate_nnz(reference: OdlRayTransform) -> int:
+    """The system matrix's nonzeros from a few evenly spread views (within a few %)."""
     n_views = reference.geometry.n_views
     # Spread over the turn, off the axis-aligned views (fewer nonzeros there).
     sample = np.unique((n_views * (np.arange(_SAMPLE_VIEWS) + 0.5) / _SAMPLE_VIEWS).astype(int))
-    nnz_per_view = _matrix_rows(*_astra_setup(reference), sample).nnz / sample.size
-    n_rows = n_views * reference.ray_transform.range.shape[1]
-    return (nnz_per_view * n_views * _BYTES_PER_NONZERO + 4 * n_rows) / 2**20
+    return round(_matrix_rows(*_astra_setup(reference), sample).nnz / sample.size * n_views)
+
+
+def estimate_matrix_mib(reference: OdlRayTransform, nnz: int | None = None) -> float:
+    """The system matrix's size (MiB) for ``nnz`` nonzeros (default :func:`estimate_nnz`)."""
+    n_rows = reference.geometry.n_views * reference.ray_transform.range.shape[1]
+    nnz = estimate_nnz(reference) if nnz is None else nnz
+    return (nnz * _BYTES_PER_NONZERO + 4 * (n_rows + 1)) / 2**20
 
 
 def matrix_budget_mib(max_matrix_mib: float | None = None) -> float:
@@ -376,6 +395,7 @@ def _matrix_rows(projector_type: str, volume_geometry: dict, projection_geometry
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+os.register_at_fork(after_in_child=_POOLS.clear)  # a forked child has none of the threads
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
