@@ -97,7 +97,8 @@ def main() -> None:
                 f"astra_cpu (curved clinical fan, median of {args.repeats} interleaved rounds)",
                 rows)
     print(f"\nload average (1, 5, 15 min): before {load_before}, after {load_after}")
-    write_json("bench_projector_matrix", {
+    suffix = "" if args.views == [360] else "_" + "_".join(map(str, args.views)) + "_views"
+    write_json("bench_projector_matrix" + suffix, {
         "rows": rows, "goal": "ratio ODL/matrix >= 2 at batch 8",
         "load_average_before": load_before, "load_average_after": load_after,
     })
