@@ -87,6 +87,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.model == "prox" and args.data is not None:
         raise ValueError("--data (extra training slices) is supported for the lpn only")
+    if args.model == "lpn" and args.corpus:
+        raise ValueError("--corpus (real CT training patients) is supported for the prox "
+                         "denoiser only; the lpn takes --data")
     if args.model == "lpn" and args.keep_best:
         raise ValueError("--keep-best (best check below the Hessian target) is for the prox "
                          "denoiser only")
@@ -100,7 +103,12 @@ def _train(args: argparse.Namespace) -> int:
     out = args.out or Path(f"{args.model}.safetensors")
     with _training_bar(f"training {args.model}") as progress:
         if args.model == "prox":
-            train_prox_denoiser(ProxTrainConfig(keep_best=args.keep_best), out,
+            corpus = {}
+            if args.corpus:
+                from ctpnp.data import SPLITS
+
+                corpus = {"real_patients": SPLITS["train"], "val_patients": SPLITS["validation"]}
+            train_prox_denoiser(ProxTrainConfig(keep_best=args.keep_best, **corpus), out,
                                 progress=progress, resume=not args.restart, device=args.device)
         else:
             train_lpn(LPNTrainConfig(), out, progress=progress, resume=not args.restart,
@@ -229,6 +237,30 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from ctpnp import data
+
+    if args.action == "fetch":
+        records = data.fetch(args.patients or None, cache_dir=args.cache,
+                             progress=lambda patient, message: print(f"{patient}: {message}",
+                                                                     file=sys.stderr))
+        for r in records:
+            print(f"{r['patient']:13s} {tuple(r['shape'])} {r['pixel_mm']:.3f} mm, "
+                  f"HU {r['hu_min']:.0f}..{r['hu_max']:.0f}")
+        print(f"cache: {data.cache_folder(args.cache)}")
+        return 0
+    if args.patients:
+        raise ValueError("ctpnp data list takes no patient names")
+    print(f"cache: {data.cache_folder(args.cache)}")
+    for row in data.list_sources(args.cache):
+        state = (f"cached {tuple(row['shape'])}, HU {row['hu_min']:.0f}..{row['hu_max']:.0f}"
+                 if row["cached"] else "not fetched")
+        print(f"{row['patient']:13s} {row['split']:10s} {row['anatomy']}; {row['package']} "
+              f"{row['version']} ({row['registry']}); {row['pixel_mm']} mm; {state}; "
+              f"licence: {row['licence']}")
+    return 0
+
+
 def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS, PRIORS
 
@@ -265,6 +297,9 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]' (default: cpu)")
     train.add_argument("--data", type=Path, help="folder with a normal-dose CT series to add")
     train.add_argument("--series", help="SeriesInstanceUID or index when --data holds several")
+    train.add_argument("--corpus", action="store_true",
+                       help="prox only: add the real CT corpus's training patients (and its "
+                            "validation patients to the checks); `ctpnp data fetch` first")
     train.add_argument("--restart", action="store_true",
                        help="ignore an existing checkpoint instead of resuming")
     train.add_argument("--keep-best", action="store_true",
@@ -283,6 +318,16 @@ def _tune_arguments(tune: argparse.ArgumentParser) -> None:
     tune.add_argument("--size", type=int, default=256, help="training image size (pixels)")
     tune.add_argument("--photons", type=float, nargs="+", default=[1e4, 1e5],
                       help="doses to learn the rule over (photons per reading)")
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["fetch", "list"],
+                        help="fetch: download, verify (sha256) and cache the real CT corpus; "
+                             "list: its patients, split, licences and what is cached")
+    parser.add_argument("patients", nargs="*",
+                        help="patient ids to fetch (default: all; see ctpnp data list)")
+    parser.add_argument("--cache", type=Path,
+                        help="cache folder (default: $CTPNP_DATA, else ~/.cache/ctpnp/data)")
 
 
 def _simulate_arguments(simulate: argparse.ArgumentParser) -> None:
@@ -318,10 +363,13 @@ Run = Callable[[argparse.Namespace], int]
 
 SUBCOMMANDS: dict[str, tuple[str, Arguments, Run]] = {
     "info": ("versions, CUDA availability", _no_arguments, _info),
-    "train": ("train a learned prior on generated phantoms (and optional DICOM)",
+    "train": ("train a learned prior on generated phantoms (and optional DICOM or the real "
+              "CT corpus)",
               _train_arguments, _train),
     "tune": ("learn a prior's PnP parameters (restarted JFB on generated phantoms), starting "
              "from the rule in its model card when it has one", _tune_arguments, _tune),
+    "data": ("the real CT corpus for training and validation: fetch it from the package "
+             "registries into a cache, list it", _data_arguments, _data),
     "simulate": ("simulate a low-dose scan of a CT series, written as DICOM-CT-PD",
                  _simulate_arguments, _simulate),
     "reconstruct": ("reconstruct a DICOM-CT-PD scan into a DICOM series, NIfTI and a report",

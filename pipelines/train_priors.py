@@ -20,7 +20,7 @@ Run: ``.venv/bin/python pipelines/train_priors.py [--device cuda] --out trained
 [--only prox]``. Writes ``<out>/lpn.safetensors`` / ``prox.safetensors`` with
 their ``.json`` cards; checkpoints beside them make an interrupted run resume
 (the same command again). Copy the results over ``ctpnp/priors/weights/`` to ship them, then
-re-tune the PnP rules (``benchmarks/tune_pnp.py``).
+re-tune the PnP rules (``pipelines/calibrate/tune_pnp.py``).
 """
 
 from __future__ import annotations

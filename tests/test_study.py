@@ -151,3 +151,20 @@ def test_ctpnp_study_command_resumes_and_reports_bad_configs_in_one_line(study, 
     assert refused.returncode == 1 and "bad.yaml" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_flat_and_textured_anatomy_are_different_cases(tmp_path):
+    """A stored case of the flat phantom is never reused for the textured one (and back)."""
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(TINY.replace("seed: 7001}", "seed: 7001, texture: false}"))
+    textured = tmp_path / "textured.yaml"
+    textured.write_text(TINY)
+    keys = {}
+    for path in (flat, textured):
+        settings = load_config(path)
+        (anatomy,) = [s for s in settings.scenes if s.source == "anatomy"]
+        keys[path.stem] = {case.id: case.key(settings) for case in plan(settings)
+                           if case.scene is anatomy}
+        assert anatomy.texture == (path is textured)
+    assert keys["flat"].keys() == keys["textured"].keys()
+    assert all(keys["flat"][i] != keys["textured"][i] for i in keys["flat"])

@@ -2,7 +2,9 @@
 
 * :func:`load` reads a shipped definition (``"shepp_logan"``, ``"shepp_logan_3d"``,
   ``"forbild"``, ``"water_inserts"``, ``"resolution"``) or a YAML file;
-* :func:`random_anatomy` draws a seeded abdominal slice for training and validation;
+* :func:`random_anatomy` draws a seeded abdominal slice for training and validation,
+  with tissue textures (Gaussian lumps with exact line integrals,
+  :mod:`ctpnp.phantoms.texture`) unless ``texture=False``;
 * :class:`Phantom` gives ``.rasterize(geometry)`` (HU image), ``.project(geometry)``
   (exact sinogram) and ``.line_integrals(starts_mm, directions)`` (any rays);
 * :class:`HelicalScan` / :func:`cylindrical_detector_rays` build the rays of a

@@ -3,7 +3,7 @@
 All coordinates here are in the *phantom frame* (mm): ``x`` to the patient's
 left as displayed (image right), ``y`` up on the display (anterior), ``z``
 along the rotation axis; see :mod:`ctpnp.phantoms.frame` for the map to the
-image frame of :mod:`ctpnp.geometry`.
+image frame of :mod:`ctpnp.scanner.geometry`.
 
 Every shape is a convex region: an optional quadric "base" (an ellipse
 extruded along ``z``, or an ellipsoid) intersected with any number of

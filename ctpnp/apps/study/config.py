@@ -70,6 +70,8 @@ class SceneSpec:
         fill: fraction of the field of view the phantom's outline spans (``phantom``).
         rois: measure insert CT numbers and noise (every shape but the first
             is an insert; the uniform region around the centre is the noise ROI).
+        texture: tissue textures in the random anatomy (``anatomy`` only; ``false``
+            gives the flat, piecewise-constant phantom).
     """
 
     name: str
@@ -78,6 +80,7 @@ class SceneSpec:
     phantom: str | None = None
     fill: float = 0.9
     rois: bool = False
+    texture: bool = True
 
     @property
     def family(self) -> str:
@@ -197,7 +200,7 @@ def config_from_mapping(data: Any, source: str = "<mapping>") -> StudyConfig:
 
 def _scene(fields: _Fields) -> SceneSpec:
     source = fields.choice("source", SCENE_SOURCES)
-    allowed = {"name", "source", "rois"} | {"anatomy": {"seed"},
+    allowed = {"name", "source", "rois"} | {"anatomy": {"seed", "texture"},
                                             "phantom": {"phantom", "fill"},
                                             "pydicom_ct": set()}[source]
     fields.no_extra(allowed)
@@ -211,6 +214,7 @@ def _scene(fields: _Fields) -> SceneSpec:
         phantom=fields.choice("phantom", available_phantoms()) if source == "phantom" else None,
         fill=fill,
         rois=fields.boolean("rois", default=False),
+        texture=fields.boolean("texture", default=True),
     )
 
 

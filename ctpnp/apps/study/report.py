@@ -236,7 +236,7 @@ def _insert_rows(results) -> list[dict]:
 
 def _scene_source(spec) -> str:
     if spec.source == "anatomy":
-        return f"random_anatomy(seed={spec.seed})"
+        return f"random_anatomy(seed={spec.seed}{'' if spec.texture else ', texture=False'})"
     if spec.source == "phantom":
         return f"{spec.phantom} scaled to {spec.fill:g} of the field of view"
     return "pydicom example CT slice"

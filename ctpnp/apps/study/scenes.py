@@ -72,7 +72,7 @@ def build_scene(spec: SceneSpec, config: StudyConfig) -> Scene:
                                          config.views)
     fov_mm = config.size * config.pixel_mm
     if spec.source == "anatomy":
-        phantom = random_anatomy(spec.seed, fov_mm=fov_mm)
+        phantom = random_anatomy(spec.seed, fov_mm=fov_mm, texture=spec.texture)
     else:
         phantom = fitted_phantom(spec.phantom, spec.fill * fov_mm)
     reference_hu = torch.from_numpy(phantom.rasterize(geometry))[None, None]
