@@ -2,8 +2,11 @@
 
 Without a registered private dictionary pydicom returns these elements of an
 implicit-VR file as raw bytes (VR ``UN``); explicit-VR files carry their VR.
-Both are decoded here by the VR the format defines: ``FL`` as little-endian
-float32, ``US`` as little-endian uint16, ``DS`` and ``CS`` as text. Elements
+Both are decoded here: ``FL`` as little-endian float32, ``US`` as little-endian
+uint16, ``DS`` and ``CS`` as text. A number is accepted as FL or DS whichever
+the table says, because writers differ (WaterAttenuationCoefficient is DS in
+the published table and FreeCT's dictionary, FL in some writers); raw bytes
+that are nothing but decimal text are DS, else binary. Elements
 are found by their tag number, whatever their private creator says, because
 public files and dictionaries differ in creator names.
 """
@@ -27,6 +30,7 @@ __all__ = [
     "put_private",
     "read_private_numbers",
     "read_private_text",
+    "value_type",
 ]
 
 CREATOR = "DICOM-CT-PD"
@@ -92,9 +96,41 @@ def _raw(ds: Dataset, tag: PrivateTag, path: Path) -> object | None:
     return value
 
 
+_DECIMAL_TEXT = frozenset(b"0123456789+-.eE \\\x00")
+"""Bytes of DS/IS text (digits, sign, point, exponent, padding, value separator)."""
+
+
+def value_type(ds: Dataset, tag: PrivateTag) -> str | None:
+    """How ``tag``'s value is encoded in ``ds``: ``"FL"``, ``"US"``, ``"DS"`` (text) or
+    ``"binary"``; ``None`` when absent. See :func:`read_private_numbers`."""
+    try:
+        element = ds.get(tag.tag)
+    except Exception:  # a damaged value: read_private_numbers names it
+        return None
+    if element is None or element.value is None:
+        return None
+    value = element.value
+    if not isinstance(value, bytes):
+        return "DS" if element.VR in ("DS", "IS") else element.VR
+    return _bytes_type(value, tag)
+
+
+def _bytes_type(value: bytes, tag: PrivateTag) -> str:
+    """The encoding of raw bytes (implicit VR or UN): decimal text when every byte is one of
+    DS text and a digit is present, else the binary type of the published VR."""
+    if set(value) <= _DECIMAL_TEXT and any(48 <= b <= 57 for b in value):
+        return "DS"
+    return tag.vr if tag.vr in _BINARY else "FL"
+
+
 def read_private_numbers(ds: Dataset, tag: PrivateTag, path: Path, count: int | None = 1,
                          *, required: bool = True) -> np.ndarray | None:
     """Finite numbers of ``tag`` as float64 ``(count,)``; ``count=None`` accepts any number.
+
+    A decimal tag may be written as FL or as DS whatever the published VR:
+    explicit-VR files say which; raw bytes (implicit VR) are read as DS text when
+    they are nothing but decimal text, else as little-endian binary of the
+    published VR (FL for a DS tag). :func:`value_type` says which was found.
 
     Raises:
         MissingTagError: absent (when ``required``), wrong length, undecodable or not finite.
@@ -104,12 +140,13 @@ def read_private_numbers(ds: Dataset, tag: PrivateTag, path: Path, count: int | 
         if required:
             raise MissingTagError("is missing or empty", path=path, field=tag.field)
         return None
+    found = _bytes_type(value, tag) if isinstance(value, bytes) else tag.vr
     try:
-        if isinstance(value, bytes) and tag.vr in _BINARY:
-            size = np.dtype(_BINARY[tag.vr]).itemsize
+        if isinstance(value, bytes) and found in _BINARY:
+            size = np.dtype(_BINARY[found]).itemsize
             if len(value) % size:
-                raise ValueError(f"{len(value)} bytes is not a whole number of {tag.vr} values")
-            numbers = np.frombuffer(value, dtype=_BINARY[tag.vr]).astype(np.float64)
+                raise ValueError(f"{len(value)} bytes is not a whole number of {found} values")
+            numbers = np.frombuffer(value, dtype=_BINARY[found]).astype(np.float64)
         elif isinstance(value, bytes):
             text = value.decode("ascii").strip(" \x00")
             numbers = np.array([float(item) for item in text.split("\\")], dtype=np.float64)
@@ -118,7 +155,7 @@ def read_private_numbers(ds: Dataset, tag: PrivateTag, path: Path, count: int | 
         else:
             numbers = np.array([float(item) for item in value], dtype=np.float64)
     except (TypeError, ValueError, UnicodeDecodeError) as exc:
-        raise MissingTagError(f"cannot be decoded as {tag.vr} ({exc})", path=path,
+        raise MissingTagError(f"cannot be decoded as {found} ({exc})", path=path,
                               field=tag.field) from exc
     if count is not None and numbers.size != count:
         raise MissingTagError(f"has {numbers.size} values, expected {count}", path=path,

@@ -20,6 +20,8 @@ from pydicom.tag import Tag
 from ctpnp.io.errors import MissingTagError
 
 __all__ = [
+    "PIXEL_SPACING_RANGE_MM",
+    "RESCALE_LIMIT",
     "SliceRecord",
     "checked_orientation",
     "checked_rescale",
@@ -165,22 +167,41 @@ def checked_orientation(
     return row, col
 
 
+PIXEL_SPACING_RANGE_MM = (0.05, 10.0)
+"""PixelSpacing accepted (mm, exclusive): outside it no CT image is plausible."""
+
+RESCALE_LIMIT = 1e6
+"""Largest RescaleSlope and |RescaleIntercept| accepted: no HU or line-integral scale needs more."""
+
+
 def checked_spacing(ds: Dataset, path: Path, prefix: str = "") -> tuple[float, float]:
-    """PixelSpacing ``(between rows, between columns)`` in mm, both positive."""
+    """PixelSpacing ``(between rows, between columns)`` (mm), in :data:`PIXEL_SPACING_RANGE_MM`."""
     spacing = read_floats(ds, "PixelSpacing", path, 2, prefix)
-    if min(spacing) <= 0:
+    low, high = PIXEL_SPACING_RANGE_MM
+    if not all(low < value < high for value in spacing):
         raise MissingTagError(
-            f"must be positive, got {spacing}", path=path, field=field_name("PixelSpacing", prefix)
-        )
+            f"is {spacing} mm: a CT pixel is between {low} and {high} mm", path=path,
+            field=field_name("PixelSpacing", prefix))
     return spacing
 
 
 def checked_rescale(ds: Dataset, path: Path, prefix: str = "") -> tuple[float, float]:
-    """``(RescaleSlope, RescaleIntercept)``: HU = stored * slope + intercept; slope non-zero."""
+    """``(RescaleSlope, RescaleIntercept)``: value = stored * slope + intercept.
+
+    The slope must be positive (a negative one inverts the image) and neither it nor
+    the intercept's magnitude may exceed :data:`RESCALE_LIMIT`.
+    """
     (slope,) = read_floats(ds, "RescaleSlope", path, 1, prefix)
-    if slope == 0:
-        raise MissingTagError("is zero", path=path, field=field_name("RescaleSlope", prefix))
-    return slope, read_floats(ds, "RescaleIntercept", path, 1, prefix)[0]
+    if not 0 < slope <= RESCALE_LIMIT:
+        problem = ("is not positive (it would invert the image)" if slope <= 0
+                   else f"is beyond {RESCALE_LIMIT:g}: not a CT scale")
+        raise MissingTagError(f"{slope:g} {problem}", path=path,
+                              field=field_name("RescaleSlope", prefix))
+    (intercept,) = read_floats(ds, "RescaleIntercept", path, 1, prefix)
+    if abs(intercept) > RESCALE_LIMIT:
+        raise MissingTagError(f"{intercept:g} is beyond +-{RESCALE_LIMIT:g}: not a CT offset",
+                              path=path, field=field_name("RescaleIntercept", prefix))
+    return slope, intercept
 
 
 def series_fields(ds: Dataset, path: Path) -> dict[str, Any]:

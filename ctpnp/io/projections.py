@@ -5,9 +5,21 @@ one scan. Views are ordered by InstanceNumber, the acquisition order. The
 stored image holds a view with its Rows along the detector *channels* and its
 Columns along the detector *rows*, as in the public data sets; values are
 ``stored * RescaleSlope + RescaleIntercept``. See :mod:`ctpnp.scanner.acquisition` for
-the coordinate conventions.
+the coordinate conventions and ``docs/dicom-ct-pd-conventions.md`` for the
+evidence behind them.
 
 Decisions on the format's ambiguities:
+
+* Detector rows are stored running towards *decreasing* focal-centre axial
+  position ``z0`` (the public readers helix2fan, ODL's Mayo reader and FreeCT
+  all reverse them). The reader reverses them, so that in
+  :class:`ProjectionData` rows run towards ``+z``, and the central row becomes
+  ``rows + 1 - central_row``; :func:`ctpnp.io.write_projections` undoes both.
+* Channels keep their stored order; ``phi`` is the focal centre's angle as
+  stored (see :mod:`ctpnp.scanner.acquisition`); ``phi`` may increase or
+  decrease from view to view.
+* Decimal values may be FL or DS (:mod:`ctpnp.io.ctpd_tags`);
+  :attr:`ProjectionData.value_types` says which was found.
 
 * (7033,100B) is the angular and (7033,100C) the axial flying-focal-spot
   shift. A file in FFSZ mode with a non-zero 100B and a zero 100C follows the
@@ -29,7 +41,13 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ctpnp.io.ctpd_tags import TAGS, PrivateTag, read_private_numbers, read_private_text
+from ctpnp.io.ctpd_tags import (
+    TAGS,
+    PrivateTag,
+    read_private_numbers,
+    read_private_text,
+    value_type,
+)
 from ctpnp.io.errors import (
     DicomInputError,
     MissingTagError,
@@ -57,12 +75,15 @@ class ProjectionData:
         geometry: the :class:`~ctpnp.scanner.acquisition.Acquisition`.
         datasets: each view's header (pixel data removed), in view order.
         paths: each view's file, in view order.
+        value_types: how the first view stores each numeric private tag it
+            has (tag name → ``"FL"``, ``"DS"``, ``"US"``).
     """
 
     data: np.ndarray
     geometry: Acquisition
     datasets: list[Dataset]
     paths: list[Path]
+    value_types: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -138,11 +159,15 @@ def read_projections(folder: Path | str) -> ProjectionData:
     views.sort(key=lambda view: view.instance)
     _check_one_scan(views)
     geometry = _acquisition(views)
+    first = views[0].header
+    types = {tag.field: value_type(first, tag) for tag in TAGS.values()
+             if tag.vr not in ("CS",)}
     return ProjectionData(
         data=np.stack([view.data for view in views]),
         geometry=geometry,
         datasets=[view.header for view in views],
         paths=[view.path for view in views],
+        value_types={field: found for field, found in types.items() if found is not None},
     )
 
 
@@ -200,7 +225,7 @@ def _shared(ds: Dataset, path: Path) -> dict[str, object]:
         "source_isocenter_mm": _positive(ds, "DetectorFocalCenterRadialDistance", path),
         "source_detector_mm": _positive(ds, "ConstantRadialDistance", path),
         "central_channel": float(central[0]),
-        "central_row": float(central[1]),
+        "central_row": float(_count(ds, "NumberofDetectorRows", path) + 1 - central[1]),
         "views_per_turn": _count(ds, "NumberofSourceAngularSteps", path),
         "mu_water_per_mm": _mu_water_per_mm(ds, path),
         "flying_focal_spot": read_private_text(
@@ -245,7 +270,7 @@ def _read_view(ds: Dataset, path: Path) -> _View:
     if stored.shape[0] != 1:
         raise PixelDataError(f"holds {stored.shape[0]} frames, expected 1 view per file",
                              path=path, field="NumberOfFrames (0028,0008)")
-    values = stored[0].T.astype(np.float64) * slope + intercept
+    values = stored[0].T[::-1].astype(np.float64) * slope + intercept  # rows towards +z
     if not np.isfinite(values).all():
         raise PixelDataError("rescales to non-finite values", path=path,
                              field=field_name("RescaleSlope"))

@@ -4,7 +4,8 @@ Files are named ``PD000001.dcm`` ... in view order (never from DICOM text),
 written into a temporary folder renamed into place when complete. Each view
 is stored as uint16 with its own RescaleSlope/RescaleIntercept (error at most
 half a slope, about 1e-4 of the view's range), image Rows along the detector
-channels and Columns along the detector rows. The geometry goes into the
+channels and Columns along the detector rows, the rows in the order of the
+public data (towards decreasing ``z``; see :mod:`ctpnp.io.projections`). The geometry goes into the
 private tags of :mod:`ctpnp.io.ctpd_tags` as float32 (FL), exactly as
 :class:`~ctpnp.scanner.acquisition.Acquisition` holds it when its values are float32
 (as :meth:`Acquisition.uniform` makes them); :func:`ctpnp.io.read_projections`
@@ -62,7 +63,8 @@ def _scan_header(geometry: Acquisition, description: str) -> Dataset:
         "DetectorShape": geometry.detector.upper(),
         "DetectorFocalCenterRadialDistance": geometry.source_isocenter_mm,
         "ConstantRadialDistance": geometry.source_detector_mm,
-        "DetectorCentralElement": [geometry.central_channel, geometry.central_row],
+        "DetectorCentralElement": [geometry.central_channel,
+                                   geometry.n_rows + 1 - geometry.central_row],
         "FlyingFocalSpotMode": geometry.flying_focal_spot,
         "NumberofSourceAngularSteps": geometry.views_per_turn,
         "TypeofProjectionData": geometry.scan_type.upper(),
@@ -96,7 +98,7 @@ def _view_dataset(header: Dataset, geometry: Acquisition, view: np.ndarray, inde
     rescale = fit_rescale(view)
     ds.RescaleSlope, ds.RescaleIntercept = rescale.slope, rescale.intercept
     ds.RescaleType = "US"
-    ds.PixelData = rescale.store(view.T).tobytes()
+    ds.PixelData = rescale.store(view[::-1].T).tobytes()  # rows stored towards -z
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID

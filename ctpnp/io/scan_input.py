@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from ctpnp.io.affine import affine_from_planes
+from ctpnp.io.ctpd_tags import TAGS
 from ctpnp.io.errors import DicomInputError
+from ctpnp.io.headers import optional_text
 from ctpnp.io.projections import ProjectionData, read_projections
 from ctpnp.io.series import CTSeries, list_ct_series, slice_z_mm
 from ctpnp.scanner.acquisition import Acquisition
@@ -43,6 +46,10 @@ SLICE_FOLDER = re.compile(r"slice_\d+")
 Z_TOLERANCE_MM = 0.01
 """Largest difference (mm) between a scan's and a reference slice's axial position."""
 
+MIN_VIEWS = 16
+"""Fewest fan views per slice accepted: below it a fan-beam reconstruction (FBP or
+PnP) is dominated by angular undersampling streaks, not by the anatomy."""
+
 
 @dataclass(frozen=True, eq=False)
 class Scan:
@@ -51,10 +58,16 @@ class Scan:
     Attributes:
         sinograms: ``(S, views, channels)`` float32 post-log line integrals.
         z_mm: ``(S,)`` axial position of each slice (mm, image-frame ``z``).
-        acquisition: the detector and distances (the first scan's).
+        acquisition: the detector and distances (the first scan's), views in
+            increasing ``phi`` (a clockwise scan is read backwards).
         view_angles_rad: ``(views,)`` angles of rebinned helical data, else ``None``
             (the acquisition's own views).
         layout: ``"axial"``, ``"helical"`` or ``"slice folders"``.
+        header: the first view's header (patient, study, acquisition attributes).
+        sources: per slice, ``(SOPClassUID, SOPInstanceUID)`` of the first and last
+            view it was reconstructed from.
+        warnings: soft plausibility findings, one line each naming file and tag.
+        value_types: how the numeric private tags were stored (tag → ``"FL"``/``"DS"``/``"US"``).
     """
 
     sinograms: np.ndarray
@@ -62,6 +75,10 @@ class Scan:
     acquisition: Acquisition
     view_angles_rad: np.ndarray | None
     layout: str
+    header: Dataset = field(default_factory=Dataset)
+    sources: list[list[tuple[str, str]]] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    value_types: dict[str, str] = field(default_factory=dict)
 
     def geometry(self, image_shape: tuple[int, int], pixel_mm: float) -> ScanGeometry:
         """The fan :class:`ScanGeometry` of every slice on an ``(H, W)`` grid of ``pixel_mm`` mm."""
@@ -88,6 +105,11 @@ class Grid:
 def read_scan(folder: Path | str, z_mm: np.ndarray | None = None) -> Scan:
     """Read a DICOM-CT-PD scan or a folder of ``slice_NNNN`` scans (see the module docstring).
 
+    Plausibility: fewer than :data:`MIN_VIEWS` views per slice is refused; an
+    axial scan covering less than a full turn (views missing at either end,
+    counted against its angular step and ``NumberofSourceAngularSteps``) is
+    read with a warning in :attr:`Scan.warnings`.
+
     Args:
         folder: the input folder.
         z_mm: ``(S,)`` slice positions (mm) for helical data; default: the
@@ -95,7 +117,8 @@ def read_scan(folder: Path | str, z_mm: np.ndarray | None = None) -> Scan:
 
     Raises:
         DicomInputError: a missing or empty folder, a CT image series instead
-            of projections, unreadable or inconsistent scans (naming the file).
+            of projections, unreadable, implausible or inconsistent scans
+            (naming the file and the tag).
         ValueError: slices outside the range a helical scan covers.
     """
     folder = Path(folder)
@@ -110,15 +133,18 @@ def read_scan(folder: Path | str, z_mm: np.ndarray | None = None) -> Scan:
     data = _read_projections(folder)
     acquisition = data.geometry
     if acquisition.scan_type == "axial":
-        _fan_of_axial(acquisition, folder)
-        sinogram = data.data[None, :, acquisition.central_row_index, :]
-        return Scan(sinogram, acquisition.focal_z_mm[:1].copy(), acquisition, None, "axial")
+        values, acquisition, warnings = _axial(data, folder)
+        sinogram = values[None, :, acquisition.central_row_index, :]
+        return Scan(sinogram, acquisition.focal_z_mm[:1].copy(), acquisition, None, "axial",
+                    data.datasets[0], [_sources(data)], warnings, data.value_types)
     z_mm = _helical_slices(acquisition) if z_mm is None else np.asarray(z_mm, dtype=np.float64)
     try:
         fan = rebin_helical(data.data, acquisition, z_mm)
     except ValueError as error:
         raise ValueError(f"{folder}: helical scan cannot be rebinned: {error}") from error
-    return Scan(fan.sinograms, fan.z_mm, acquisition, fan.view_angles_rad, "helical")
+    _check_view_count(fan.sinograms.shape[1], data)
+    return Scan(fan.sinograms, fan.z_mm, acquisition, fan.view_angles_rad, "helical",
+                data.datasets[0], [_sources(data)] * len(fan.z_mm), (), data.value_types)
 
 
 def _read_projections(folder: Path) -> ProjectionData:
@@ -136,21 +162,75 @@ def _read_projections(folder: Path) -> ProjectionData:
             path=folder) from error
 
 
+def _sources(data: ProjectionData) -> list[tuple[str, str]]:
+    """``(SOPClassUID, SOPInstanceUID)`` of the first and the last view (those that have them)."""
+    found = []
+    for ds in (data.datasets[0], data.datasets[-1]):
+        item = (optional_text(ds, "SOPClassUID"), optional_text(ds, "SOPInstanceUID"))
+        if all(item) and item not in found:
+            found.append(item)
+    return found
+
+
+def _axial(data: ProjectionData, folder: Path
+           ) -> tuple[np.ndarray, Acquisition, tuple[str, ...]]:
+    """Views in increasing ``phi`` and the axial scan's plausibility warnings."""
+    values, acquisition = data.data, data.geometry
+    paths = data.paths
+    if acquisition.n_views > 1 and acquisition.focal_angles_rad[-1] < \
+            acquisition.focal_angles_rad[0]:
+        values, acquisition, paths = values[::-1], acquisition.reversed_views(), paths[::-1]
+    _check_view_count(acquisition.n_views, data)
+    _fan_of_axial(acquisition, folder)
+    return values, acquisition, _missing_views(acquisition, paths)
+
+
+def _check_view_count(n_views: int, data: ProjectionData) -> None:
+    """Refuse fewer fan views per slice than :data:`MIN_VIEWS`."""
+    if n_views < MIN_VIEWS:
+        raise DicomInputError(
+            f"the scan gives {n_views} views per slice ({data.geometry.n_views} files); a "
+            f"reconstruction needs at least {MIN_VIEWS}", path=data.paths[0],
+            field=TAGS["DetectorFocalCenterAngularPosition"].field)
+
+
+def _missing_views(acquisition: Acquisition, paths: list[Path]) -> tuple[str, ...]:
+    """A warning when an axial scan covers less than one turn, counting the missing views."""
+    angles = acquisition.focal_angles_rad
+    step = (angles[-1] - angles[0]) / (angles.size - 1)
+    per_turn = 2 * math.pi / step
+    missing = round(per_turn) - angles.size
+    if missing < 1:
+        return ()
+    stated = acquisition.views_per_turn
+    note = "" if abs(per_turn - stated) < 0.5 else (
+        f"; its angular step makes {per_turn:.1f} views a turn, "
+        f"{TAGS['NumberofSourceAngularSteps'].field} says {stated}")
+    return (f"{paths[0]}: {TAGS['DetectorFocalCenterAngularPosition'].field}: {angles.size} "
+            f"views cover {math.degrees(angles.size * step):.1f} degrees, {missing} view(s) "
+            f"short of a full turn (missing at the ends{note}): expect streaks",)
+
+
 def _read_slice_folders(folders: list[Path]) -> Scan:
     """One axial slice per folder; every folder must share the first one's scan geometry."""
     sinograms, z_mm, first, expected = [], [], None, None
+    warnings, sources, header, value_types = [], [], None, {}
     for folder in folders:
         data = _read_projections(folder)
-        acquisition = data.geometry
+        values, acquisition, found = _axial(data, folder)
         geometry = _fan_of_axial(acquisition, folder)
         if first is None:
             first, expected = acquisition, geometry
+            header, value_types = data.datasets[0], data.value_types
         elif geometry != expected or acquisition.mu_water_per_mm != first.mu_water_per_mm:
             raise DicomInputError(f"scan geometry differs from {folders[0]}'s (views, detector, "
                                   "distances or water attenuation)", path=folder)
-        sinograms.append(data.data[:, acquisition.central_row_index, :])
+        sinograms.append(values[:, acquisition.central_row_index, :])
         z_mm.append(float(acquisition.focal_z_mm[0]))
-    return Scan(np.stack(sinograms), np.array(z_mm), first, None, "slice folders")
+        warnings += found
+        sources.append(_sources(data))
+    return Scan(np.stack(sinograms), np.array(z_mm), first, None, "slice folders", header,
+                sources, tuple(warnings), value_types)
 
 
 def _fan_of_axial(acquisition: Acquisition, folder: Path) -> ScanGeometry:

@@ -1,9 +1,13 @@
 """A raw CT acquisition as described by DICOM-CT-PD: per-view source path and a multi-row detector.
 
-Values are kept as the format states them (so a file round-trips exactly); the
-methods translate them into the *image frame* of :mod:`ctpnp.scanner.geometry`.
+Values are kept as the format states them (so a file round-trips exactly),
+except that the reader puts detector rows in ``+z`` order
+(:mod:`ctpnp.io.projections`); the methods translate them into the *image
+frame* of :mod:`ctpnp.scanner.geometry`.
 
-Orientation (decided here; the format's public readers disagree):
+Orientation (pinned to the public reader that publishes reconstructions of the
+TCIA LDCT-and-Projection-data raw scans, helix2fan; the evidence, and where
+ODL's and FreeCT's readers differ, is in ``docs/dicom-ct-pd-conventions.md``):
 
 * The patient frame is DICOM LPS (+x patient Left, +y Posterior, +z Superior).
   The image frame is ``axis 0 = +y`` (rows run to posterior), ``axis 1 = +x``
@@ -20,8 +24,9 @@ Orientation (decided here; the format's public readers disagree):
   * channel_spacing_mm``: columns increase in the direction the source moves as
   ``phi`` increases (the channel axis of :mod:`ctpnp.scanner.geometry`). Row index
   ``r`` sits at ``v = (r + 1 - central_row) * row_spacing_mm`` at the detector,
-  rows increasing towards ``+z``. The central element is 1-based, as public
-  readers treat it.
+  rows increasing towards ``+z`` (the files store them the other way round).
+  The central element is 1-based, as public readers treat it. ``phi`` may
+  increase or decrease over the scan (:meth:`Acquisition.reversed_views`).
 * The detector is centred on the *focal centre* ``(rho0, phi0, z0)``; a flying
   focal spot moves only the source, to ``(rho0 + drho, phi0 + dphi, z0 + dz)``.
   A cylindrical detector is an arc of radius ``source_detector_mm`` around the
@@ -32,6 +37,7 @@ Orientation (decided here; the format's public readers disagree):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -220,6 +226,12 @@ class Acquisition:
             central_channel=(n_channels + 1) / 2, central_row=(n_rows + 1) / 2,
             views_per_turn=views_per_turn, mu_water_per_mm=mu_water_per_mm, **kwargs,
         )
+
+    def reversed_views(self) -> Acquisition:
+        """The same scan with its views in reverse order (a clockwise scan read backwards)."""
+        per_view = {name: getattr(self, name)[::-1] for name in _PER_VIEW}
+        photons = None if self.photons is None else self.photons[::-1]
+        return dataclasses.replace(self, **per_view, photons=photons)
 
     # ------------------------------------------------------------------ derived values
     @property
