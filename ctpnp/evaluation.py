@@ -3,8 +3,10 @@
 * Test scans (the solver benchmark): random-anatomy phantoms of :data:`TEST_SEEDS`,
   never used for training or for choosing defaults.
 * Validation scans (the calibration of shipped defaults): random-anatomy phantoms of
-  :data:`VALIDATION_SEEDS` and real CT slices among pydicom's test files
-  (:data:`REAL_CT_SLICES`), never the demo's slice.
+  :data:`VALIDATION_SEEDS` and real CT slices (:data:`REAL_CT_SLICES`): two heads
+  among pydicom's test files (never the demo's slice) and slices of the chest
+  ``lung2``, a validation patient of the real-CT corpus (:mod:`ctpnp.data`; no
+  prior trains on it).
 
 Every scan is a clinical curved fan on a grid of :data:`PIXEL_MM` pixels, at the
 doses of :data:`DOSES`, simulated from exact line integrals (phantoms) or from a
@@ -59,9 +61,10 @@ TEST_SEEDS = (9001, 9002)
 """Random-anatomy seeds of the solver benchmark's test phantoms."""
 VALIDATION_SEEDS = (5001,)
 """Random-anatomy seeds of the validation phantoms (5002 was added for the LPN)."""
-REAL_CT_SLICES = ("J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm")
-"""Real 512² CT slices among pydicom's test files (two heads), used only for
-validation; the demo's slice (``CT_small.dcm``) is never among them."""
+REAL_CT_SLICES = ("J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm", "lung2/20", "lung2/40")
+"""Real 512² CT slices used only for validation: two heads among pydicom's test files
+(the demo's slice ``CT_small.dcm`` is never among them) and ``patient/index`` slices
+of the corpus's validation patient ``lung2`` (``ctpnp data fetch lung2`` first)."""
 
 Scan = tuple[str, int | str, torch.Tensor, torch.Tensor, float]
 """``(dose name, seed or file name, y (1, 1, views, channels), reference HU (1, 1, H, W),
@@ -83,9 +86,16 @@ def phantom_scans(op: Tomography, seeds: list[int] | tuple[int, ...], photons: l
 
 
 def real_ct_reference_hu(name: str, size: int) -> torch.Tensor:
-    """A pydicom test CT slice as ``(1, 1, size, size)`` HU: the scanner's padding outside
-    the field of view (−2000 HU or lower) set to air, area-averaged to ``size``²."""
-    hu = torch.from_numpy(read_pydicom_slice(name).hu[:1].copy())[None]
+    """A real slice of :data:`REAL_CT_SLICES` as ``(1, 1, size, size)`` HU: the scanner's
+    padding outside the field of view (−2000 HU or lower) set to air, area-averaged to
+    ``size``²."""
+    if "/" in name:
+        from ctpnp.data import load_patient
+
+        patient, index = name.split("/")
+        hu = torch.from_numpy(load_patient(patient).hu[int(index)][None, None].copy())
+    else:
+        hu = torch.from_numpy(read_pydicom_slice(name).hu[:1].copy())[None]
     return F.interpolate(hu.clamp_min(-1000.0), size=(size, size), mode="area")
 
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ctpnp.evaluation import best_per_dose, markdown_table, pooled
 
@@ -48,3 +49,25 @@ def test_markdown_table_aligns_columns():
     lines = markdown_table([{"a": 1.23456, "bb": "x"}, {"a": 10.0, "bb": "long"}]).splitlines()
     assert lines[0] == "| a    | bb   |" and lines[2] == "| 1.23 | x    |"
     assert len({len(line) for line in lines}) == 1
+
+
+def test_corpus_validation_slices_are_read_from_the_cache_clamped_and_resampled(tmp_path,
+                                                                                monkeypatch):
+    import numpy as np
+
+    from ctpnp.data import SPLITS
+    from ctpnp.data.cache import write_patient
+    from ctpnp.evaluation import REAL_CT_SLICES, real_ct_reference_hu
+
+    corpus = [name for name in REAL_CT_SLICES if "/" in name]
+    assert corpus and all(name.split("/")[0] in SPLITS["validation"] for name in corpus)
+    hu = np.full((41, 8, 8), -2000, dtype=np.int16)  # outside the field of view everywhere
+    hu[20, :4] = 100  # slice 20: top half tissue
+    monkeypatch.setenv("CTPNP_DATA", str(tmp_path))
+    write_patient(hu, {"patient": "lung2", "shape": list(hu.shape), "sha256": "x",
+                       "pixel_mm": 0.6, "slice_mm": 5.0, "anatomy": "test", "licence": "none",
+                       "voxel_assumed": False}, tmp_path)
+    image = real_ct_reference_hu("lung2/20", 4)
+    assert image.shape == (1, 1, 4, 4)
+    assert torch.equal(image[0, 0, :2], torch.full((2, 4), 100.0))
+    assert torch.equal(image[0, 0, 2:], torch.full((2, 4), -1000.0))  # padding became air
