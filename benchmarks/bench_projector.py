@@ -2,8 +2,9 @@
 
 For 256² and 512² clinical curved fan beams (360 and 720 views), times one
 forward + adjoint through ODL's ``RayTransform`` on numpy arrays (raw), through
-``Tomography`` with and without autograd, and one FBP; the ratio op/raw is the
-overhead of the torch wrapping (goal ≤ 1.05). Peak memory is the process
+``Tomography(backend="odl")`` with and without autograd, and one FBP; the ratio
+op/raw is the overhead of the torch wrapping (goal ≤ 1.05). The CPU default, ASTRA's
+system matrix, is measured against ODL by ``bench_projector_matrix.py``. Peak memory is the process
 high-water mark during one forward + adjoint.
 
 Run: ``.venv/bin/python benchmarks/bench_projector.py`` (about 3 minutes on 2 cores).
@@ -25,7 +26,7 @@ FIELD_OF_VIEW_MM = 360.0
 
 def measure(size: int, n_views: int, repeats: int) -> dict[str, object]:
     geometry = ScanGeometry.clinical_fan((size, size), FIELD_OF_VIEW_MM / size, n_views)
-    op = Tomography(geometry, device="cpu")
+    op = Tomography(geometry, device="cpu", backend="odl")
     ray_transform = op._backend.ray_transform  # the ODL operator ctpnp wraps
     x = torch.rand((1, 1, size, size)) * 0.02
     x_numpy = x[0, 0].numpy()

@@ -13,6 +13,17 @@ from ctpnp import ScanGeometry, physics
 # two OpenMP threads oversubscribe the cores and slow small kernels several-fold.
 torch.set_num_threads(1)
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _matrix_cache_in_a_temporary_folder(tmp_path_factory):
+    """Projector matrices the tests build go to a folder of this session, never the user's
+    cache (``~/.cache/ctpnp/matrices`` would keep gigabytes after a run)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CTPNP_MATRIX_CACHE", str(tmp_path_factory.mktemp("matrices")))
+        yield
+
+
 GRID = (128, 128)
 PIXEL_MM = 1.5
 
