@@ -198,8 +198,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
         report = reconstruct_scan(
             args.input, args.out, method=args.method, prior=args.prior,
             iterations=args.iterations, grid_like=args.grid_like, size=args.size,
-            pixel_mm=args.pixel_mm, device=args.device, workers=args.workers, progress=progress,
-            on_iteration=on_iteration)
+            pixel_mm=args.pixel_mm, device=args.device, workers=args.workers,
+            anonymize=args.anonymize, orientation_check=args.orientation_check,
+            progress=progress, on_iteration=on_iteration)
+    for warning in report.warnings:
+        print(f"ctpnp: warning: {warning}", file=sys.stderr)
     if report.diverged:
         print(f"ctpnp: warning: slice(s) {report.diverged} of {report.n_slices} diverged: NaN "
               f"in volume.nii.gz, air in dicom/; see {report.files[-1]}", file=sys.stderr)
@@ -283,6 +286,13 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pixel size in mm (default: a channel's width at the isocentre)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
+    parser.add_argument("--anonymize", action="store_true",
+                        help="leave patient and study identity out of the DICOM series (by "
+                             "default it joins the raw data's study)")
+    parser.add_argument("--orientation-check", action="store_true",
+                        help="check that the images look upright for the patient position "
+                             "(flat side of the body on the table); warns when they look "
+                             "transposed or upside down")
 
 
 def _no_arguments(_: argparse.ArgumentParser) -> None:

@@ -142,15 +142,19 @@ def test_output_is_never_partial_or_overwritten(tmp_path: Path) -> None:
 
 
 def test_laterality_is_copied_never_made_up(tmp_path: Path, source: CTSeries) -> None:
-    """Laterality is Type 2C (paired body parts only): an output from a source without
-    it (here an unpaired-body-part series) must not carry it, even empty; one from a
-    source with it keeps the source's value."""
-    assert all("Laterality" not in ds for ds in source.datasets)
+    """Laterality is Type 2C (paired body parts only): an output from a source naming an
+    unpaired body part must not carry it, even empty; one from a source with it keeps the
+    source's value; with no body part known (this source, no source) it is empty (unknown)."""
+    assert all("Laterality" not in ds and "BodyPartExamined" not in ds for ds in source.datasets)
     derived = write_ct_series(source.hu, tmp_path / "like", like=source)
     bare = write_ct_series(_volume((1, 8, 8)), tmp_path / "bare",
                            affine=axial_affine((1, 8, 8), (1, 1, 1)))
     for path in (*derived, *bare):
-        assert "Laterality" not in pydicom.dcmread(path, stop_before_pixels=True), path
+        assert pydicom.dcmread(path, stop_before_pixels=True).Laterality == "", path
+    abdomen = pydicom.Dataset()
+    abdomen.BodyPartExamined = "ABDOMEN"
+    named = write_ct_series(source.hu, tmp_path / "named", like=source, identity=abdomen)
+    assert "Laterality" not in pydicom.dcmread(named[0], stop_before_pixels=True)
     with_laterality = read_pydicom_slice()  # CT_small.dcm carries an (empty) Laterality
     assert "Laterality" in with_laterality.datasets[0]
     written = write_ct_series(with_laterality.hu, tmp_path / "kept", like=with_laterality)

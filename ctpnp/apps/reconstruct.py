@@ -10,8 +10,18 @@ for the layouts and the image grid. Output, in ``OUT_DIR``:
   log-prior map (nats per pixel, larger = less plausible) when a PnP method
   runs with a prior that has one (``lpn``, ``prox``, ``tv``);
 * ``report.json``: method, prior, every solver parameter, the grid, per-slice
-  iterations, convergence, divergence and log-prior summary, timings and
-  package versions.
+  iterations, convergence, divergence and log-prior summary, timings,
+  package versions, the input's warnings and how its private tags were stored.
+
+The DICOM series joins the scan's study: patient, study, dates, kVp and
+patient position are copied from the raw data's header (and, with
+``grid_like``, from the reference series, which also gives the frame of
+reference), with new series and instance UIDs, ImageType DERIVED and each
+slice referring to the first and last view it came from. ``anonymize`` keeps
+only the acquisition attributes (patient position, body part, kVp).
+``orientation_check`` judges whether the images look upright for the patient
+position (:mod:`ctpnp.apps.orientation`), for raw data whose conventions
+cannot be told.
 
 Slices are reconstructed by :func:`ctpnp.apps.volume.reconstruct_volume` into
 ``OUT_DIR/.work/``, one finished slice at a time, so a re-run after Ctrl-C or
@@ -34,11 +44,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ctpnp import physics
+from ctpnp.apps.orientation import check_orientation
 from ctpnp.apps.progress import Progress
 from ctpnp.apps.volume import reconstruct_volume
 from ctpnp.atomic import staged_file
@@ -47,6 +59,7 @@ from ctpnp.io import (
     Grid,
     Scan,
     acquisition_grid,
+    identity_of,
     read_ct_series,
     read_scan,
     reference_grid,
@@ -58,6 +71,9 @@ from ctpnp.priors.base import HasLogPriorMap
 from ctpnp.projector.backend import resolve_device
 from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS, PNP_METHODS, solver
 from ctpnp.versions import package_versions
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 __all__ = ["Report", "reconstruct_scan"]
 
@@ -78,6 +94,8 @@ class Report:
         n_slices: slices in the volume. resumed: slices found finished from an
             earlier, interrupted run. diverged: 1-based numbers of diverged slices.
         content: the JSON written to ``report.json``.
+        warnings: the input's soft plausibility findings and a suspicious
+            orientation, one line each.
     """
 
     out_dir: Path
@@ -86,6 +104,7 @@ class Report:
     resumed: int
     diverged: list[int]
     content: dict
+    warnings: list[str]
 
 
 def reconstruct_scan(
@@ -100,6 +119,8 @@ def reconstruct_scan(
     pixel_mm: float | None = None,
     device: str = "cpu",
     workers: int = 1,
+    anonymize: bool = False,
+    orientation_check: bool = False,
     progress: Progress | None = None,
     on_iteration: Callable[[], object] | None = None,
 ) -> Report:
@@ -115,6 +136,8 @@ def reconstruct_scan(
             slice positions) the images take; without it, :func:`acquisition_grid`
             with ``size`` (pixels per side) and ``pixel_mm`` (mm).
         device: ``"cpu"`` or ``"cuda"``. workers: CPU worker processes.
+        anonymize: leave patient and study identity out of the DICOM series.
+        orientation_check: judge whether the images look upright (report and warnings).
         progress: ``progress(slices_done, slices_total)``, see :func:`reconstruct_volume`.
         on_iteration: called after each solver iteration, see :func:`reconstruct_volume`.
 
@@ -148,6 +171,14 @@ def reconstruct_scan(
                  else _log_prior_volume(prior_model, result.volume, work / "log_prior", device))
     log_prior_s = time.perf_counter() - start - read_s - reconstruct_s
 
+    identity = identity_of(scan.header, *([] if grid.like is None else grid.like.datasets[:1]),
+                           anonymize=anonymize)
+    warnings = list(scan.warnings)
+    orientation = None
+    if orientation_check:
+        orientation = check_orientation(hu, str(identity.get("PatientPosition", "")))
+        if orientation.verdict not in ("upright",):
+            warnings.append(f"{input_dir}: {orientation.message}")
     diverged = [int(k) + 1 for k in np.flatnonzero(result.diverged)]
     content = {
         "input": str(input_dir), "output": str(out_dir), "layout": scan.layout,
@@ -160,18 +191,29 @@ def reconstruct_scan(
         "slices": _slice_records(scan, result, log_prior),
         "resumed_slices": int((~result.computed).sum()),
         "diverged_slices": diverged,
+        "anonymized": anonymize,
+        "input_value_types": scan.value_types,
+        "warnings": warnings,
         "versions": package_versions(),
     }
+    if orientation is not None:
+        content["orientation_check"] = {"verdict": orientation.verdict,
+                                        "slice": orientation.slice_index + 1,
+                                        "flatness": orientation.flatness,
+                                        "message": orientation.message}
     final = work / "final"
     shutil.rmtree(final, ignore_errors=True)
-    written = _write_outputs(final, hu, log_prior, grid, method, prior, diverged)
+    written = _write_outputs(final, hu, log_prior, grid, method, prior, diverged, identity,
+                             scan.sources)
     content["timings_s"] = {"read": read_s, "reconstruct": reconstruct_s,
                             "log_prior": log_prior_s,
                             "total": time.perf_counter() - start}
     (final / REPORT_NAME).write_text(json.dumps(content, indent=2))
     files = _move_into_place(final, [*written, REPORT_NAME], out_dir)
     shutil.rmtree(work)
-    return Report(out_dir, files, len(hu), content["resumed_slices"], diverged, content)
+    return Report(out_dir, files, len(hu), content["resumed_slices"], diverged, content,
+                  warnings)
+
 
 
 def _options(method: str, iterations: int | None, grid_like: Path | str | None,
@@ -263,14 +305,15 @@ def _slice_records(scan: Scan, result, log_prior: np.ndarray | None) -> list[dic
 
 
 def _write_outputs(folder: Path, hu: np.ndarray, log_prior: np.ndarray | None, grid: Grid,
-                   method: str, prior: str, diverged: list[int]) -> list[str]:
+                   method: str, prior: str, diverged: list[int], identity: Dataset,
+                   sources: list[list[tuple[str, str]]]) -> list[str]:
     """Write the DICOM series, NIfTI volume and log-prior map into ``folder``; their names."""
     label = f"ctpnp {method}" + (f" prior={prior}" if method in PNP_METHODS else "")
     derivation = label + (f"; diverged slices (air): {diverged}" if diverged else "")
     filled = np.where(np.isfinite(hu), hu, DIVERGED_HU)
     geometry = {"like": grid.like} if grid.like is not None else {"affine": grid.affine}
     write_ct_series(filled, folder / "dicom", description=label, derivation=derivation,
-                    **geometry)
+                    identity=identity, sources=sources or None, **geometry)
     write_nifti(hu, grid.affine, folder / "volume.nii.gz", description=label)
     names = ["dicom", "volume.nii.gz"]
     if log_prior is not None:

@@ -10,8 +10,8 @@ projection is :func:`ctpnp.simulation.clean_projection`.
 
 Output layout: DICOM-CT-PD cannot describe several axial scans in one series,
 so ``OUT_DIR/slice_0001/``, ``slice_0002/``, … each hold one axial, one-row scan
-at the slice's ``z`` (series order). Parallel beams are not written: the
-format's ``TypeofProjectionGeometry`` is a fan beam.
+at the slice's ``z`` (series order), in the series' patient and study. Parallel
+beams are not written: the format's ``TypeofProjectionGeometry`` is a fan beam.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def simulate_series(
             name = f"slice_{k + 1:04d}"
             write_projections(noisy[0].permute(1, 0, 2).numpy(), acquisition, staging / name,
                               description=f"ctpnp simulated {photons:g} photons, {n_views} "
-                                          "views")
+                                          "views", identity=series.datasets[0])
             folders.append(out_dir / name)
             if progress is not None:
                 progress(k + 1, len(series.hu), name)

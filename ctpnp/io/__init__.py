@@ -5,7 +5,8 @@ with its RAS affine; :func:`list_ct_series` lists the series of a folder.
 Writing: :func:`write_ct_series` (derived CT series), :func:`write_map_series`
 (a float map as a CT-like series that viewers overlay on its source) and
 :func:`write_nifti`; :func:`axial_affine` gives the geometry of a standard
-axial stack. Projection data (DICOM-CT-PD): :func:`read_projections` and
+axial stack; :func:`identity_of` the patient and study a derived series
+joins. Projection data (DICOM-CT-PD): :func:`read_projections` and
 :func:`write_projections`; a scan folder to reconstruct (DICOM-CT-PD or the
 slice folders ``ctpnp simulate`` writes) with its image grid: :func:`read_scan`,
 :func:`acquisition_grid`, :func:`reference_grid`. pydicom's own CT slices:
@@ -15,7 +16,7 @@ pydicom and nibabel are used only inside this package.
 """
 
 from ctpnp.io.affine import axial_affine
-from ctpnp.io.derived import write_ct_series, write_map_series
+from ctpnp.io.derived import identity_of, write_ct_series, write_map_series
 from ctpnp.io.errors import (
     DicomInputError,
     MissingCodecError,
@@ -51,6 +52,7 @@ __all__ = [
     "UnreadableFileError",
     "acquisition_grid",
     "axial_affine",
+    "identity_of",
     "list_ct_series",
     "read_ct_series",
     "read_nifti",

@@ -4,9 +4,13 @@ One file per slice, named ``IM00001.dcm`` ... (never from DICOM text), written
 into a temporary folder renamed into place when complete. Each series gets new
 Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY\\AXIAL``, a
 DerivationDescription, values stored as uint16 with RescaleSlope/Intercept,
-and the plane geometry of its affine. With ``like`` (a :class:`CTSeries` read
-before), patient, study and frame of reference are copied, so the output joins
-the source's study and lines up with it in a viewer.
+and the plane geometry of its affine. Patient, study and acquisition
+attributes (:data:`IDENTITY`) are copied from ``identity`` (e.g. the header of
+the raw data a volume was reconstructed from) or else from ``like`` (a
+:class:`CTSeries` read before), so the output joins the source's study; the
+frame of reference comes only from ``like``, with whose images the output
+then lines up in a viewer. ``sources`` names, per slice, the instances it was
+derived from (SourceImageSequence).
 """
 
 from __future__ import annotations
@@ -28,16 +32,24 @@ from ctpnp.io.quantize import Rescale, decimal_string, fit_rescale
 from ctpnp.io.scan import CT_IMAGE
 from ctpnp.io.series import CTSeries
 
-__all__ = ["write_ct_series", "write_map_series"]
+__all__ = ["ACQUISITION", "IDENTITY", "identity_of", "write_ct_series", "write_map_series"]
 
-_COPIED = (
+IDENTIFYING = (
     "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
     "PatientAge", "PatientSize", "PatientWeight", "StudyInstanceUID", "StudyDate", "StudyTime",
     "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription",
-    "FrameOfReferenceUID", "PositionReferenceIndicator", "PatientPosition", "BodyPartExamined",
-    "Laterality", "KVP",
+    "AcquisitionDate", "AcquisitionTime",
 )
-"""Patient, study, frame-of-reference and acquisition attributes taken from the source."""
+"""Patient and study attributes that identify the patient (left out when anonymizing)."""
+
+ACQUISITION = ("PatientPosition", "BodyPartExamined", "Laterality", "KVP")
+"""Acquisition attributes copied from the source whether anonymized or not."""
+
+IDENTITY = IDENTIFYING + ACQUISITION
+"""Everything :func:`write_ct_series` copies from its ``identity`` header."""
+
+_FRAME = ("FrameOfReferenceUID", "PositionReferenceIndicator")
+"""Copied from ``like`` only: the raw data's frame is not the image grid's."""
 
 _EMPTY_TYPE_2 = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -46,7 +58,8 @@ _EMPTY_TYPE_2 = (
 )
 """Type 2 attributes of the CT Image IOD: present, empty when unknown. ``Laterality``
 (Type 2C: only for a paired body part) is never made up: it is copied when the source
-has it (:data:`_COPIED`), else left out."""
+has it (:data:`IDENTITY`), left out when the source names an (unpaired) body part, and
+empty (unknown) when nothing says which body part was scanned."""
 
 
 def _geometry_mm(value: float) -> str:
@@ -59,7 +72,8 @@ def _cosine(value: float) -> str:
 
 
 def _header(
-    like: CTSeries | None, description: str, derivation: str, series_number: int
+    like: CTSeries | None, identity: Dataset | None, description: str, derivation: str,
+    series_number: int,
 ) -> Dataset:
     """The attributes shared by every slice of the new series."""
     now = datetime.datetime.now()
@@ -70,11 +84,16 @@ def _header(
         setattr(ds, keyword, "")
     ds.StudyInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid()
     ds.StudyDate, ds.StudyTime = date, time
-    source = like.datasets[0] if like is not None else Dataset()
-    for keyword in _COPIED:
-        value = source.get(keyword)
-        if value is not None:
-            setattr(ds, keyword, str(value) if keyword.endswith("Name") else value)
+    frame = like.datasets[0] if like is not None else Dataset()
+    if identity is None:
+        identity = frame
+    for keywords, source in ((IDENTITY, identity), (_FRAME, frame)):
+        for keyword in keywords:
+            value = _copied(source, keyword)
+            if value is not None:
+                setattr(ds, keyword, value)
+    if "BodyPartExamined" not in ds and "Laterality" not in ds:
+        ds.Laterality = ""  # Type 2C, its condition unknowable: empty means "unknown"
     ds.SOPClassUID = CT_IMAGE
     ds.Modality = "CT"
     ds.SeriesInstanceUID = generate_uid()
@@ -93,17 +112,51 @@ def _header(
     return ds
 
 
-def _source_references(like: CTSeries | None, n_slices: int) -> list[Dataset | None]:
-    """Per slice, a SourceImageSequence item naming the source slice it was derived from."""
-    if like is None or len(like.datasets) != n_slices:
-        return [None] * n_slices
-    items = []
-    for source in like.datasets:
-        item = Dataset()
-        item.ReferencedSOPClassUID = source.SOPClassUID
-        item.ReferencedSOPInstanceUID = source.SOPInstanceUID
-        items.append(item)
-    return items
+def _copied(source: Dataset, keyword: str) -> object | None:
+    """``keyword``'s value in ``source`` (names as text; empty values too), ``None`` when
+    absent or unreadable."""
+    try:
+        value = source.get(keyword)
+    except Exception:  # a damaged source value is not copied
+        return None
+    if value is None:
+        return None
+    return str(value) if keyword.endswith("Name") else value
+
+
+def identity_of(*headers: Dataset, anonymize: bool = False) -> Dataset:
+    """The :data:`IDENTITY` attributes of ``headers``, a later header's non-empty values
+    overriding an earlier one's (e.g. the raw data's, then a reference series'); only the
+    :data:`ACQUISITION` ones when ``anonymize``. For ``identity=`` of :func:`write_ct_series`."""
+    identity = Dataset()
+    for header in headers:
+        for keyword in ACQUISITION if anonymize else IDENTITY:
+            value = _copied(header, keyword)
+            if value is not None and value != "":
+                setattr(identity, keyword, value)
+    return identity
+
+
+def _source_references(like: CTSeries | None, n_slices: int,
+                       sources: Sequence[Sequence[tuple[str, str]]] | None
+                       ) -> list[DicomSequence | None]:
+    """Per slice, the SourceImageSequence naming what it was derived from: ``sources``
+    when given, else the ``like`` slice at its place."""
+    if sources is None:
+        if like is None or len(like.datasets) != n_slices:
+            return [None] * n_slices
+        sources = [[(str(ds.SOPClassUID), str(ds.SOPInstanceUID))] for ds in like.datasets]
+    if len(sources) != n_slices:
+        raise ValueError(f"sources names {len(sources)} slices, the volume has {n_slices}")
+    sequences = []
+    for references in sources:
+        items = []
+        for class_uid, instance_uid in references:
+            item = Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = class_uid, instance_uid
+            items.append(item)
+        sequences.append(DicomSequence(items) if items else None)
+    return sequences
 
 
 def _write(
@@ -114,6 +167,7 @@ def _write(
     header: Dataset,
     rescale: Rescale,
     window: tuple[float, float],
+    sources: Sequence[Sequence[tuple[str, str]]] | None = None,
 ) -> list[Path]:
     """Write ``values`` (slices, H, W) as one file per slice; returns the final paths."""
     if values.ndim != 3:
@@ -123,10 +177,10 @@ def _write(
             raise ValueError("give affine= (e.g. ctpnp.io.axial_affine) or like= for geometry")
         if values.shape != like.hu.shape:
             raise ValueError(f"volume shape {values.shape} differs from like's {like.hu.shape}")
-        affine, thickness = like.affine, like.slice_thickness_mm
-        references = _source_references(like, len(values))
+        affine, thickness, slices_of = like.affine, like.slice_thickness_mm, like
     else:
-        thickness, references = None, [None] * len(values)
+        thickness, slices_of = None, None
+    references = _source_references(slices_of, len(values), sources)
     planes = planes_from_affine(affine, len(values))
     _set_image(header, values.shape, planes, thickness, rescale, window)
     out_dir = Path(out_dir)
@@ -139,7 +193,7 @@ def _write(
             ds.ImagePositionPatient = [_geometry_mm(v) for v in planes.positions_mm[k]]
             ds.SliceLocation = _geometry_mm(planes.positions_mm[k] @ planes.normal)
             if references[k] is not None:
-                ds.SourceImageSequence = DicomSequence([references[k]])
+                ds.SourceImageSequence = references[k]
             ds.PixelData = rescale.store(values[k]).tobytes()
             ds.file_meta = _file_meta(ds)
             ds.save_as(staging / name, enforce_file_format=True)
@@ -181,6 +235,8 @@ def write_ct_series(
     affine: ArrayLike | None = None,
     window: tuple[float, float] = (40.0, 400.0),
     series_number: int = 1001,
+    identity: Dataset | None = None,
+    sources: Sequence[Sequence[tuple[str, str]]] | None = None,
 ) -> list[Path]:
     """Write a HU volume as a derived CT series; returns the files, in slice order.
 
@@ -188,24 +244,32 @@ def write_ct_series(
         hu: (slices, H, W) Hounsfield units, finite. Stored with slope 1 (error
             at most 0.5 HU) unless the range exceeds 65535 HU.
         out_dir: folder to create; it must not exist or be empty.
-        like: the series the volume was derived from: its patient, study and
-            frame of reference are copied and, without ``affine``, its geometry
-            (then ``hu`` must have its shape).
+        like: the series the volume was derived from or lies on: its frame of
+            reference is copied, its patient and study unless ``identity`` is
+            given, and, without ``affine``, its geometry (then ``hu`` must have
+            its shape).
         description: SeriesDescription (64 characters at most are kept).
         derivation: DerivationDescription naming method and key parameters,
             e.g. ``"ctpnp pnp-admm; prior=drunet-prox; dose=25%; iters=50"``.
         affine: (4, 4) RAS voxel-to-mm affine of ``hu``; see :mod:`ctpnp.io.affine`.
         window: (centre, width) in HU for display.
         series_number: SeriesNumber.
+        identity: the header whose :data:`IDENTITY` attributes are copied (e.g.
+            the raw data's, or one holding only :data:`ACQUISITION` to anonymize).
+        sources: per slice, ``(SOPClassUID, SOPInstanceUID)`` pairs of the
+            instances it was derived from; default ``like``'s slice when its
+            geometry is used.
 
     Raises:
-        ValueError: bad shape, no geometry, or non-finite values.
+        ValueError: bad shape, no geometry, non-finite values, or ``sources``
+            for another number of slices.
         FileExistsError: ``out_dir`` exists and is not empty.
     """
     values = np.asarray(hu)
-    header = _header(like, description, derivation, series_number)
+    header = _header(like, identity, description, derivation, series_number)
     header.RescaleType = "HU"
-    return _write(values, out_dir, like, affine, header, fit_rescale(values, step=1.0), window)
+    return _write(values, out_dir, like, affine, header, fit_rescale(values, step=1.0), window,
+                  sources)
 
 
 def write_map_series(
@@ -217,6 +281,8 @@ def write_map_series(
     derivation: str = "",
     affine: ArrayLike | None = None,
     series_number: int = 1002,
+    identity: Dataset | None = None,
+    sources: Sequence[Sequence[tuple[str, str]]] | None = None,
 ) -> list[Path]:
     """Write a float map (e.g. the prior log-likelihood) as a derived series to overlay.
 
@@ -228,10 +294,10 @@ def write_map_series(
     as :func:`write_ct_series`.
     """
     values = np.asarray(values)
-    header = _header(like, description, derivation, series_number)
+    header = _header(like, identity, description, derivation, series_number)
     header.RescaleType = "US"
     header.VOILUTFunction = "LINEAR_EXACT"  # the window may be narrower than 1 unit
     rescale = fit_rescale(values)
     low, high = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
     window = (float(low + high) / 2, max(float(high - low), float(rescale.slope)))
-    return _write(values, out_dir, like, affine, header, rescale, window)
+    return _write(values, out_dir, like, affine, header, rescale, window, sources)

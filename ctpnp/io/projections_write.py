@@ -25,6 +25,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ctpnp.atomic import staged_dir
 from ctpnp.io.ctpd_tags import TAGS, put_private
+from ctpnp.io.derived import identity_of
 from ctpnp.io.quantize import fit_rescale
 from ctpnp.io.scan import CT_IMAGE
 from ctpnp.scanner.acquisition import Acquisition
@@ -32,7 +33,7 @@ from ctpnp.scanner.acquisition import Acquisition
 __all__ = ["write_projections"]
 
 
-def _scan_header(geometry: Acquisition, description: str) -> Dataset:
+def _scan_header(geometry: Acquisition, description: str, identity: Dataset | None) -> Dataset:
     """Attributes shared by every view: identity, detector, distances, scan type."""
     now = datetime.datetime.now()
     ds = Dataset()
@@ -47,6 +48,8 @@ def _scan_header(geometry: Acquisition, description: str) -> Dataset:
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                     "ReferringPhysicianName", "StudyID", "AccessionNumber"):
         setattr(ds, keyword, "")
+    if identity is not None:
+        ds.update(identity_of(identity))
     ds.SeriesNumber = 1
     ds.SeriesDescription = description[:64]
     ds.Manufacturer = "ctpnp"
@@ -113,6 +116,7 @@ def write_projections(
     out_dir: Path | str,
     *,
     description: str = "ctpnp projection data",
+    identity: Dataset | None = None,
 ) -> list[Path]:
     """Write a scan as a DICOM-CT-PD folder; returns the files in view order.
 
@@ -121,6 +125,9 @@ def write_projections(
         geometry: the acquisition; its shape must match ``data``.
         out_dir: folder to create; it must not exist or be empty.
         description: SeriesDescription (64 characters at most are kept).
+        identity: a header whose patient, study and acquisition attributes
+            (:data:`ctpnp.io.derived.IDENTITY`) the scan takes, e.g. the CT series
+            it was simulated from; default a new, empty study.
 
     Raises:
         ValueError: ``data`` of the wrong shape or not finite.
@@ -133,7 +140,7 @@ def write_projections(
                          "(views, rows, channels)")
     if not np.isfinite(values).all():
         raise ValueError("data must be finite (no NaN or inf)")
-    header = _scan_header(geometry, description)
+    header = _scan_header(geometry, description, identity)
     width = max(6, len(str(geometry.n_views)))
     names = [f"PD{index + 1:0{width}d}.dcm" for index in range(geometry.n_views)]
     with staged_dir(out_dir) as staging:
