@@ -6,7 +6,8 @@ Both are decoded here: ``FL`` as little-endian float32, ``US`` as little-endian
 uint16, ``DS`` and ``CS`` as text. A number is accepted as FL or DS whichever
 the table says, because writers differ (WaterAttenuationCoefficient is DS in
 the published table and FreeCT's dictionary, FL in some writers); raw bytes
-that are nothing but decimal text are DS, else binary. Elements
+that can only be decimal text are DS, those that can only be binary are
+binary, and the published VR decides between the two. Elements
 are found by their tag number, whatever their private creator says, because
 public files and dictionaries differ in creator names.
 """
@@ -116,11 +117,15 @@ def value_type(ds: Dataset, tag: PrivateTag) -> str | None:
 
 
 def _bytes_type(value: bytes, tag: PrivateTag) -> str:
-    """The encoding of raw bytes (implicit VR or UN): decimal text when every byte is one of
-    DS text and a digit is present, else the binary type of the published VR."""
-    if set(value) <= _DECIMAL_TEXT and any(48 <= b <= 57 for b in value):
-        return "DS"
-    return tag.vr if tag.vr in _BINARY else "FL"
+    """The encoding of raw bytes (implicit VR or UN): decimal text or little-endian binary
+    (of the published VR, FL for a DS tag), whichever the bytes can be; the published VR
+    when they can be both."""
+    binary = tag.vr if tag.vr in _BINARY else "FL"
+    text = set(value) <= _DECIMAL_TEXT and any(48 <= b <= 57 for b in value)
+    whole = len(value) % np.dtype(_BINARY[binary]).itemsize == 0
+    if text and whole:
+        return "DS" if tag.vr not in _BINARY else binary
+    return "DS" if text else binary
 
 
 def read_private_numbers(ds: Dataset, tag: PrivateTag, path: Path, count: int | None = 1,
@@ -129,8 +134,9 @@ def read_private_numbers(ds: Dataset, tag: PrivateTag, path: Path, count: int | 
 
     A decimal tag may be written as FL or as DS whatever the published VR:
     explicit-VR files say which; raw bytes (implicit VR) are read as DS text when
-    they are nothing but decimal text, else as little-endian binary of the
-    published VR (FL for a DS tag). :func:`value_type` says which was found.
+    they can only be decimal text, as little-endian binary (the published VR, FL
+    for a DS tag) when they can only be that, and by the published VR when they
+    could be both. :func:`value_type` says which was found.
 
     Raises:
         MissingTagError: absent (when ``required``), wrong length, undecodable or not finite.

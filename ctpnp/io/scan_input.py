@@ -179,7 +179,8 @@ def _axial(data: ProjectionData, folder: Path
     paths = data.paths
     if acquisition.n_views > 1 and acquisition.focal_angles_rad[-1] < \
             acquisition.focal_angles_rad[0]:
-        values, acquisition, paths = values[::-1], acquisition.reversed_views(), paths[::-1]
+        values = np.ascontiguousarray(values[::-1])
+        acquisition, paths = acquisition.reversed_views(), paths[::-1]
     _check_view_count(acquisition.n_views, data)
     _fan_of_axial(acquisition, folder)
     return values, acquisition, _missing_views(acquisition, paths)
