@@ -287,8 +287,9 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
     parser.add_argument("--anonymize", action="store_true",
-                        help="leave patient and study identity out of the DICOM series (by "
-                             "default it joins the raw data's study)")
+                        help="leave patient and study identity out of the DICOM series, with "
+                             "a new random PatientID (by default it joins the raw data's "
+                             "study)")
     parser.add_argument("--orientation-check", action="store_true",
                         help="check that the images look upright for the patient position "
                              "(flat side of the body on the table); warns when they look "

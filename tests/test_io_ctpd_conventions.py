@@ -9,17 +9,23 @@ along ``(-cos phi, sin phi)``, rows stored towards decreasing ``z0``.
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ImplicitVRLittleEndian, generate_uid
 
 from ctpnp import ScanGeometry, Tomography
+from ctpnp.apps.reconstruct import reconstruct_scan
 from ctpnp.io import axial_affine, read_projections, read_scan
 from ctpnp.phantoms import from_mapping, load
 from ctpnp.physics import mu_to_hu
@@ -76,7 +82,7 @@ def write_archive_scan(folder: Path, views: np.ndarray, phi: np.ndarray, z0: np.
         ds.Modality, ds.InstanceNumber = "CT", k + 1
         ds.PatientName, ds.PatientID, ds.PatientPosition = "Archive^Case", "L067", "HFS"
         ds.StudyDate, ds.StudyTime, ds.KVP = "20201010", "101010", "120"
-        ds.Manufacturer = "SIEMENS"
+        ds.Manufacturer, ds.BodyPartExamined = "SIEMENS", "ABDOMEN"
         ds.Rows, ds.Columns = n_channels, n_rows
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
@@ -182,3 +188,41 @@ def test_archive_helical_scan_rows_run_against_z0(tmp_path):
     for k, z in enumerate(scan.z_mm):
         truth = torch.from_numpy(phantom.rasterize(clinical, z_mm=float(z)))[None, None]
         assert psnr_hu(hu[k:k + 1], truth).item() >= 25.5, z
+
+
+def _dciodvfy(path: Path) -> tuple[set[str], set[str]]:
+    """dciodvfy's (errors, warnings) of one file, whitespace normalised."""
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    lines = {re.sub(r"\s+", " ", line) for line in (done.stdout + done.stderr).splitlines()}
+    return ({x for x in lines if x.startswith("Error")},
+            {x for x in lines if x.startswith("Warning")})
+
+
+def test_reconstruction_joins_the_raw_datas_study_or_is_anonymized(tmp_path):
+    """Patient, study, dates, kVp and position come from the raw header (the output used
+    to start a new, empty study); new series/instance UIDs, DERIVED, the source named."""
+    views = _axial_scan(tmp_path / "scan")
+    raw = pydicom.dcmread(views[0], stop_before_pixels=True)
+    report = reconstruct_scan(tmp_path / "scan", tmp_path / "joined", method="fbp")
+    out = pydicom.dcmread(sorted((tmp_path / "joined" / "dicom").iterdir())[0])
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "StudyTime",
+                    "KVP", "PatientPosition", "BodyPartExamined"):
+        assert str(out.get(keyword)) == str(raw.get(keyword)), keyword
+    assert out.SeriesInstanceUID != raw.SeriesInstanceUID
+    assert out.SOPInstanceUID != raw.SOPInstanceUID and out.ImageType[0] == "DERIVED"
+    assert out.SourceImageSequence[0].ReferencedSOPInstanceUID == raw.SOPInstanceUID
+    assert json.loads(report.files[-1].read_text())["anonymized"] is False
+
+    reconstruct_scan(tmp_path / "scan", tmp_path / "anonymous", method="fbp", anonymize=True)
+    anonymous = pydicom.dcmread(sorted((tmp_path / "anonymous" / "dicom").iterdir())[0])
+    assert anonymous.PatientName == "" and re.fullmatch("ANON-[0-9A-F]{12}", anonymous.PatientID)
+    assert anonymous.StudyInstanceUID != raw.StudyInstanceUID
+    assert anonymous.StudyDate != raw.StudyDate
+    assert (anonymous.KVP, anonymous.PatientPosition) == (raw.KVP, raw.PatientPosition)
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (Debian/Ubuntu package: dicom3tools)")
+    _, raw_warnings = _dciodvfy(views[0])
+    for folder in ("joined", "anonymous"):
+        errors, warnings = _dciodvfy(sorted((tmp_path / folder / "dicom").iterdir())[0])
+        assert errors == set(), folder
+        assert warnings <= raw_warnings, (folder, warnings - raw_warnings)

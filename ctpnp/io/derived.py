@@ -16,6 +16,7 @@ derived from (SourceImageSequence).
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -127,8 +128,12 @@ def _copied(source: Dataset, keyword: str) -> object | None:
 def identity_of(*headers: Dataset, anonymize: bool = False) -> Dataset:
     """The :data:`IDENTITY` attributes of ``headers``, a later header's non-empty values
     overriding an earlier one's (e.g. the raw data's, then a reference series'); only the
-    :data:`ACQUISITION` ones when ``anonymize``. For ``identity=`` of :func:`write_ct_series`."""
+    :data:`ACQUISITION` ones when ``anonymize``, with a new random PatientID
+    (``ANON-`` and 12 hex digits: archives index by it). For ``identity=`` of
+    :func:`write_ct_series`."""
     identity = Dataset()
+    if anonymize:
+        identity.PatientID = f"ANON-{uuid.uuid4().hex[:12].upper()}"
     for header in headers:
         for keyword in ACQUISITION if anonymize else IDENTITY:
             value = _copied(header, keyword)
