@@ -206,3 +206,57 @@ def test_fuzzed_inputs_raise_only_dicom_input_errors(tmp_path: Path) -> None:
     # the loop exercised both paths and several kinds of error
     assert outcomes.get("read", 0) > 20 and len(outcomes) >= 4, outcomes
     assert outcomes.get("UnreadableFileError", 0) > 10 and outcomes.get("PixelDataError", 0) > 10
+
+
+@pytest.mark.parametrize(("keyword", "value", "message"), [
+    ("RescaleSlope", -1.0, "not positive"),
+    ("RescaleSlope", 0.0, "not positive"),
+    ("RescaleSlope", 1e308, "beyond"),
+    ("RescaleIntercept", 1e308, "beyond"),
+    ("PixelSpacing", [1e308, 1e308], "between 0.05 and 10"),
+    ("PixelSpacing", [0.01, 0.01], "between 0.05 and 10"),
+    ("PixelSpacing", [12.0, 12.0], "between 0.05 and 10"),
+])
+def test_implausible_values_are_one_error_naming_file_and_tag(ct5n: Path, keyword: str,
+                                                              value: object,
+                                                              message: str) -> None:
+    """An inverted image (negative slope) and absurd scales or spacings used to pass
+    read_ct_series (and fail later, naming no file); now one line names file and tag."""
+    victim = ct5n / CT5N[1].name
+    originals = {p.name: p.read_bytes() for p in ct5n.iterdir()}
+    _rewrite(victim, lambda ds: setattr(ds, keyword, value))
+    originals[victim.name] = victim.read_bytes()
+    with pytest.raises(MissingTagError, match=message) as info:
+        read_ct_series(ct5n)
+    assert info.value.path == victim and keyword in info.value.field
+    assert "\n" not in str(info.value)
+    assert {p.name: p.read_bytes() for p in ct5n.iterdir()} == originals  # input untouched
+
+
+def test_fuzzed_implausible_headers_raise_only_dicom_input_errors(ct5n: Path) -> None:
+    """Seeded implausible rescale and spacing values on random slices: a read or one error
+    naming the file; never another exception; the files are never modified by the read."""
+    rng = random.Random(2026)
+    choices = [("RescaleSlope", [-1.0, 0.0, -1e-9, 1e7, 1e308, 2.0, 1e-3]),
+               ("RescaleIntercept", [1e308, -1e308, -1e7, -1024.0, 1e5]),
+               ("PixelSpacing", [[1e308, 1e308], [0.0, 0.7], [0.05, 0.05], [9.9, 9.9],
+                                 [10.0, 1.0], [0.7, 0.7]])]
+    outcomes = {"read": 0, "error": 0}
+    for _ in range(60):
+        victim = rng.choice(sorted(ct5n.iterdir()))
+        keyword, values = rng.choice(choices)
+        original = victim.read_bytes()
+        _rewrite(victim, lambda ds, k=keyword, v=rng.choice(values): setattr(ds, k, v))
+        changed = victim.read_bytes()
+        try:
+            read_ct_series(ct5n)
+            outcomes["read"] += 1
+        except SeriesChoiceError:  # a plausible but different spacing splits the stack
+            outcomes["split"] = outcomes.get("split", 0) + 1
+        except DicomInputError as error:
+            assert error.path == victim and keyword in error.field, error
+            outcomes["error"] += 1
+        finally:
+            assert victim.read_bytes() == changed  # the reader never writes
+            victim.write_bytes(original)
+    assert outcomes["read"] > 5 and outcomes["error"] > 20, outcomes

@@ -16,6 +16,7 @@ from ctpnp.io import (
     ProjectionGeometryError,
     UnreadableFileError,
     read_projections,
+    read_scan,
     write_projections,
 )
 from ctpnp.scanner.acquisition import Acquisition
@@ -182,3 +183,106 @@ def test_fuzzed_files_give_only_dicom_input_errors(scan_dir, tmp_path):
             outcomes["error"] += 1
         (folder / name).write_bytes(originals[name])
     assert outcomes["error"] > 80, outcomes
+
+
+# --------------------------------------------------------------------------- plausibility
+AXIAL_VIEWS = 24
+
+
+@pytest.fixture(scope="module")
+def axial_dir(tmp_path_factory):
+    """A one-row axial scan of a full turn: 24 views of 24 channels."""
+    geometry = Acquisition.uniform(n_views=AXIAL_VIEWS, views_per_turn=AXIAL_VIEWS, n_rows=1,
+                                   n_channels=24, channel_spacing_mm=4.0, row_spacing_mm=2.0)
+    data = np.random.default_rng(1).uniform(0, 4, (AXIAL_VIEWS, 1, 24))
+    folder = tmp_path_factory.mktemp("axial") / "scan"
+    write_projections(data, geometry, folder)
+    return folder
+
+
+@pytest.fixture
+def axial(axial_dir, tmp_path):
+    copy = tmp_path / "axial"
+    shutil.copytree(axial_dir, copy)
+    return copy
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("drop", ["PD000001.dcm", "PD000024.dcm"], ids=["first", "last"])
+def test_missing_view_at_either_end_is_a_warning_naming_file_and_tag(axial, drop):
+    """A full-turn scan missing its first or last view used to reconstruct without a word."""
+    assert read_scan(axial).warnings == ()
+    (axial / drop).unlink()
+    before = _snapshot(axial)
+    scan = read_scan(axial)
+    (warning,) = scan.warnings
+    first = "PD000002.dcm" if drop == "PD000001.dcm" else "PD000001.dcm"
+    assert warning.startswith(f"{axial / first}: DetectorFocalCenterAngularPosition (7031,1001)")
+    assert "1 view(s) short of a full turn" in warning and "\n" not in warning
+    assert scan.sinograms.shape[1] == AXIAL_VIEWS - 1 and _snapshot(axial) == before
+
+
+def test_too_few_views_are_refused_naming_file_and_tag(axial):
+    for path in sorted(axial.iterdir())[2:]:
+        path.unlink()
+    with pytest.raises(DicomInputError, match="at least 16") as error:
+        read_scan(axial)
+    assert error.value.path == axial / "PD000001.dcm"
+    assert "DetectorFocalCenterAngularPosition" in error.value.field
+
+
+@pytest.mark.parametrize(("keyword", "value", "message"), [
+    ("RescaleSlope", -1.0, "not positive"),
+    ("RescaleIntercept", 1e308, "beyond"),
+])
+def test_implausible_rescale_of_a_view_names_file_and_tag(axial, keyword, value, message):
+    target = axial / "PD000007.dcm"
+    _edit(target, lambda ds: setattr(ds, keyword, value))
+    with pytest.raises(MissingTagError, match=message) as error:
+        read_scan(axial)
+    assert error.value.path == target and keyword in error.value.field
+
+
+def test_fuzzed_scans_give_a_scan_or_one_error_and_stay_untouched(axial_dir, tmp_path):
+    """Seeded plausibility cases through read_scan: views dropped at the ends or thinned
+    out, phi reversed, water as FL, slopes and intercepts absurd. Each run ends in a scan
+    (with warnings where soft) or one DicomInputError naming a file; inputs never change."""
+    rng = np.random.default_rng(7)
+    outcomes: dict[str, int] = {}
+    for case in range(40):
+        folder = tmp_path / f"case{case}"
+        shutil.copytree(axial_dir, folder)
+        names = sorted(p.name for p in folder.iterdir())
+        kind = case % 5
+        if kind == 0:  # views missing at the ends
+            for name in names[: rng.integers(0, 3)] + names[len(names) - rng.integers(0, 3):]:
+                (folder / name).unlink()
+        elif kind == 1:  # most views missing
+            for name in names[rng.integers(2, 15):]:
+                (folder / name).unlink()
+        elif kind == 2:  # clockwise: phi reversed
+            for name in names:
+                _edit(folder / name, lambda ds: setattr(ds[0x70311001], "value",
+                                                        -ds[0x70311001].value))
+        elif kind == 3:  # water as FL
+            for name in names:
+                _edit(folder / name, lambda ds: ds.add_new(0x70411001, "FL", 0.0192))
+        else:  # absurd rescale on one view
+            keyword = ("RescaleSlope", "RescaleIntercept")[int(rng.integers(2))]
+            value = float(rng.choice([-1.0, 0.0, 1e7, 1e308, -1e308]))
+            _edit(folder / names[int(rng.integers(len(names)))],
+                  lambda ds, k=keyword, v=value: setattr(ds, k, v))
+        before = _snapshot(folder)
+        try:
+            scan = read_scan(folder)
+            outcome = "warned" if scan.warnings else "read"
+        except DicomInputError as error:
+            assert error.path is not None and str(folder) in str(error.path), error
+            outcome = type(error).__name__
+        assert _snapshot(folder) == before
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("read", 0) >= 10 and outcomes.get("warned", 0) >= 3, outcomes
+    assert sum(v for k, v in outcomes.items() if k.endswith("Error")) >= 10, outcomes
