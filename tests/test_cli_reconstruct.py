@@ -217,3 +217,29 @@ def test_bad_input_gives_one_line(study, tmp_path, case):
              "prior-file": "mine.safetensors", "cuda": "cuda"}[case]
     assert named in done.stderr
     assert not out.exists()
+
+
+def test_partial_scan_warns_and_anonymized_output_leaves_the_study(study, tmp_path):
+    """A scan missing its first view reconstructs with one warning line naming the file and
+    the tag; --anonymize drops the patient the simulated raw data carries; --orientation-check
+    reports a verdict (the example slice is cut by the image edge: cannot tell)."""
+    scan = tmp_path / "scan"
+    shutil.copytree(study / "scan" / "slice_0001", scan)
+    raw = pydicom.dcmread(scan / "PD000002.dcm", stop_before_pixels=True)
+    reference = read_ct_series(study / "images").datasets[0]
+    assert raw.PatientID == reference.PatientID != ""  # simulate keeps the series' patient
+    (scan / "PD000001.dcm").unlink()
+    out = tmp_path / "out"
+    done = ctpnp("reconstruct", scan, out, "--method", "fbp", "--anonymize",
+                 "--orientation-check")
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("ctpnp: warning")]
+    assert any(f"{scan / 'PD000002.dcm'}: DetectorFocalCenterAngularPosition (7031,1001)" in line
+               and "1 view(s) short of a full turn" in line for line in warnings), done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["anonymized"] and report["orientation_check"]["verdict"] in (
+        "upright", "cannot tell")
+    assert any("short of a full turn" in warning for warning in report["warnings"])
+    written = read_ct_series(out / "dicom").datasets[0]
+    assert written.PatientID != raw.PatientID and written.PatientName == ""
+    assert written.StudyInstanceUID != raw.StudyInstanceUID
