@@ -1,8 +1,35 @@
-"""Image quality in HU with an explicit window: PSNR, SSIM, RMSE, and both windows at once.
+"""Image quality: metrics in HU windows, and where a reconstruction is not to be trusted.
 
-See :mod:`ctpnp.quality.metrics`.
+* :mod:`ctpnp.quality.metrics`: PSNR, SSIM, RMSE in HU windows, both windows at once.
+* :mod:`ctpnp.quality.maps`: per-pixel prior and data-consistency maps.
+* :mod:`ctpnp.quality.indicator`: the calibrated implausibility (z per region), per-slice
+  score and flag, and the calibrations per prior.
+* :mod:`ctpnp.quality.validation` (imported by name): the validation scans they are
+  calibrated and measured on.
 """
 
+from ctpnp.quality.indicator import (
+    Calibration,
+    DoseStatistics,
+    RegionScores,
+    SliceVerdict,
+    calibration_path,
+    fit_calibration,
+    load_calibration,
+    region_features,
+    region_scores,
+    slice_verdicts,
+)
+from ctpnp.quality.maps import (
+    REGION_PX,
+    QualityMaps,
+    body_regions,
+    data_consistency_map,
+    expand_regions,
+    prior_map,
+    quality_maps,
+    region_means,
+)
 from ctpnp.quality.metrics import (
     FULL_WINDOW,
     QUALITY_COLUMNS,
@@ -16,5 +43,9 @@ from ctpnp.quality.metrics import (
     window_scores,
 )
 
-__all__ = ["FULL_WINDOW", "QUALITY_COLUMNS", "SOFT_TISSUE_WINDOW", "WINDOWS", "Window", "psnr_hu",
-           "quality_row", "rmse_hu", "ssim_hu", "window_scores"]
+__all__ = ["FULL_WINDOW", "QUALITY_COLUMNS", "REGION_PX", "SOFT_TISSUE_WINDOW", "WINDOWS",
+           "Calibration", "DoseStatistics", "QualityMaps", "RegionScores", "SliceVerdict",
+           "Window", "body_regions", "calibration_path", "data_consistency_map",
+           "expand_regions", "fit_calibration", "load_calibration", "prior_map", "psnr_hu",
+           "quality_maps", "quality_row", "region_features", "region_means", "region_scores",
+           "rmse_hu", "slice_verdicts", "ssim_hu", "window_scores"]

@@ -1,0 +1,278 @@
+"""The calibrated implausibility map: a z-score per region that means the same on every scan.
+
+Per region of :data:`~ctpnp.quality.maps.REGION_PX`² pixels inside the body, two
+features of the maps of :mod:`ctpnp.quality.maps`: the log of the mean prior map
+(nats per pixel, floored at :data:`PRIOR_FLOOR_NATS`) and the log of the mean
+data-consistency map. Each is turned into a robust z-score against the same
+feature on clean validation reconstructions at the same dose (median and
+1.4826 · MAD, so a clean region is about N(0, 1)). The **implausibility** of a
+region is its prior z-score plus the slice's data z-score (the median over its
+regions), centred and scaled on the clean regions: the prior says *where*, the
+data say *how much the whole slice* disagrees with its measurement. (The local
+data z-score is not added: the data map is smooth along rays, and on clean
+validation slices it ranks the regions with large errors below chance; see
+``benchmarks/bench_quality.py``.) Without a prior map the implausibility is the
+local data z-score. The dose is read from the post-log noise variance (the
+solvers' estimate), and the statistics are interpolated linearly in its log
+between the calibrated doses (held constant beyond them).
+
+Per slice, the **score** is the largest implausibility of its regions; the
+slice is **flagged** when the score exceeds the calibration's ``threshold_z``,
+chosen on the clean calibration slices as the quantile
+:data:`CLEAN_FLAG_QUANTILE` of their scores (so about 2 % of clean slices are
+flagged); the flagged regions are those above the same threshold.
+
+A :class:`Calibration` belongs to one prior and its weights: it stores the
+prior's :func:`~ctpnp.priors.registry.fingerprint` and :func:`load_calibration`
+refuses it for other weights. The shipped ones are
+``ctpnp/quality/calibration/<prior>.json`` (here rather than beside the weights,
+because the weights' folder belongs to training and a calibration must be
+re-made whenever either changes); ``pipelines/calibrate/quality.py`` writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctpnp.quality.maps import REGION_PX, QualityMaps, body_regions, region_means
+
+__all__ = ["CALIBRATION_DIR", "CLEAN_FLAG_QUANTILE", "Calibration", "DoseStatistics",
+           "RegionScores", "SliceVerdict", "calibration_path", "fit_calibration",
+           "load_calibration", "region_features", "region_scores", "slice_verdicts"]
+
+CALIBRATION_DIR = Path(__file__).with_name("calibration")
+FORMAT = "ctpnp-quality-calibration/1"
+CLEAN_FLAG_QUANTILE = 0.98
+"""The flag threshold is this quantile of the scores of clean calibration slices."""
+MAD_TO_STD = 1.4826
+PRIOR_FLOOR_NATS = 1e-4
+"""Region means of the prior map are floored at this (nats per pixel) before the log."""
+
+
+@dataclass(frozen=True)
+class DoseStatistics:
+    """Robust centre and scale (median, 1.4826 · MAD) of the region features at one dose.
+
+    ``prior_*`` are ``None`` for a prior without a map; then the implausibility is the
+    data z-score alone.
+    """
+
+    log10_noise_variance: float
+    data_center: float
+    data_scale: float
+    combined_center: float
+    combined_scale: float
+    prior_center: float | None = None
+    prior_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Statistics of clean validation reconstructions of one prior (see the module docstring)."""
+
+    prior: str
+    fingerprint: str
+    region_px: int
+    threshold_z: float
+    doses: tuple[DoseStatistics, ...]
+    provenance: dict
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, **asdict(self), "doses": [asdict(d) for d in self.doses]}
+
+    @classmethod
+    def from_dict(cls, content: dict, source: str) -> Calibration:
+        """Raises ``ValueError`` naming ``source`` for a file of another format."""
+        try:
+            if content["format"] != FORMAT:
+                raise ValueError(f"format {content['format']!r}, expected {FORMAT!r}")
+            doses = tuple(sorted((DoseStatistics(**d) for d in content["doses"]),
+                                 key=lambda d: d.log10_noise_variance))
+            return cls(str(content["prior"]), str(content["fingerprint"]),
+                       int(content["region_px"]), float(content["threshold_z"]), doses,
+                       dict(content.get("provenance", {})))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{source}: not a quality calibration ({err})") from None
+
+    def at(self, noise_variance: float) -> DoseStatistics:
+        """The statistics at a post-log noise variance, interpolated in its log10."""
+        key = math.log10(noise_variance)
+        doses = self.doses
+        if key <= doses[0].log10_noise_variance or len(doses) == 1:
+            return doses[0]
+        if key >= doses[-1].log10_noise_variance:
+            return doses[-1]
+        upper = next(k for k, d in enumerate(doses) if d.log10_noise_variance >= key)
+        low, high = doses[upper - 1], doses[upper]
+        t = ((key - low.log10_noise_variance)
+             / (high.log10_noise_variance - low.log10_noise_variance))
+        values = {name: None if a is None else (1 - t) * a + t * b
+                  for name, a, b in ((f, getattr(low, f), getattr(high, f))
+                                     for f in low.__dataclass_fields__)}
+        return DoseStatistics(**{**values, "log10_noise_variance": key})
+
+
+@dataclass(frozen=True)
+class RegionScores:
+    """Per-region z-scores ``(B, 1, h, w)`` float64, NaN outside the body.
+
+    ``prior`` is ``None`` for a prior without a map; ``implausibility`` is the
+    calibrated combination (see the module docstring).
+    """
+
+    implausibility: torch.Tensor
+    data: torch.Tensor
+    prior: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class SliceVerdict:
+    """One slice: ``score`` (largest region implausibility, z), ``flagged`` (score above
+    ``threshold_z``) and ``regions``: ``(row_px, col_px, z)`` of the top-left corner of
+    every region above the threshold, largest first."""
+
+    score: float
+    flagged: bool
+    threshold_z: float
+    regions: tuple[tuple[int, int, float], ...]
+
+    def to_dict(self) -> dict:
+        return {"score_z": self.score, "flagged": self.flagged, "threshold_z": self.threshold_z,
+                "flagged_regions": [{"row_px": r, "col_px": c, "z": z}
+                                    for r, c, z in self.regions]}
+
+
+def calibration_path(prior: str) -> Path:
+    """Where the shipped calibration of registry prior ``prior`` lives."""
+    return CALIBRATION_DIR / f"{prior}.json"
+
+
+def load_calibration(prior: str, fingerprint: str, path: Path | str | None = None
+                     ) -> Calibration:
+    """The calibration of ``prior`` (default file :func:`calibration_path`), checked against the
+    prior's current ``fingerprint`` (:func:`ctpnp.priors.registry.fingerprint`).
+
+    Raises ``ValueError`` naming the file when it is missing, unreadable, or was made
+    for other weights (re-run ``pipelines/calibrate/quality.py``).
+    """
+    path = calibration_path(prior) if path is None else Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no quality calibration for prior {prior!r}; run "
+                         "pipelines/calibrate/quality.py")
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable quality calibration ({err})") from None
+    calibration = Calibration.from_dict(content, str(path))
+    if calibration.fingerprint != fingerprint:
+        raise ValueError(f"{path}: field 'fingerprint' is for other weights of prior {prior!r} "
+                         f"({calibration.fingerprint[:12]}, the prior is {fingerprint[:12]}); "
+                         "re-run pipelines/calibrate/quality.py")
+    return calibration
+
+
+def region_features(maps: QualityMaps, x: torch.Tensor, region_px: int = REGION_PX
+                    ) -> dict[str, torch.Tensor]:
+    """``data`` (log of the mean data-consistency), ``prior`` (log of the mean nats per pixel,
+    floored; absent without a prior map) per region ``(B, 1, h, w)`` float64, NaN outside
+    the body of ``x``."""
+    inside = body_regions(x, region_px)
+    nan = torch.tensor(math.nan, dtype=torch.float64)
+    data = region_means(maps.data_consistency, region_px).clamp_min(1e-12).log()
+    features = {"data": torch.where(inside, data.cpu(), nan)}
+    if maps.prior_nats is not None:
+        prior = region_means(maps.prior_nats, region_px).clamp_min(PRIOR_FLOOR_NATS).log()
+        features["prior"] = torch.where(inside, prior.cpu(), nan)
+    return features
+
+
+def region_scores(maps: QualityMaps, x: torch.Tensor, calibration: Calibration) -> RegionScores:
+    """The z-scores of every region of reconstructions ``x`` ``(B, 1, H, W)`` (μ, 1/mm)."""
+    if (maps.prior_nats is None) != (calibration.doses[0].prior_center is None):
+        raise ValueError(f"the calibration of prior {calibration.prior!r} and the maps disagree "
+                         "on whether there is a prior map")
+    features = region_features(maps, x, calibration.region_px)
+    items = [_z_scores({name: f[k] for name, f in features.items()}, calibration.at(v))
+             for k, v in enumerate(maps.noise_variance.tolist())]
+    combined, data, prior = zip(*items, strict=True)
+    return RegionScores(torch.stack(combined), torch.stack(data),
+                        None if prior[0] is None else torch.stack(prior))
+
+
+def _z_scores(features: dict[str, torch.Tensor], stats: DoseStatistics
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(implausibility, data z, prior z or None)`` of one slice's region features."""
+    z_data = (features["data"] - stats.data_center) / stats.data_scale
+    z_prior = None
+    if "prior" in features:
+        z_prior = (features["prior"] - stats.prior_center) / stats.prior_scale
+    total = z_data if z_prior is None else z_prior + z_data.nanmedian()
+    return (total - stats.combined_center) / stats.combined_scale, z_data, z_prior
+
+
+def slice_verdicts(scores: RegionScores, calibration: Calibration) -> list[SliceVerdict]:
+    """Per batch item: score, flag and flagged regions (see :class:`SliceVerdict`)."""
+    verdicts = []
+    threshold, px = calibration.threshold_z, calibration.region_px
+    for z in scores.implausibility[:, 0].numpy():
+        finite = np.isfinite(z)
+        score = float(z[finite].max()) if finite.any() else math.nan
+        rows, cols = np.nonzero(np.where(finite, z, -np.inf) > threshold)
+        order = np.argsort(-z[rows, cols])
+        regions = tuple((int(rows[k]) * px, int(cols[k]) * px, float(z[rows[k], cols[k]]))
+                        for k in order)
+        verdicts.append(SliceVerdict(score, bool(score > threshold), threshold, regions))
+    return verdicts
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    """``(median, 1.4826 MAD)`` of the finite values."""
+    values = values[np.isfinite(values)]
+    if values.size < 10:
+        raise ValueError(f"calibration needs at least 10 body regions per dose, got {values.size}")
+    center = float(np.median(values))
+    return center, max(MAD_TO_STD * float(np.median(np.abs(values - center))), 1e-12)
+
+
+def fit_calibration(prior: str, fingerprint: str, clean: list[tuple[str, float, dict]],
+                    provenance: dict, region_px: int = REGION_PX) -> Calibration:
+    """Fit a :class:`Calibration` on clean reconstructions.
+
+    Args:
+        prior, fingerprint: the prior it is for.
+        clean: ``(dose, noise_variance, features)`` per clean slice: ``dose`` names
+            the scan protocol (slices of one dose are pooled, whatever their
+            anatomy), ``features`` come from :func:`region_features` of that slice
+            alone. A dose's statistics are placed at the mean log10 variance of
+            its slices.
+        provenance: what the slices were (stored as is).
+
+    The threshold is the :data:`CLEAN_FLAG_QUANTILE` quantile of the clean slices'
+    scores under the fitted statistics.
+    """
+    groups: dict[str, list[tuple[float, dict]]] = {}
+    for dose, variance, features in clean:
+        groups.setdefault(dose, []).append((variance, features))
+    doses = []
+    for group in groups.values():
+        log_variance = float(np.mean([math.log10(v) for v, _ in group]))
+        pooled = {name: np.concatenate([f[name].numpy().ravel() for _, f in group])
+                  for name in group[0][1]}
+        prior_stats = _robust(pooled["prior"]) if "prior" in pooled else (None, None)
+        raw = DoseStatistics(log_variance, *_robust(pooled["data"]), 0.0, 1.0, *prior_stats)
+        total = np.concatenate([_z_scores(f, raw)[0].numpy().ravel() for _, f in group])
+        center, scale = _robust(total)
+        doses.append(replace(raw, combined_center=center, combined_scale=scale))
+    doses.sort(key=lambda d: d.log10_noise_variance)
+    draft = Calibration(prior, fingerprint, region_px, math.inf, tuple(doses), provenance)
+    scores = [float(np.nanmax(_z_scores(features, draft.at(variance))[0].numpy()))
+              for _, variance, features in clean]
+    threshold = float(np.quantile(scores, CLEAN_FLAG_QUANTILE))
+    return Calibration(prior, fingerprint, region_px, round(threshold, 3), tuple(doses),
+                       provenance)

@@ -1,0 +1,75 @@
+"""Calibrate the quality indicator of a prior on clean validation reconstructions.
+
+Reconstructs the slices of :data:`ctpnp.quality.validation.CALIBRATION_SLICES`
+(validation patients only) at 10⁴ and 10⁵ photons with PnP-ADMM and the prior,
+computes the prior and data-consistency maps (:mod:`ctpnp.quality.maps`) and fits
+the per-dose region statistics and the flag threshold
+(:func:`ctpnp.quality.fit_calibration`). Writes the calibration to
+``ctpnp/quality/calibration/<prior>.json``, keyed by the prior's fingerprint, so
+it must be re-run whenever the prior's weights or card change.
+
+Run: ``.venv/bin/python pipelines/calibrate/quality.py prox [--size 256]``
+(about 10 minutes at 256² on one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import torch
+
+from ctpnp import physics
+from ctpnp.atomic import staged_file
+from ctpnp.evaluation import DOSES
+from ctpnp.priors import load
+from ctpnp.priors.registry import fingerprint
+from ctpnp.projector import Tomography
+from ctpnp.quality import calibration_path, fit_calibration, quality_maps, region_features
+from ctpnp.quality import validation as cases
+from ctpnp.versions import package_versions
+
+warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prior", help="shipped prior name")
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    prior = load(args.prior)
+    op = Tomography(cases.geometry(args.size))
+    clean, slices = [], []
+    for patient, indices in cases.CALIBRATION_SLICES.items():
+        for index in indices:
+            reference_hu = cases.corpus_slice_hu(patient, index, args.size)
+            for dose, photons in DOSES.items():
+                start = time.perf_counter()
+                y = cases.scan(reference_hu, op.geometry, photons, seed=index)
+                x = cases.reconstruct(y, op, prior)
+                maps = quality_maps(x, y, op, prior)
+                variance = float(maps.noise_variance[0])
+                clean.append((dose, variance, region_features(maps, x)))
+                rmse = float((physics.mu_to_hu(x) - reference_hu).pow(2).mean().sqrt())
+                slices.append({"patient": patient, "slice": index, "photons": photons,
+                               "noise_variance": variance, "rmse_hu": rmse})
+                print(f"{patient} {index:3d} {photons:.0e}: RMSE {rmse:6.1f} HU, "
+                      f"{time.perf_counter() - start:5.1f} s", flush=True)
+    provenance = {"slices": slices, "size": args.size, "views": op.geometry.n_views,
+                  "iterations": cases.ITERATIONS, "solver": "pnp-admm (prior's defaults)",
+                  "versions": package_versions()}
+    calibration = fit_calibration(args.prior, fingerprint(args.prior), clean, provenance)
+    path = calibration_path(args.prior)
+    path.parent.mkdir(exist_ok=True)
+    with staged_file(path) as temporary:
+        temporary.write_text(json.dumps(calibration.to_dict(), indent=1) + "\n")
+    for dose in calibration.doses:
+        print(dose)
+    print(f"threshold z = {calibration.threshold_z}; written to {path}")
+
+
+if __name__ == "__main__":
+    main()

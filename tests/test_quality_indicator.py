@@ -1,0 +1,133 @@
+"""The calibrated indicator: z-scores ~N(0, 1) on what it was fitted on, dose interpolation,
+flags and regions, calibration files checked against the prior's fingerprint."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ctpnp import physics
+from ctpnp.priors.registry import fingerprint
+from ctpnp.quality import (
+    Calibration,
+    QualityMaps,
+    calibration_path,
+    expand_regions,
+    fit_calibration,
+    load_calibration,
+    region_features,
+    region_scores,
+    slice_verdicts,
+)
+
+SIZE = 64  # 4 x 4 regions of 16 px
+
+
+def _maps(rng, variance, batch=1):
+    """Maps constant inside each region, whose region means are log-normal (prior: log-mean
+    -3 + 0.3 log10 v, log-std 0.5; data: log-mean 0, log-std 0.1)."""
+    regions = (batch, 1, SIZE // 16, SIZE // 16)
+    prior = np.exp(-3.0 + 0.3 * math.log10(variance) + 0.5 * rng.standard_normal(regions))
+    data = np.exp(0.1 * rng.standard_normal(regions))
+    prior_map, data_map = (expand_regions(torch.from_numpy(a), (SIZE, SIZE)).float()
+                           for a in (prior, data))
+    return QualityMaps(prior_map, data_map, torch.full((batch,), variance, dtype=torch.float64))
+
+
+def _body():
+    return torch.full((1, 1, SIZE, SIZE), physics.MU_WATER_PER_MM)
+
+
+def _calibration(rng, variances=(1e-3, 1e-4), n=200):
+    clean = [(f"{v:g}", v, region_features(_maps(rng, v), _body())) for v in variances
+             for _ in range(n)]
+    return fit_calibration("prox", "abc", clean, {"slices": "synthetic"})
+
+
+def test_clean_regions_score_about_standard_normal_at_every_dose():
+    rng = np.random.default_rng(0)
+    calibration = _calibration(rng)
+    assert [d.log10_noise_variance for d in calibration.doses] == pytest.approx([-4, -3])
+    for variance in (1e-3, 1e-4):
+        maps = _maps(rng, variance, batch=400)
+        z = region_scores(maps, _body().expand(400, -1, -1, -1), calibration)
+        values = z.implausibility.flatten().numpy()
+        assert abs(np.median(values)) < 0.1 and 0.9 < values.std() < 1.1
+        assert abs(np.median(z.prior.flatten().numpy())) < 0.1
+    # about 2 % of clean slices above the threshold, by construction
+    verdicts = slice_verdicts(region_scores(_maps(rng, 1e-3, batch=500),
+                                            _body().expand(500, -1, -1, -1), calibration),
+                              calibration)
+    assert 0.0 < np.mean([v.flagged for v in verdicts]) < 0.06
+
+
+def test_statistics_interpolate_in_log_variance_and_hold_beyond():
+    calibration = _calibration(np.random.default_rng(1))
+    low, high = calibration.doses
+    middle = calibration.at(10**-3.5)
+    assert middle.prior_center == pytest.approx((low.prior_center + high.prior_center) / 2)
+    assert calibration.at(1e-6) == low and calibration.at(1.0) == high
+
+
+def test_an_implausible_region_is_flagged_where_it_is():
+    rng = np.random.default_rng(2)
+    calibration = _calibration(rng)
+    maps = _maps(rng, 1e-3)
+    maps.prior_nats[..., 32:48, 16:32] += 5.0  # region (2, 1): far above any clean region
+    (verdict,) = slice_verdicts(region_scores(maps, _body(), calibration), calibration)
+    assert verdict.flagged and verdict.score > calibration.threshold_z
+    assert verdict.regions[0][:2] == (32, 16)
+    assert verdict.to_dict()["flagged_regions"][0]["z"] == pytest.approx(verdict.score)
+
+
+def test_data_inconsistency_raises_the_whole_slice():
+    rng = np.random.default_rng(7)
+    calibration = _calibration(rng)
+    maps = _maps(rng, 1e-3)
+    before = region_scores(maps, _body(), calibration)
+    maps.data_consistency[..., 16:, :] *= 3.0  # most regions' data z rises by log(3) / 0.1
+    after = region_scores(maps, _body(), calibration)
+    shift = (after.implausibility - before.implausibility).flatten()
+    assert torch.allclose(shift, shift[0].expand_as(shift)) and float(shift[0]) > 5.0
+    (verdict,) = slice_verdicts(after, calibration)
+    assert verdict.flagged and len(verdict.regions) == 16
+
+
+def test_regions_outside_the_body_are_not_scored():
+    calibration = _calibration(np.random.default_rng(3))
+    x = _body()
+    x[..., :16, :] = 0.0  # air
+    z = region_scores(_maps(np.random.default_rng(4), 1e-3), x, calibration).implausibility
+    assert torch.isnan(z[0, 0, 0]).all() and torch.isfinite(z[0, 0, 1:]).all()
+
+
+def test_calibration_files_round_trip_and_are_checked(tmp_path):
+    calibration = _calibration(np.random.default_rng(5))
+    path = tmp_path / "prox.json"
+    path.write_text(json.dumps(calibration.to_dict()))
+    assert load_calibration("prox", "abc", path) == calibration
+    with pytest.raises(ValueError, match=r"prox\.json.*fingerprint.*other weights"):
+        load_calibration("prox", "def", path)
+    with pytest.raises(ValueError, match="no quality calibration"):
+        load_calibration("prox", "abc", tmp_path / "missing.json")
+    path.write_text(json.dumps({**calibration.to_dict(), "format": "other/1"}))
+    with pytest.raises(ValueError, match=r"prox\.json: not a quality calibration"):
+        load_calibration("prox", "abc", path)
+
+
+def test_maps_without_a_prior_map_need_a_calibration_without_one():
+    rng = np.random.default_rng(6)
+    calibration = _calibration(rng)
+    maps = _maps(rng, 1e-3)
+    with pytest.raises(ValueError, match="prior map"):
+        region_scores(QualityMaps(None, maps.data_consistency, maps.noise_variance), _body(),
+                      calibration)
+
+
+def test_the_shipped_calibration_is_for_the_shipped_prior():
+    """Fails when the prior's weights or card change: re-run pipelines/calibrate/quality.py."""
+    calibration = load_calibration("prox", fingerprint("prox"))
+    assert isinstance(calibration, Calibration) and calibration_path("prox").is_file()
+    assert len(calibration.doses) == 2 and math.isfinite(calibration.threshold_z)

@@ -1,0 +1,88 @@
+"""Quality maps: the data-consistency map is 1 under the noise model and rises where the image
+is wrong; region means; the prior map comes from the prior when it has one."""
+
+import pytest
+import torch
+from conftest import geometries
+
+from ctpnp import Tomography, physics
+from ctpnp.priors import load
+from ctpnp.quality import (
+    body_regions,
+    data_consistency_map,
+    expand_regions,
+    quality_maps,
+    region_means,
+)
+
+
+@pytest.fixture(scope="module")
+def op() -> Tomography:
+    torch.set_num_threads(1)
+    return Tomography(geometries()["fan-curved"])
+
+
+def _gaussian_data(op, x, variance, seed=0):
+    clean = op.forward(x)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
+    return clean + variance**0.5 * noise
+
+
+def test_data_consistency_is_one_for_the_true_image(op, shepp_logan_mu):
+    variance = 1e-3
+    y = _gaussian_data(op, shepp_logan_mu, variance)
+    d = data_consistency_map(shepp_logan_mu, y, op, torch.tensor([variance]))
+    covered = op.adjoint(torch.ones_like(y)) > 0
+    assert d.shape == shepp_logan_mu.shape
+    assert abs(float(d[covered].mean()) - 1.0) < 0.03
+    # a wrong variance moves it in proportion: the map is normalized by the noise model
+    d_half = data_consistency_map(shepp_logan_mu, y, op, torch.tensor([2 * variance]))
+    assert torch.allclose(d_half, d / 2, rtol=1e-4, atol=1e-6)
+
+
+def test_data_consistency_rises_where_the_image_is_wrong(op, shepp_logan_mu):
+    variance = 1e-3
+    y = _gaussian_data(op, shepp_logan_mu, variance)
+    wrong = shepp_logan_mu.clone()
+    wrong[..., 60:68, 40:48] += physics.hu_difference_to_mu(300.0)
+    d = data_consistency_map(wrong, y, op, torch.tensor([variance]))
+    inside, far = float(d[..., 60:68, 40:48].mean()), float(d[..., 20:28, 100:108].mean())
+    assert inside > 5.0 > 2.0 > far > 0.5
+
+
+def test_per_reading_variance_is_accepted(op, shepp_logan_mu):
+    variance = torch.full(op.sinogram_shape, 1e-3)[None, None]
+    y = _gaussian_data(op, shepp_logan_mu, 1e-3)
+    per_item = data_consistency_map(shepp_logan_mu, y, op, torch.tensor([1e-3]))
+    assert torch.allclose(data_consistency_map(shepp_logan_mu, y, op, variance), per_item)
+    with pytest.raises(ValueError, match="positive"):
+        data_consistency_map(shepp_logan_mu, y, op, torch.tensor([0.0]))
+
+
+def test_region_means_and_expansion_cover_cut_regions():
+    image = torch.arange(20 * 20, dtype=torch.float32).reshape(1, 1, 20, 20)
+    means = region_means(image, 16)
+    assert means.shape == (1, 1, 2, 2)
+    assert float(means[0, 0, 1, 1]) == pytest.approx(float(image[..., 16:, 16:].mean()))
+    assert float(means[0, 0, 0, 1]) == pytest.approx(float(image[..., :16, 16:].mean()))
+    full = expand_regions(means, (20, 20), 16)
+    assert full.shape == image.shape and float(full[0, 0, 19, 3]) == float(means[0, 0, 1, 0])
+
+
+def test_body_regions_need_a_quarter_of_tissue():
+    mu = torch.zeros(1, 1, 32, 32)
+    mu[..., :16, :4] = physics.MU_WATER_PER_MM      # a quarter of the top-left region
+    mu[..., 16:, 16:19] = physics.MU_WATER_PER_MM   # less than a quarter
+    inside = body_regions(mu, 16)[0, 0]
+    assert inside.tolist() == [[True, False], [False, False]]
+
+
+def test_quality_maps_use_the_prior_map_when_there_is_one(op, shepp_logan_mu):
+    y = _gaussian_data(op, shepp_logan_mu, 1e-3)
+    maps = quality_maps(shepp_logan_mu, y, op, load("prox"))
+    assert maps.prior_nats.shape == shepp_logan_mu.shape
+    assert torch.isfinite(maps.prior_nats).all()
+    assert maps.noise_variance.shape == (1,)
+    # the variance defaults to the solvers' estimate from y
+    assert torch.allclose(maps.noise_variance, physics.estimate_noise_variance(y).double())
+    assert quality_maps(shepp_logan_mu, y, op, load("bm3d")).prior_nats is None
