@@ -27,13 +27,17 @@ N_VIEWS = 6
 @pytest.fixture(scope="module")
 def scan_dir(tmp_path_factory):
     """A small helical scan: 6 views, 2 rows, 8 channels, photon statistics."""
-    geometry = Acquisition.uniform(
-        n_views=N_VIEWS, views_per_turn=4, n_rows=2, n_channels=8, channel_spacing_mm=4.0,
-        row_spacing_mm=2.0, feed_mm_per_turn=3.0,
-        photons=np.full((N_VIEWS, 8), 1e5, np.float32))
-    data = np.random.default_rng(0).uniform(0, 4, (N_VIEWS, 2, 8))
-    folder = tmp_path_factory.mktemp("pd") / "scan"
-    write_projections(data, geometry, folder)
+    return _written(tmp_path_factory.mktemp("pd") / "scan", seed=0, n_views=N_VIEWS,
+                    views_per_turn=4, n_rows=2, n_channels=8, feed_mm_per_turn=3.0,
+                    photons=np.full((N_VIEWS, 8), 1e5, np.float32))
+
+
+def _written(folder, seed: int, **geometry):
+    """``folder`` holding random post-log data of ``Acquisition.uniform(**geometry)``
+    (4 mm channels, 2 mm rows)."""
+    acquisition = Acquisition.uniform(channel_spacing_mm=4.0, row_spacing_mm=2.0, **geometry)
+    shape = (acquisition.n_views, acquisition.n_rows, acquisition.n_channels)
+    write_projections(np.random.default_rng(seed).uniform(0, 4, shape), acquisition, folder)
     return folder
 
 
@@ -192,19 +196,13 @@ AXIAL_VIEWS = 24
 @pytest.fixture(scope="module")
 def axial_dir(tmp_path_factory):
     """A one-row axial scan of a full turn: 24 views of 24 channels."""
-    geometry = Acquisition.uniform(n_views=AXIAL_VIEWS, views_per_turn=AXIAL_VIEWS, n_rows=1,
-                                   n_channels=24, channel_spacing_mm=4.0, row_spacing_mm=2.0)
-    data = np.random.default_rng(1).uniform(0, 4, (AXIAL_VIEWS, 1, 24))
-    folder = tmp_path_factory.mktemp("axial") / "scan"
-    write_projections(data, geometry, folder)
-    return folder
+    return _written(tmp_path_factory.mktemp("axial") / "scan", seed=1, n_views=AXIAL_VIEWS,
+                    views_per_turn=AXIAL_VIEWS, n_rows=1, n_channels=24)
 
 
 @pytest.fixture
 def axial(axial_dir, tmp_path):
-    copy = tmp_path / "axial"
-    shutil.copytree(axial_dir, copy)
-    return copy
+    return shutil.copytree(axial_dir, tmp_path / "axial")
 
 
 def _snapshot(folder):
