@@ -14,6 +14,13 @@ time; a second table gives the mean per dose.
 TV runs ``30 * --iterations`` PDHG iterations (600 by default): at 300 it was
 still moving by 0.1 dB near the end.
 
+Methods named ``... (old)`` run the configuration before issue 18 on the same
+scan in the same run (PnP: plain CG, unrelaxed, ``LEGACY_SETTINGS``; TV: the
+diagonal step rule against the default balanced one is ``TV (PDHG, diagonal)``);
+a third table gives, per pair, the ratio of the seconds to 0.1 dB and the
+difference of the final PSNR. ``--backend odl`` runs on ODL + astra_cpu instead
+of the default CPU projector, for context.
+
 Run: ``.venv/bin/python benchmarks/bench_solvers.py [--size 256] [--iterations 20] [--jobs 2]``
 (about 10 minutes per scan, one dose of one phantom, at 256² on one core for
 all methods; ``--jobs`` scans run in parallel; at ``--size 512`` one scan
@@ -39,6 +46,7 @@ from ctpnp.evaluation import DOSES, PIXEL_MM, TEST_SEEDS, phantom_scans
 from ctpnp.priors import load
 from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW, psnr_hu, quality_row
 from ctpnp.solvers import pnp_admm, pnp_drs, tv
+from ctpnp.solvers.splitting import LEGACY_SETTINGS
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 
@@ -112,15 +120,34 @@ def mean_rows(rows: list[dict]) -> list[dict]:
             for (dose, method), group in groups.items()]
 
 
-METHOD_NAMES = ("TV (PDHG)", "PnP-ADMM LPN", "PnP-DRS LPN", "PnP-ADMM Prox", "PnP-DRS Prox")
+METHOD_NAMES = ("TV (PDHG)", "PnP-ADMM LPN", "PnP-DRS LPN", "PnP-ADMM Prox", "PnP-DRS Prox",
+                "PnP-ADMM Prox (old)", "PnP-DRS Prox (old)", "TV (PDHG, diagonal)")
+DEFAULT_METHODS = METHOD_NAMES[:5]
+"""Run when ``--methods`` is not given; the others compare configurations."""
 
 
-def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], dose: str,
-              seed: int) -> list[dict]:
+def pair_rows(rows: list[dict]) -> list[dict]:
+    """Per scan, each ``name (old)`` row against its ``name`` row: time ratio, PSNR change."""
+    by_key = {(r["dose"], r["seed"], r["method"]): r for r in rows}
+    pairs = []
+    for (dose, seed, method), old in by_key.items():
+        new = by_key.get((dose, seed, method.removesuffix(" (old)")))
+        if not method.endswith(" (old)") or new is None:
+            continue
+        pairs.append({"dose": dose, "seed": seed, "method": new["method"],
+                      "s to 0.1 dB new": new["s to 0.1 dB"], "s to 0.1 dB old": old["s to 0.1 dB"],
+                      "time ratio new/old": new["s to 0.1 dB"] / old["s to 0.1 dB"],
+                      "psnr new": new["psnr_full_db"], "psnr old": old["psnr_full_db"],
+                      "psnr new - old (dB)": new["psnr_full_db"] - old["psnr_full_db"]})
+    return pairs
+
+
+def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], backend: str,
+              dose: str, seed: int) -> list[dict]:
     """FBP and the iterative methods ``names`` on one held-out scan: the table rows."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
-    op = Tomography(ScanGeometry.clinical_fan((size, size), PIXEL_MM, views))
+    op = Tomography(ScanGeometry.clinical_fan((size, size), PIXEL_MM, views), backend=backend)
     lpn, prox = load("lpn"), load("prox")
     n = iterations
     methods = {
@@ -129,6 +156,12 @@ def scan_rows(size: int, views: int, iterations: int, names: tuple[str, ...], do
         "PnP-DRS LPN": (lpn, lambda y, cb: pnp_drs(y, op, lpn, max_iter=n, callback=cb)),
         "PnP-ADMM Prox": (prox, lambda y, cb: pnp_admm(y, op, prox, max_iter=n, callback=cb)),
         "PnP-DRS Prox": (prox, lambda y, cb: pnp_drs(y, op, prox, max_iter=n, callback=cb)),
+        "PnP-ADMM Prox (old)": (prox, lambda y, cb: pnp_admm(y, op, prox, max_iter=n, callback=cb,
+                                                             **LEGACY_SETTINGS)),
+        "PnP-DRS Prox (old)": (prox, lambda y, cb: pnp_drs(y, op, prox, max_iter=n, callback=cb,
+                                                           **LEGACY_SETTINGS)),
+        "TV (PDHG, diagonal)": (None, lambda y, cb: tv(y, op, max_iter=30 * n, steps="diagonal",
+                                                       callback=cb)),
     }
     _, _, y, hu, _ = next(phantom_scans(op, [seed], [DOSES[dose]]))
     start = time.perf_counter()
@@ -151,15 +184,18 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(TEST_SEEDS),
                         help="test phantoms (random-anatomy seeds never used for tuning)")
-    parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=list(METHOD_NAMES),
+    parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=list(DEFAULT_METHODS),
                         help="iterative methods to run (FBP always runs); a subset is written "
                              "to its own JSON file")
+    parser.add_argument("--doses", nargs="+", choices=list(DOSES), default=list(DOSES))
+    parser.add_argument("--backend", choices=("auto", "matrix", "odl"), default="auto",
+                        help="CPU projector (default: the matrix where it fits)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="scans reconstructed at once in worker processes (one core each)")
     args = parser.parse_args()
-    scans = [(dose, seed) for dose in DOSES for seed in args.seeds]
+    scans = [(dose, seed) for dose in args.doses for seed in args.seeds]
     task = functools.partial(scan_rows, args.size, args.views, args.iterations,
-                             tuple(args.methods))
+                             tuple(args.methods), args.backend)
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
@@ -173,11 +209,15 @@ def main() -> None:
                 f"{args.views} views", [{c: r.get(c, "") for c in columns} for r in rows])
     summary = mean_rows(rows)
     print_table("Mean over the test phantoms", summary)
+    pairs = pair_rows(rows)
+    if pairs:
+        print_table("New configuration against the old one, same scans, same run", pairs)
     lpn, prox = load("lpn"), load("prox")
-    subset = "" if tuple(args.methods) == METHOD_NAMES else "_" + re.sub(
+    subset = "" if tuple(args.methods) == DEFAULT_METHODS else "_" + re.sub(
         r"[^a-z0-9]+", "_", " ".join(args.methods).lower()).strip("_")
-    write_json(f"bench_solvers_{args.size}{subset}", {"summary": summary,
-        "methods": args.methods,
+    backend = "" if args.backend == "auto" else f"_{args.backend}"
+    write_json(f"bench_solvers_{args.size}{subset}{backend}", {"summary": summary,
+        "pairs": pairs, "methods": args.methods, "backend": args.backend,
         "size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "doses": DOSES,
         "test_seeds": args.seeds, "jobs": args.jobs,
         "pnp_parameters": {"lpn": lpn.card.get("pnp_parameters"),

@@ -25,9 +25,11 @@ def admm_iteration(data: LeastSquares, denoise, state: State, sigma_mu_per_mm: t
     sigma^2`` ``(B,)`` (mm⁻²) when autograd is on, as learning parameters needs.
     """
     x, z, u = state
-    x_new = data.prox(z - u, tau, x0=x, tol=settings.cg_tol, maxiter=settings.cg_maxiter).x
-    z_new = nonnegative(denoise.prox(x_new + u, sigma_mu_per_mm), settings.enforce_nonnegative)
-    return x_new, z_new, u + x_new - z_new
+    x_new = data.prox(z - u, tau, x0=x, tol=settings.cg_tol, maxiter=settings.cg_maxiter,
+                      preconditioner=settings.preconditioner).x
+    relaxed = settings.relaxation * x_new + (1.0 - settings.relaxation) * z
+    z_new = nonnegative(denoise.prox(relaxed + u, sigma_mu_per_mm), settings.enforce_nonnegative)
+    return x_new, z_new, u + relaxed - z_new
 
 
 def _tracked(old: State, new: State, sigma_mu_per_mm: torch.Tensor
@@ -47,9 +49,10 @@ Minimize ``data_weight * f(x) + R(x)`` by PnP-ADMM with the prior's proximal ope
     prior's regularizer, whose prox ``prior.prox(v, sigma) = prox_{sigma^2 R}(v)``.
     Scaled ADMM with penalty ``rho = 1 / sigma^2``::
 
-        x = argmin data_weight f(x) + rho/2 ||x - (z - u)||^2     (warm-started CG)
-        z = prior.prox(x + u, sigma)
-        u = u + x - z
+        x = argmin data_weight f(x) + rho/2 ||x - (z - u)||^2     (warm-started PCG)
+        x' = alpha x + (1 - alpha) z                              (relaxation)
+        z = prior.prox(x' + u, sigma)
+        u = u + x' - z
 
     Returns :class:`SolverResult` with ``x = z``; history has ``primal_residual``
     ``||x - z||`` and ``dual_residual`` ``rho ||z_k+1 - z_k||`` (μ units).

@@ -8,6 +8,7 @@ import torch
 
 from ctpnp.linalg import CGResult, batch_dot, conjugate_gradient
 from ctpnp.projector import Tomography
+from ctpnp.solvers.preconditioner import preconditioner_for
 
 
 class LeastSquares:
@@ -73,6 +74,7 @@ class LeastSquares:
         *,
         tol: float = 1e-5,
         maxiter: int = 30,
+        preconditioner: str | None = None,
     ) -> CGResult:
         """``argmin_u tau f(u) + 1/2 ||u - v||^2`` by warm-started CG.
 
@@ -86,6 +88,9 @@ class LeastSquares:
             tau: positive scalar or ``(B,)`` tensor, in mm⁻² (``tau * ||A||^2``
                 is dimensionless).
             x0: warm start, e.g. the previous x-update.
+            tol, maxiter: CG's relative residual to reach and its iteration cap.
+            preconditioner: ``"fourier"`` (:mod:`ctpnp.solvers.preconditioner`: the
+                same solution to the same tolerance, in fewer projections) or ``None``.
         """
         inverse_tau = (1.0 / torch.as_tensor(tau, dtype=torch.float32, device=v.device)
                        ).reshape(-1, 1, 1, 1)
@@ -93,12 +98,13 @@ class LeastSquares:
             with torch.no_grad():
                 self._backprojected_data = self.op.adjoint(self._weigh(self.y))
         constant = inverse_tau.detach()
+        precondition = preconditioner_for(preconditioner, self.op, constant)
 
         def solve(rhs: torch.Tensor, start: torch.Tensor | None) -> CGResult:
             with torch.no_grad():
                 return conjugate_gradient(
                     lambda u: self.op.adjoint(self._weigh(self.op.forward(u))) + constant * u,
-                    rhs, start, tol=tol, maxiter=maxiter,
+                    rhs, start, tol=tol, maxiter=maxiter, preconditioner=precondition,
                 )
 
         result = solve(self._backprojected_data + constant * v.detach(), x0)

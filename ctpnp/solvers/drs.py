@@ -25,8 +25,9 @@ def drs_iteration(data: LeastSquares, denoise, state: State, sigma_mu_per_mm: to
     s, _, p = state
     d_new = nonnegative(denoise.prox(s, sigma_mu_per_mm), settings.enforce_nonnegative)
     p_new = data.prox(2 * d_new - s, tau, x0=p, tol=settings.cg_tol,
-                      maxiter=settings.cg_maxiter).x
-    return s + p_new - d_new, d_new, p_new
+                      maxiter=settings.cg_maxiter,
+                      preconditioner=settings.preconditioner).x
+    return s + settings.relaxation * (p_new - d_new), d_new, p_new
 
 
 def _tracked(old: State, new: State, _sigma: torch.Tensor
@@ -39,9 +40,9 @@ DRS = Splitting("pnp-drs", drs_start, drs_iteration, _tracked, """\
 Minimize ``data_weight * f(x) + R(x)`` by Douglas–Rachford on the scaled objective.
 
     With ``D = prox_{sigma^2 R}`` (the prior) and ``P = prox_{sigma^2 data_weight f}``
-    (warm-started CG), iterate::
+    (warm-started PCG) and relaxation ``alpha``, iterate::
 
-        d = D(s);  p = P(2 d - s);  s = s + p - d
+        d = D(s);  p = P(2 d - s);  s = s + alpha (p - d)
 
     and return ``d``. Returns :class:`SolverResult`; history has
     ``fixed_point_residual`` ``||p - d||``.

@@ -64,6 +64,38 @@ def default_weight_mm(variance: torch.Tensor) -> torch.Tensor:
     return rule["weight_per_noise_variance_mm"] * ratio.pow(rule["weight_exponent"]) * variance
 
 
+def pdhg_steps(op: Tomography, rule: str
+               ) -> tuple[torch.Tensor | float, float, torch.Tensor | float]:
+    """PDHG steps ``(data dual, gradient dual, primal)`` for ``K = [A; grad]``.
+
+    * ``"diagonal"``: Pock–Chambolle diagonal preconditioning (α = 1):
+      dual steps ``1 / sum_j |K_ij|`` (``1 / (A 1)`` per ray, ``1/2`` for a forward
+      difference) and primal steps ``1 / sum_i |K_ij|`` (``1 / (A^T 1 + 4)`` per
+      pixel): one forward and one back-projection of ones, no norm estimate.
+    * ``"balanced"``: ``K = [A / c; grad]`` with ``c = ||A|| / sqrt(8)`` so that
+      both blocks have norm ``sqrt(8)``, and ``tau = sigma = 0.99 / ||K||``.
+
+    Both satisfy PDHG's step condition, so both converge to the same minimizer.
+    The diagonal rule's data step is ``(1, 1, views, channels)`` and its primal step
+    ``(1, 1, H, W)``; the balanced rule's are floats.
+
+    Raises:
+        ValueError: an unknown rule.
+    """
+    if rule == "diagonal":
+        with torch.no_grad():
+            ones = torch.ones((1, 1, *op.image_shape), device=op.device)
+            row_sums = op.forward(ones)
+            column_sums = op.adjoint(torch.ones_like(row_sums))
+        data_step = 1.0 / row_sums.clamp_min(1e-6 * float(row_sums.max()))
+        return data_step, 0.5, 1.0 / (column_sums + 4.0)
+    if rule == "balanced":
+        scale = op.norm() / GRADIENT_NORM_SQ**0.5
+        step = 0.99 / (2.0 * GRADIENT_NORM_SQ) ** 0.5
+        return step / scale**2, step, step
+    raise ValueError(f"steps={rule!r} is unknown: expected 'diagonal' or 'balanced'")
+
+
 def tv(
     y: torch.Tensor,
     op: Tomography,
@@ -73,6 +105,7 @@ def tv(
     x0: torch.Tensor | None = None,
     max_iter: int = 300,
     rtol: float = 1e-5,
+    steps: str = "diagonal",
     callback: Callback | None = None,
 ) -> SolverResult:
     """Minimize ``f(x) + weight_mm * TV(x)`` subject to μ ≥ 0, run to convergence.
@@ -81,9 +114,9 @@ def tv(
     isotropic total variation of μ (1/mm per pixel step), so ``weight_mm`` is in
     mm; by default it follows the dose (:func:`default_weight_mm` of the noise
     variance estimated from ``y``); a given one is a scalar or ``(B,)``.
-    PDHG on ``K = [A / c; grad]`` with ``c = ||A|| / sqrt(8)``: both blocks
-    have norm ``sqrt(8)``, and the steps ``tau = sigma = 0.99 / ||K||`` are
-    balanced between data and regularizer.
+    PDHG (Chambolle–Pock) on ``K = [A; grad]`` with the step rule ``steps``
+    (:func:`pdhg_steps`): ``"diagonal"`` (default) or ``"balanced"`` (the
+    earlier rule). Both converge to the same minimizer.
 
     Returns:
         :class:`SolverResult`; history has ``objective``.
@@ -92,12 +125,10 @@ def tv(
     if weight_mm is None:
         weight_mm = default_weight_mm(estimate_noise_variance(y))
     weight = torch.as_tensor(weight_mm, dtype=torch.float32, device=op.device).view(-1, 1, 1, 1)
-    scale = op.norm() / GRADIENT_NORM_SQ**0.5
-    step = 0.99 / (2.0 * GRADIENT_NORM_SQ) ** 0.5
     w = torch.ones_like(y) if data.weights is None else data.weights
-    y_scaled = y / scale
-    # prox of the conjugate of s -> scale^2/2 sum w (s - y/scale)^2 at step `step`
-    damping = 1.0 / (1.0 + step / (scale**2 * w))
+    data_step, gradient_step, primal_step = pdhg_steps(op, steps)
+    # prox of the conjugate of s -> 1/2 sum w (s - y)^2 at the dual steps `data_step`
+    damping = 1.0 / (1.0 + data_step / w)
 
     x = initial_image(op, y, x0)
     x_bar = x.clone()
@@ -111,10 +142,10 @@ def tv(
     with torch.no_grad():
         while monitor.running:
             mask = monitor.step_mask(x)
-            p_new = (p + step * (projection_bar / scale - y_scaled)) * damping
-            q_step = q + step * gradient(x_bar)
+            p_new = (p + data_step * (projection_bar - y)) * damping
+            q_step = q + gradient_step * gradient(x_bar)
             q_new = q_step / (q_step.pow(2).sum(1, keepdim=True).sqrt() / weight).clamp_min(1.0)
-            x_new = (x - step * (op.adjoint(p_new) / scale + gradient_adjoint(q_new))
+            x_new = (x - primal_step * (op.adjoint(p_new) + gradient_adjoint(q_new))
                      ).clamp_min(0.0)
             projection_new = op.forward(x_new)
             objective = (data.value_of(projection_new - y).cpu()
