@@ -9,10 +9,18 @@ one; the peak memory of a 64-slice volume no higher than that of an 8-slice
 one (the slices stream through; measured with TV).
 
 Run: ``.venv/bin/python benchmarks/bench_volume.py`` (about 10 minutes, idle machine).
+
+``--large`` runs issue 18's workload instead: the default method at 512², 0.8 mm,
+360 views on a 16-slice volume (``--iterations`` a slice, 5 by default: a fixed
+amount of work), one worker against two, and the peak memory of one process
+over 8 and 16 slices. The projector's matrix is built (or loaded) once by the
+calling process, and the workers map the cached file.
 """
 
 from __future__ import annotations
 
+import argparse
+import resource
 import tempfile
 import time
 
@@ -48,14 +56,14 @@ class NoisyScans:
         return physics.simulate_low_dose(self.clean, 2e4, seed=index)[0, 0].numpy()
 
 
-def run(n_slices: int, workers: int, geometry: ScanGeometry, method: str
+def run(n_slices: int, workers: int, geometry: ScanGeometry, method: str, params: dict = PARAMS
         ) -> tuple[float, float]:
     """(wall seconds with worker start-up, seconds from the first finished slice to the end)."""
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as out_dir:
         start = time.perf_counter()
         reconstruct_volume(NoisyScans(n_slices, geometry), geometry, out_dir, method=method,
-                           prior=DEFAULT_PRIOR, params=PARAMS, workers=workers, device="cpu",
+                           prior=DEFAULT_PRIOR, params=params, workers=workers, device="cpu",
                            progress=lambda _done, _total, _note: stamps.append(time.perf_counter()))
         wall = time.perf_counter() - start
     return wall, stamps[-1] - stamps[1]
@@ -80,7 +88,49 @@ def speed_rows(name: str, geometry: ScanGeometry, method: str) -> tuple[list[dic
     return rows, speed
 
 
+def large(iterations: int) -> None:
+    """Issue 18: the default method on a 16-slice 512² volume, 1 vs 2 workers, memory."""
+    geometry = ScanGeometry.clinical_fan((512, 512), 0.8, 360)
+    params = {"max_iter": iterations, "rtol": 0.0}
+    name = f"{DEFAULT_METHOD} ({DEFAULT_PRIOR}) 512², {iterations} iterations"
+    rows, speed = [], {}
+    for workers in (1, 2):
+        wall, steady = run(16, workers, geometry, DEFAULT_METHOD, params)
+        speed[workers] = {"wall_s": wall, "slices_per_s": 16 / wall,
+                          "steady_slices_per_s": (16 - workers) / steady}
+        rows.append({"measure": f"{name}: 16 slices, {workers} worker(s)", "seconds": wall,
+                     "slices/s": 16 / wall, "slices/s after start-up": (16 - workers) / steady})
+    speed["speedup_2_vs_1"] = speed[2]["slices_per_s"] / speed[1]["slices_per_s"]
+    speed["steady_speedup_2_vs_1"] = (speed[2]["steady_slices_per_s"]
+                                      / speed[1]["steady_slices_per_s"])
+    rows.append({"measure": "2 vs 1 workers speed-up (goal >= 1.8)", "seconds": "",
+                 "slices/s": speed["speedup_2_vs_1"],
+                 "slices/s after start-up": speed["steady_speedup_2_vs_1"]})
+    workers_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    memory = {n: peak_rss_mib(lambda n=n: run(n, 1, geometry, DEFAULT_METHOD, params))
+              for n in (8, 16)}
+    for n, mib in memory.items():
+        rows.append({"measure": f"one process, {n} slices: peak RSS (MiB)", "seconds": "",
+                     "slices/s": "", "slices/s after start-up": f"{mib:.0f}"})
+    rows.append({"measure": "largest worker: peak RSS (MiB)", "seconds": "", "slices/s": "",
+                 "slices/s after start-up": f"{workers_peak_mib:.0f}"})
+    print_table(f"16-slice volume, {geometry.image_shape[0]}² clinical fan, 360 views", rows)
+    write_json("bench_volume_512", {"geometry": repr(geometry), "params": params,
+                                    "speed": speed, "peak_rss_mib": memory,
+                                    "largest_worker_peak_rss_mib": workers_peak_mib,
+                                    "memory_16_le_8": memory[16] <= memory[8] * 1.02})
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", action="store_true",
+                        help="issue 18's 16-slice 512² volume instead of the default workloads")
+    parser.add_argument("--iterations", type=int, default=5,
+                        help="iterations a slice with --large")
+    args = parser.parse_args()
+    if args.large:
+        large(args.iterations)
+        return
     rows, workloads = [], {}
     for name, (geometry, method) in WORKLOADS.items():
         workload_rows, workloads[name] = speed_rows(name, geometry, method)

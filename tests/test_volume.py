@@ -137,3 +137,25 @@ def test_a_folder_from_other_settings_is_not_resumed(sinograms, tmp_path):
     _tv(sinograms[:1], tmp_path)
     with pytest.raises(ValueError, match="another reconstruction"):
         reconstruct_volume(sinograms[:1], GEOMETRY, tmp_path, method="fbp", device="cpu")
+
+
+def test_workers_use_the_matrix_the_calling_process_built(tmp_path, monkeypatch):
+    """Before workers start, the calling process builds the system matrix into the disk
+    cache, which the workers then map; two workers give what one process gives."""
+    from ctpnp.apps.volume import _Config, _prepare_projector
+
+    geometry = ScanGeometry.clinical_fan((48, 48), 4.0, 60)  # in no other test of this session
+    cache = tmp_path / "matrices"
+    monkeypatch.setenv("CTPNP_MATRIX_CACHE", str(cache))
+    assert not cache.exists()
+    assert _prepare_projector(_Config(geometry, "tv", "prox", TV_PARAMS, "cpu")) == "matrix"
+    assert len(list(cache.iterdir())) == 1
+    clean = torch.from_numpy(load("water_inserts").project(geometry))[None, None]
+    stack = torch.cat([physics.simulate_low_dose(clean, 2e4, seed=s) for s in range(2)])
+    stack = stack[:, 0].numpy()
+    two = reconstruct_volume(stack, geometry, tmp_path / "two", method="tv", params=TV_PARAMS,
+                             device="cpu", workers=2)
+    assert len(list(cache.iterdir())) == 1  # the workers found it, built no other
+    one = reconstruct_volume(stack, geometry, tmp_path / "one", method="tv", params=TV_PARAMS,
+                             device="cpu")
+    np.testing.assert_allclose(two.volume, one.volume, rtol=1e-5, atol=1e-7)

@@ -7,9 +7,12 @@ so a re-run after a crash or Ctrl-C skips it and recomputes nothing.
 
 On the CPU, ``workers > 1`` runs batches in ``spawn``-ed worker processes (ASTRA's
 CPU projector holds the GIL, so threads would not scale), each building its own
-:class:`~ctpnp.Tomography` and prior once. On CUDA use ``batch_size > 1`` in one
-process. At most ``workers`` batches of sinograms are in flight at any time,
-so memory does not grow with the number of slices.
+:class:`~ctpnp.Tomography` and prior once. The projector's system matrix (the
+default CPU backend) is built or loaded once in the calling process before the
+workers start, so they load it from the disk cache, memory-mapped: its pages are
+shared, not copied per worker (with the cache off, each worker builds its own).
+On CUDA use ``batch_size > 1`` in one process. At most ``workers`` batches of
+sinograms are in flight at any time, so memory does not grow with the number of slices.
 """
 
 from __future__ import annotations
@@ -110,6 +113,16 @@ class _Reconstructor:
                          {"n_iter": int(n_iter[item]), "converged": bool(converged[item]),
                           "diverged": bool(diverged[item])})
         return indices
+
+
+def _prepare_projector(config: _Config) -> str:
+    """Obtain the system matrix of ``config``'s projector here, before workers start.
+
+    Built and written to the disk cache, or found there, so each worker maps the
+    cached file instead of building the matrix again. Returns the backend
+    (``"matrix"`` or ``"odl"``; on CUDA or over the memory budget nothing is built).
+    """
+    return Tomography(config.geometry, config.device).backend
 
 
 _WORKER: _Reconstructor | None = None
@@ -285,6 +298,7 @@ def reconstruct_volume(
             executor: cf.Executor = _InlineExecutor()
             task = _Reconstructor(config, on_iteration).run
         else:
+            _prepare_projector(config)
             executor = cf.ProcessPoolExecutor(workers, mp_context=context,
                                               initializer=_init_worker, initargs=(config, tokens))
             task = _run_in_worker
