@@ -134,6 +134,7 @@ def splitting_solver(scheme: Splitting) -> Callable[..., SolverResult]:
         denoise = denoiser(prior, equivariant, seed)
         sigma, weight = pnp_settings(prior, scheme.method, y, sigma_mu_per_mm, data_weight)
         tau = data_step(weight, sigma).to(op.device)
+        sigma_on_device = sigma.to(op.device)  # the denoiser's, beside its images
         state = scheme.start(initial_image(op, y, x0))
         if not 0.0 < relaxation < 2.0:
             raise ValueError(f"relaxation must be in (0, 2), got {relaxation}")
@@ -143,7 +144,7 @@ def splitting_solver(scheme: Splitting) -> Callable[..., SolverResult]:
         with torch.no_grad():
             while monitor.running:
                 mask = monitor.step_mask(state[1])
-                new = scheme.iteration(data, denoise, state, sigma, tau, settings)
+                new = scheme.iteration(data, denoise, state, sigma_on_device, tau, settings)
                 old_point, new_point, extra = scheme.tracked(state, new, sigma)
                 monitor.update(old_point, new_point, new[1], **extra)
                 state = tuple(keep_active(mask, n, o) for n, o in zip(new, state, strict=True))
