@@ -17,7 +17,6 @@ Statistical weights ``W`` (normalized to mean 1) are not modelled in ``P``.
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable
 
@@ -93,6 +92,6 @@ def preconditioner_for(kind: str | None, op: Tomography, shift: torch.Tensor
         return None
     if kind != "fourier":
         raise ValueError(f"preconditioner={kind!r} is unknown: expected 'fourier' or None")
-    if not bool(torch.isfinite(shift).all()) or math.isclose(float(shift.min()), 0.0):
+    if not bool(torch.isfinite(shift).all()) or bool((shift <= 0).any()):
         raise ValueError("the Fourier preconditioner needs a positive shift 1 / tau")
     return FourierPreconditioner(op, shift)
