@@ -245,8 +245,9 @@ def test_fuzzed_implausible_headers_raise_only_dicom_input_errors(ct5n: Path) ->
     for _ in range(60):
         victim = rng.choice(sorted(ct5n.iterdir()))
         keyword, values = rng.choice(choices)
+        value = rng.choice(values)
         original = victim.read_bytes()
-        _rewrite(victim, lambda ds, k=keyword, v=rng.choice(values): setattr(ds, k, v))
+        _rewrite(victim, lambda ds, k=keyword, v=value: setattr(ds, k, v))
         changed = victim.read_bytes()
         try:
             read_ct_series(ct5n)
