@@ -23,7 +23,8 @@ from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR
 VIEWS = 150
 PHOTONS = 2e4
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process on the shared cores
-FINAL_OUTPUTS = {"dicom", "volume.nii.gz", "log_prior.nii.gz", "log_prior.png", "report.json"}
+FINAL_OUTPUTS = {"dicom", "volume.nii.gz", "log_prior.nii.gz", "log_prior.png", "report.json",
+                 "implausibility.nii.gz", "implausibility", "implausibility.png"}
 
 
 def command(*args: object) -> list[str]:

@@ -9,8 +9,14 @@ for the layouts and the image grid. Output, in ``OUT_DIR``:
 * ``log_prior.nii.gz`` and ``log_prior.png``: the prior's per-pixel
   log-prior map (nats per pixel, larger = less plausible) when a PnP method
   runs with a prior that has one (``lpn``, ``prox``, ``tv``);
+* ``implausibility.nii.gz``, ``implausibility/`` (a DICOM series to overlay) and
+  ``implausibility.png``: the calibrated quality indicator
+  (:mod:`ctpnp.quality.indicator`, z per 16-pixel region, NaN or 0 in DICOM
+  outside the body), when the prior has a calibration for its current weights;
+  the PNG outlines the flagged regions of the slice with the highest score;
 * ``report.json``: method, prior, every solver parameter, the grid, per-slice
-  iterations, convergence, divergence and log-prior summary, timings,
+  iterations, convergence, divergence, log-prior summary and quality verdict
+  (score, flag, threshold, flagged regions), timings,
   package versions, the input's warnings and how its private tags were stored.
 
 The DICOM series joins the scan's study: patient, study, dates, kVp and
@@ -53,8 +59,8 @@ from ctpnp import physics
 from ctpnp.apps.orientation import check_orientation
 from ctpnp.apps.progress import Progress
 from ctpnp.apps.volume import reconstruct_volume
-from ctpnp.atomic import staged_file
 from ctpnp.figures.log_prior import log_prior_figure
+from ctpnp.figures.quality import flagged_regions_figure
 from ctpnp.io import (
     Grid,
     Scan,
@@ -65,11 +71,14 @@ from ctpnp.io import (
     reference_grid,
     slice_z_mm,
     write_ct_series,
+    write_map_series,
     write_nifti,
 )
-from ctpnp.priors.base import HasLogPriorMap
+from ctpnp.priors.registry import fingerprint
 from ctpnp.projector.backend import resolve_device
-from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS, PNP_METHODS, solver
+from ctpnp.quality import Calibration, load_calibration
+from ctpnp.quality.volume import VolumeQuality, volume_quality
+from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR, METHODS, PNP_METHODS, PRIORS, solver
 from ctpnp.versions import package_versions
 
 if TYPE_CHECKING:
@@ -167,8 +176,11 @@ def reconstruct_scan(
     reconstruct_s = time.perf_counter() - start - read_s
     mu_water = scan.acquisition.mu_water_per_mm
     hu = physics.mu_to_hu(torch.from_numpy(np.array(result.volume)), mu_water).numpy()
-    log_prior = (None if prior_model is None
-                 else _log_prior_volume(prior_model, result.volume, work / "log_prior", device))
+    calibration, calibration_note = _calibration(prior_model, prior)
+    quality = (None if prior_model is None
+               else volume_quality(result.volume, scan.sinograms, geometry, prior_model,
+                                   calibration, work / "quality", device))
+    log_prior = None if quality is None else quality.log_prior
     log_prior_s = time.perf_counter() - start - read_s - reconstruct_s
 
     identity = identity_of(scan.header, *([] if grid.like is None else grid.like.datasets[:1]),
@@ -188,7 +200,8 @@ def reconstruct_scan(
         "grid": {"shape": list(hu.shape), "pixel_mm": grid.pixel_mm,
                  "affine_ras_mm": grid.affine.tolist(),
                  "from": str(grid_like) if grid_like is not None else "acquisition"},
-        "slices": _slice_records(scan, result, log_prior),
+        "slices": _slice_records(scan, result, log_prior,
+                                 None if quality is None else quality.verdicts),
         "resumed_slices": int((~result.computed).sum()),
         "diverged_slices": diverged,
         "anonymized": anonymize,
@@ -205,6 +218,10 @@ def reconstruct_scan(
     shutil.rmtree(final, ignore_errors=True)
     written = _write_outputs(final, hu, log_prior, grid, method, prior, diverged, identity,
                              scan.sources)
+    if quality is not None and quality.implausibility is not None:
+        written += _write_quality(final, hu, quality, calibration, grid, prior)
+    if calibration_note is not None:
+        content["quality_indicator"] = calibration_note
     content["timings_s"] = {"read": read_s, "reconstruct": reconstruct_s,
                             "log_prior": log_prior_s,
                             "total": time.perf_counter() - start}
@@ -265,31 +282,22 @@ def _parameters(method: str, overrides: dict) -> dict:
     return {**defaults, **overrides}
 
 
-def _log_prior_volume(prior, volume: np.ndarray, cache: Path, device: str
-                      ) -> np.ndarray | None:
-    """``(S, H, W)`` log-prior map (nats per pixel) of μ slices (1/mm), NaN for NaN slices.
-
-    Each slice's map is kept in ``cache`` so an interrupted run does not recompute it.
-    Returns ``None`` when the prior has no map.
-    """
-    if not isinstance(prior, HasLogPriorMap):
-        return None
-    maps = np.full(volume.shape, np.nan, dtype=np.float32)
-    for k, image in enumerate(volume):
-        path = cache / f"slice_{k:05d}.npy"
-        if path.exists():
-            maps[k] = np.load(path)
-            continue
-        if np.isfinite(image).all():
-            mu = torch.from_numpy(np.array(image))[None, None].to(device)
-            maps[k] = prior.log_prior_map(mu)[0, 0].detach().cpu().numpy()
-        with staged_file(path) as temporary:
-            np.save(temporary, maps[k])
-    return maps
+def _calibration(prior_model, prior: str) -> tuple[Calibration | None, str | None]:
+    """The quality calibration of a PnP prior, or ``None`` and why (for the report)."""
+    if prior_model is None:
+        return None, None
+    if prior not in PRIORS:
+        return None, f"no calibration for prior file {prior}: run pipelines/calibrate/quality.py"
+    try:
+        return load_calibration(prior, fingerprint(prior)), None
+    except ValueError as err:
+        return None, str(err)
 
 
-def _slice_records(scan: Scan, result, log_prior: np.ndarray | None) -> list[dict]:
-    """Per slice: position, iterations, convergence, divergence, resumed, log-prior summary."""
+def _slice_records(scan: Scan, result, log_prior: np.ndarray | None,
+                   verdicts: list | None = None) -> list[dict]:
+    """Per slice: position, iterations, convergence, divergence, resumed, log-prior summary,
+    quality verdict."""
     records = []
     for k, z in enumerate(scan.z_mm):
         record = {"slice": k + 1, "z_mm": float(z), "iterations": int(result.n_iter[k]),
@@ -300,6 +308,8 @@ def _slice_records(scan: Scan, result, log_prior: np.ndarray | None) -> list[dic
             record["log_prior_nats_per_pixel"] = {
                 "mean": float(log_prior[k].mean()), "p5": float(p5), "p50": float(p50),
                 "p95": float(p95)}
+        if verdicts is not None and verdicts[k] is not None:
+            record["quality"] = verdicts[k].to_dict()
         records.append(record)
     return records
 
@@ -322,6 +332,25 @@ def _write_outputs(folder: Path, hu: np.ndarray, log_prior: np.ndarray | None, g
         log_prior_figure(hu, log_prior, folder / "log_prior.png", label)
         names += ["log_prior.nii.gz", "log_prior.png"]
     return names
+
+
+def _write_quality(folder: Path, hu: np.ndarray, quality: VolumeQuality,
+                   calibration: Calibration, grid: Grid, prior: str) -> list[str]:
+    """Write the implausibility as NIfTI, as a DICOM series (0 outside the body) and the
+    flagged regions of the highest-scoring slice as PNG into ``folder``; their names."""
+    label = f"ctpnp implausibility z prior={prior}"
+    z = quality.implausibility
+    write_nifti(z, grid.affine, folder / "implausibility.nii.gz", description=label)
+    geometry = {"like": grid.like} if grid.like is not None else {"affine": grid.affine}
+    write_map_series(np.nan_to_num(z, nan=0.0), folder / "implausibility", description=label,
+                     derivation=f"{label}; threshold {calibration.threshold_z}; 0 = not scored",
+                     **geometry)
+    scores = [-np.inf if v is None else v.score for v in quality.verdicts]
+    k = int(np.argmax(scores))
+    regions = z[k, ::calibration.region_px, ::calibration.region_px]
+    flagged_regions_figure(hu[k], regions, calibration.threshold_z, calibration.region_px,
+                           folder / "implausibility.png", f"slice {k + 1}: {label}")
+    return ["implausibility.nii.gz", "implausibility", "implausibility.png"]
 
 
 def _move_into_place(staging: Path, names: list[str], out_dir: Path) -> list[Path]:
