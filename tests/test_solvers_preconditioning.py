@@ -73,10 +73,9 @@ def test_admm_drs_and_pgd_reach_the_same_fixed_point_in_both_configurations(y):
     common = {"sigma_mu_per_mm": sigma, "data_weight": data_weight,
               "enforce_nonnegative": False, "rtol": 1e-9}
     results = {
-        "admm": pnp_admm(y, OP, prior, max_iter=150, cg_maxiter=30, **common),
-        "admm old": pnp_admm(y, OP, prior, max_iter=150, cg_maxiter=30, **common,
-                             **LEGACY_SETTINGS),
-        "drs": pnp_drs(y, OP, prior, max_iter=150, cg_maxiter=30, **common),
+        "admm": pnp_admm(y, OP, prior, max_iter=150, **common),
+        "admm old": pnp_admm(y, OP, prior, max_iter=150, **common, **LEGACY_SETTINGS),
+        "drs": pnp_drs(y, OP, prior, max_iter=150, **common),
         "pgd": pnp_pgd(y, OP, prior, max_iter=600, **common),
     }
     for name, result in results.items():
