@@ -20,8 +20,7 @@ from ctpnp.solvers.equivariance import Mode
 from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule
 
 __all__ = ["DEFAULT_CG_MAXITER", "DEFAULT_RELAXATION", "LEGACY_SETTINGS", "SHARED_ARGUMENTS",
-           "Splitting",
-           "StepSettings", "data_step", "splitting_solver"]
+           "Splitting", "StepSettings", "data_step", "splitting_solver"]
 
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
