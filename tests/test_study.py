@@ -22,7 +22,7 @@ scenes:
   - {name: water_inserts, source: phantom, phantom: water_inserts, rois: true}
 methods:
   - {name: FBP, solver: fbp}
-  - {name: TV, solver: tv, max_iter: 10}
+  - {name: TV, solver: tv, max_iter: 10, rtol: 0.05}
   - {name: PnP-ADMM LPN, solver: pnp-admm, prior: lpn, max_iter: 2}
 """
 METHODS = ("FBP", "TV", "PnP-ADMM LPN")
@@ -67,6 +67,20 @@ def test_tables_hold_every_case_with_finite_values(study):
     assert len(inserts) == 7 * 2 * len(METHODS)
 
 
+def test_each_method_stops_by_its_own_rule(study):
+    """TV's loose threshold stops it before its cap; the PnP method keeps its solver's
+    default threshold and runs into its cap of 2. The report states both rules."""
+    _, out, _ = study
+    rows = _rows(out / "results.csv")
+    tv = [r for r in rows if r["method"] == "TV"]
+    pnp = [r for r in rows if r["method"] == "PnP-ADMM LPN"]
+    assert all(r["converged"] == "True" and 3 <= int(r["n_iter"]) < 10 for r in tv), tv
+    assert all(r["converged"] == "False" and int(r["n_iter"]) == 2 for r in pnp), pnp
+    markdown = (out / "study.md").read_text()
+    assert "relative change < 0.05, at most 10 iterations" in markdown
+    assert "relative change < 0.0001, at most 2 iterations" in markdown
+
+
 def test_case_keys_name_the_priors_weights_and_rules(study):
     config, _, _ = study
     settings = load_config(config)
@@ -103,6 +117,8 @@ def test_fbp_reads_insert_ct_numbers_and_noise_falls_with_dose(study):
     (("views: 90", "views: many"), "grid.views"),
     (("source: anatomy, seed: 7001", "source: anatomy"), "scenes[0].seed"),
     (("solver: tv", "solver: sart"), "methods[1].solver"),
+    (("rtol: 0.05", "rtol: -1"), "methods[1].rtol"),
+    (("solver: fbp", "solver: fbp, rtol: 0.1"), "methods[0].rtol"),
     (("prior: lpn, max_iter: 2", "prior: lpn, max_iter: 2, colour: red"), "methods[2].colour"),
     (("photons: [1.0e+4, 1.0e+5]", "photons: [1.0e+4, -5]"), "photons[1]"),
 ])

@@ -14,8 +14,8 @@ Layout (see ``default.yaml``)::
       - {name: pydicom_ct, source: pydicom_ct}
     methods:
       - {name: FBP, solver: fbp}
-      - {name: TV, solver: tv, max_iter: 150}
-      - {name: PnP-ADMM LPN, solver: pnp-admm, prior: lpn, max_iter: 15, equivariant: false}
+      - {name: TV, solver: tv, max_iter: 3000, rtol: 1.0e-5}
+      - {name: PnP-ADMM LPN, solver: pnp-admm, prior: lpn, max_iter: 200, equivariant: false}
 
 Every problem raises :class:`StudyConfigError` naming the file and the field.
 """
@@ -97,7 +97,10 @@ class MethodSpec:
         name: label in tables and figures.
         solver: a method of :data:`ctpnp.registry.METHODS` (``pnp-admm``, ``tv``, ...).
         prior: prior name for the PnP solvers (:func:`ctpnp.priors.load`).
-        max_iter: iteration budget (iterative methods).
+        max_iter: iteration cap (iterative methods): a method stops earlier by its
+            convergence rule, the relative change ``||x_k+1 - x_k|| / ||x_k+1||``
+            falling below ``rtol`` (:class:`ctpnp.solvers.StoppingRule`).
+        rtol: that rule's threshold; ``None``: the solver's own default.
         equivariant: apply the prior under random flips/rotations (PnP only).
     """
 
@@ -105,6 +108,7 @@ class MethodSpec:
     solver: str
     prior: str | None = None
     max_iter: int = 20
+    rtol: float | None = None
     equivariant: bool = False
 
     @property
@@ -220,7 +224,7 @@ def _scene(fields: _Fields) -> SceneSpec:
 
 def _method(fields: _Fields) -> MethodSpec:
     solver = fields.choice("solver", list(METHODS))
-    allowed = {"name", "solver"} | ({"max_iter"} if solver != "fbp" else set()) \
+    allowed = {"name", "solver"} | ({"max_iter", "rtol"} if solver != "fbp" else set()) \
         | ({"prior", "equivariant"} if solver in PNP_METHODS else set())
     fields.no_extra(allowed)
     return MethodSpec(
@@ -228,6 +232,7 @@ def _method(fields: _Fields) -> MethodSpec:
         solver=solver,
         prior=fields.choice("prior", sorted(PRIORS)) if solver in PNP_METHODS else None,
         max_iter=fields.integer("max_iter", minimum=1, default=20),
+        rtol=fields.number("rtol") if "rtol" in fields.data else None,
         equivariant=fields.boolean("equivariant", default=False),
     )
 

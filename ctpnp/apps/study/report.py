@@ -7,15 +7,17 @@ conclusion the tables do not show.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ctpnp.apps.study.config import StudyConfig
+from ctpnp.apps.study.config import MethodSpec, StudyConfig
 from ctpnp.atomic import staged_file
 from ctpnp.figures.study import FIGURES, mean_by
 from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW
+from ctpnp.registry import solver
 
 __all__ = ["RESULT_COLUMNS", "write_report"]
 
@@ -70,9 +72,9 @@ def _markdown(config: StudyConfig, references, results) -> list[str]:
                   _fmt(_find(references, scene=s.name)["mean_log_prior"], 4)]
                  for s in config.scenes]),
         "",
-        *_table(["method", "solver", "prior", "equivariant", "max iterations"],
+        *_table(["method", "solver", "prior", "equivariant", "stops when"],
                 [[m.name, m.solver, m.prior or "—", "yes" if m.equivariant else "no",
-                  str(m.max_iter) if m.iterative else "—"] for m in config.methods]),
+                  _stopping(m)] for m in config.methods]),
         "",
         "Random anatomy is the priors' training family (held-out seeds), drawn here for "
         f"the grid's {config.size * config.pixel_mm:g} mm field of view; the analytic "
@@ -128,8 +130,9 @@ def _markdown(config: StudyConfig, references, results) -> list[str]:
         "- One noise realisation per scene and dose and few scenes per family; no "
         "confidence intervals are computed, so small differences may not repeat with other "
         "seeds.",
-        "- Iterative methods stop at their iteration budget or relative-change rule; an "
-        "unconverged method is measured where it stopped (see Convergence).",
+        "- Every iterative method runs to its own convergence rule (relative change of "
+        "the iterate below its threshold) or its iteration cap; a method stopped by the "
+        "cap is measured where it stopped (see Convergence).",
         "- The real slice's reference is itself a clinical image with noise, and its anatomy "
         "runs past the image edge (truncated projections); its pixels differ from the "
         "0.8 mm the priors were trained at.",
@@ -244,6 +247,16 @@ def _scene_source(spec) -> str:
 
 def _find(records, **match) -> dict:
     return next(r for r in records if all(r[k] == v for k, v in match.items()))
+
+
+def _stopping(method: MethodSpec) -> str:
+    """The method's stopping rule in words (its solver's default ``rtol`` when not set)."""
+    if not method.iterative:
+        return "—"
+    rtol = method.rtol
+    if rtol is None:
+        rtol = inspect.signature(solver(method.solver)).parameters["rtol"].default
+    return f"relative change < {rtol:g}, at most {method.max_iter} iterations"
 
 
 def _fmt(value: float, digits: int, sign: bool = False) -> str:

@@ -168,13 +168,14 @@ class _Runner:
             trace.append(float(psnr_hu(physics.mu_to_hu(estimate), scene.reference_hu)))
 
         result = None
+        stopping = {"max_iter": method.max_iter} | (
+            {} if method.rtol is None else {"rtol": method.rtol})
         if method.solver in PNP_METHODS:
             result = solver(method.solver)(y, self.op, self._prior(method.prior),
-                                           max_iter=method.max_iter,
-                                           equivariant=method.equivariant, callback=callback)
+                                           equivariant=method.equivariant, callback=callback,
+                                           **stopping)
         elif method.iterative:
-            result = solver(method.solver)(y, self.op, max_iter=method.max_iter,
-                                           callback=callback)
+            result = solver(method.solver)(y, self.op, callback=callback, **stopping)
         hu = physics.mu_to_hu(self.op.fbp(y, filter="hann") if result is None else result.x)
         return hu, {
             "solver": method.solver, "prior": method.prior, "equivariant": method.equivariant,
