@@ -50,7 +50,7 @@ PROX_CPU_RECIPE = ProxTrainConfig(
     l2_steps=2400,
     l2_lr=1e-3,
     l2_lr_final=5e-5,
-    finetune_steps=200,
+    finetune_steps=100,
     finetune_lr=2e-5,
     penalty_weight=1e-2,
     check_every=50,
@@ -67,7 +67,7 @@ PROX_CPU_RECIPE = ProxTrainConfig(
 """Real CT + phantoms, about 1 M parameters; 1.2 s per L2 step on one idle core."""
 
 PROX_GPU_RECIPE = replace(
-    PROX_CPU_RECIPE, batch_size=64, penalty_batch=16, l2_steps=24000, finetune_steps=2000,
+    PROX_CPU_RECIPE, batch_size=64, penalty_batch=16, l2_steps=24000, finetune_steps=1000,
     check_every=250, checkpoint_every=1000, progress_every=500,
 )
 """The CPU recipe with 10x the steps and twice the batch."""
