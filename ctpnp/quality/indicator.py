@@ -24,7 +24,9 @@ flagged); the flagged regions are those above the same threshold.
 
 A :class:`Calibration` belongs to one prior and its weights: it stores the
 prior's :func:`~ctpnp.priors.registry.fingerprint` and :func:`load_calibration`
-refuses it for other weights. The shipped ones are
+refuses it for other weights. It also depends on the solver's defaults (the
+statistics are those of its reconstructions), which no fingerprint covers: re-run
+the calibration when they change. The shipped ones are
 ``ctpnp/quality/calibration/<prior>.json`` (here rather than beside the weights,
 because the weights' folder belongs to training and a calibration must be
 re-made whenever either changes); ``pipelines/calibrate/quality.py`` writes them.

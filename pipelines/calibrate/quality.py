@@ -6,7 +6,8 @@ computes the prior and data-consistency maps (:mod:`ctpnp.quality.maps`) and fit
 the per-dose region statistics and the flag threshold
 (:func:`ctpnp.quality.fit_calibration`). Writes the calibration to
 ``ctpnp/quality/calibration/<prior>.json``, keyed by the prior's fingerprint, so
-it must be re-run whenever the prior's weights or card change.
+it must be re-run whenever the prior's weights or card change, and when the
+solver's defaults change (the statistics are those of its reconstructions).
 
 Run: ``.venv/bin/python pipelines/calibrate/quality.py prox [--size 256]``
 (about 10 minutes at 256² on one core).
