@@ -69,23 +69,29 @@ def run(n_slices: int, workers: int, geometry: ScanGeometry, method: str, params
     return wall, stamps[-1] - stamps[1]
 
 
-def speed_rows(name: str, geometry: ScanGeometry, method: str) -> tuple[list[dict], dict]:
-    """Table rows and JSON record of 8 slices with 1 and 2 workers."""
+def speed_table(label: str, n: int, timings: dict[int, tuple[float, float]]
+                ) -> tuple[list[dict], dict]:
+    """Table rows and JSON record of ``n`` slices from ``{workers: (wall s, steady s)}``."""
     rows, speed = [], {}
-    for workers in (1, 2):
-        wall, steady = run(8, workers, geometry, method)
-        # after the first batch, 8 - workers slices remain (one batch per worker done)
-        speed[workers] = {"wall_s": wall, "slices_per_s": 8 / wall,
-                          "steady_slices_per_s": (8 - workers) / steady}
-        rows.append({"measure": f"{name}: 8 slices, {workers} worker(s)", "seconds": wall,
-                     "slices/s": 8 / wall, "slices/s after start-up": (8 - workers) / steady})
+    for workers, (wall, steady) in timings.items():
+        # after the first batch, n - workers slices remain (one batch per worker done)
+        speed[workers] = {"wall_s": wall, "slices_per_s": n / wall,
+                          "steady_slices_per_s": (n - workers) / steady}
+        rows.append({"measure": f"{label}: {n} slices, {workers} worker(s)", "seconds": wall,
+                     "slices/s": n / wall, "slices/s after start-up": (n - workers) / steady})
     speed["speedup_2_vs_1"] = speed[2]["slices_per_s"] / speed[1]["slices_per_s"]
     speed["steady_speedup_2_vs_1"] = (speed[2]["steady_slices_per_s"]
                                       / speed[1]["steady_slices_per_s"])
-    rows.append({"measure": f"{name}: 2 vs 1 workers speed-up (goal >= 1.8)", "seconds": "",
+    rows.append({"measure": f"{label}: 2 vs 1 workers speed-up (goal >= 1.8)", "seconds": "",
                  "slices/s": speed["speedup_2_vs_1"],
                  "slices/s after start-up": speed["steady_speedup_2_vs_1"]})
     return rows, speed
+
+
+def speed_rows(name: str, geometry: ScanGeometry, method: str) -> tuple[list[dict], dict]:
+    """Table rows and JSON record of 8 slices with 1 and 2 workers."""
+    return speed_table(name, 8, {workers: run(8, workers, geometry, method)
+                                 for workers in (1, 2)})
 
 
 def large(iterations: int) -> None:
@@ -104,18 +110,7 @@ def large(iterations: int) -> None:
             lambda n=n: timings.__setitem__(n, run(n, 1, geometry, DEFAULT_METHOD, params)))
     timings[2] = run(16, 2, geometry, DEFAULT_METHOD, params)
     workers_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    rows, speed = [], {}
-    for workers, (wall, steady) in ((1, timings[16]), (2, timings[2])):
-        speed[workers] = {"wall_s": wall, "slices_per_s": 16 / wall,
-                          "steady_slices_per_s": (16 - workers) / steady}
-        rows.append({"measure": f"{name}: 16 slices, {workers} worker(s)", "seconds": wall,
-                     "slices/s": 16 / wall, "slices/s after start-up": (16 - workers) / steady})
-    speed["speedup_2_vs_1"] = speed[2]["slices_per_s"] / speed[1]["slices_per_s"]
-    speed["steady_speedup_2_vs_1"] = (speed[2]["steady_slices_per_s"]
-                                      / speed[1]["steady_slices_per_s"])
-    rows.append({"measure": "2 vs 1 workers speed-up (goal >= 1.8)", "seconds": "",
-                 "slices/s": speed["speedup_2_vs_1"],
-                 "slices/s after start-up": speed["steady_speedup_2_vs_1"]})
+    rows, speed = speed_table(name, 16, {1: timings[16], 2: timings[2]})
     for n, mib in memory.items():
         rows.append({"measure": f"one process, {n} slices: peak RSS (MiB)", "seconds": "",
                      "slices/s": "", "slices/s after start-up": f"{mib:.0f}"})
