@@ -24,7 +24,7 @@ used only through :mod:`ctpnp.io`, imported when a DICOM source is read.
 from ctpnp.data.cache import Volume, cache_folder, cached, load_patient
 from ctpnp.data.errors import DataFormatError, DataSourceError
 from ctpnp.data.fetch import AIR_HU, Progress, fetch, list_sources
-from ctpnp.data.slices import slices_hu
+from ctpnp.data.slices import patient_slices_hu, slices_hu
 from ctpnp.data.sources import SOURCES, SPLITS, Archive, Source
 from ctpnp.data.texture import TISSUE_HU, tissue_statistics
 
@@ -44,6 +44,7 @@ __all__ = [
     "fetch",
     "list_sources",
     "load_patient",
+    "patient_slices_hu",
     "slices_hu",
     "tissue_statistics",
 ]

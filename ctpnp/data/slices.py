@@ -7,7 +7,7 @@ posterior, columns patient right to left), patient by patient in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from ctpnp.data.cache import load_patient
 from ctpnp.data.fetch import AIR_HU
 from ctpnp.data.sources import SPLITS
 
-__all__ = ["fit_to_size", "resample_slice", "slices_hu"]
+__all__ = ["fit_to_size", "patient_slices_hu", "resample_slice", "slices_hu"]
 
 
 def resample_slice(hu: np.ndarray, from_mm: float, to_mm: float) -> np.ndarray:
@@ -48,10 +48,23 @@ def fit_to_size(hu: np.ndarray, size: int) -> np.ndarray:
 
 def slices_hu(split: str, *, pixel_mm: float | None = None, size: int | None = None,
               cache_dir: Path | str | None = None) -> Iterator[np.ndarray]:
-    """Yield every axial slice of the patients of ``split`` (``"train"``, ``"validation"``).
+    """Yield every axial slice of the patients of ``split`` (``"train"``, ``"validation"``);
+    see :func:`patient_slices_hu` for the arguments.
+
+    Raises:
+        KeyError: an unknown split. DataSourceError: a patient not in the cache.
+    """
+    yield from patient_slices_hu(SPLITS[split], pixel_mm=pixel_mm, size=size,
+                                 cache_dir=cache_dir)
+
+
+def patient_slices_hu(patients: Iterable[str], *, pixel_mm: float | None = None,
+                      size: int | None = None, cache_dir: Path | str | None = None
+                      ) -> Iterator[np.ndarray]:
+    """Yield every axial slice of ``patients``, patient by patient, feet to head.
 
     Args:
-        split: a key of :data:`~ctpnp.data.sources.SPLITS`.
+        patients: patient ids of :data:`~ctpnp.data.sources.SOURCES`.
         pixel_mm: resample each slice to this pixel size (:func:`resample_slice`);
             ``None`` keeps the patient's own.
         size: then centre-crop or pad with air to ``(size, size)`` (:func:`fit_to_size`).
@@ -61,9 +74,9 @@ def slices_hu(split: str, *, pixel_mm: float | None = None, size: int | None = N
         ``(H, W)`` float32 HU slices.
 
     Raises:
-        KeyError: an unknown split. DataSourceError: a patient not in the cache.
+        DataSourceError: a patient not in the cache.
     """
-    for patient in SPLITS[split]:
+    for patient in patients:
         volume = load_patient(patient, cache_dir)
         for hu in volume.hu:
             if pixel_mm is not None:

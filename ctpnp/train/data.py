@@ -2,7 +2,7 @@
 
 Slices come from any iterable of 2D HU arrays: generated phantoms
 (:func:`phantom_slices_hu`), patients of the real-CT corpus
-(:func:`patient_slices_hu`, :mod:`ctpnp.data`), a user's normal-dose series
+(:func:`ctpnp.data.patient_slices_hu`), a user's normal-dose series
 (``ctpnp.io.read_ct_series(folder).hu``), or several chained together.
 """
 
@@ -18,7 +18,7 @@ from ctpnp.priors.normalization import HU_PER_UNIT, hu_to_unit
 __all__ = [
     "PatchSampler",
     "corpus_record",
-    "patient_slices_hu",     "phantom_slices_hu",
+    "phantom_slices_hu",
     "piecewise_smooth_hu",
 ]
 
@@ -67,18 +67,6 @@ def phantom_slices_hu(seeds: Iterable[int], size: int = 512, pixel_mm: float = 0
     geometry = ScanGeometry.parallel(image_shape=(size, size), pixel_mm=pixel_mm, n_views=1)
     for seed in seeds:
         yield np.asarray(random_anatomy(seed).rasterize(geometry), dtype=np.float32)
-
-
-def patient_slices_hu(patients: Iterable[str]):
-    """Yield every axial slice ``(H, W)`` in HU of the corpus ``patients`` (:mod:`ctpnp.data`).
-
-    Slices keep each patient's own pixel size (0.4--1 mm and coarser); the
-    patients must have been fetched (``ctpnp data fetch``).
-    """
-    from ctpnp.data import load_patient
-
-    for name in patients:
-        yield from load_patient(name).hu
 
 
 def corpus_record(patients: Iterable[str]) -> list[dict]:

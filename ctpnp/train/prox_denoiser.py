@@ -4,8 +4,8 @@ Training patches come from generated phantoms (``train_seeds``) and patients of
 the real-CT corpus (``real_patients``, :mod:`ctpnp.data`); validation patches
 from other phantom seeds and patients (``val_seeds``, ``val_patients``).
 Stage 1 minimises ``||D_sigma(u + sigma n) - u||^2`` (mean per pixel) with
-``sigma`` uniform in the configured HU range, its learning rate decaying from
-``l2_lr`` to ``l2_lr_final`` along a cosine. Stage 2 adds ``penalty_weight *
+``sigma`` uniform in the configured HU range, its learning rate constant or
+decaying from ``l2_lr`` to ``l2_lr_final`` along a cosine. Stage 2 adds ``penalty_weight *
 max(||Hess g_sigma||, 1 - eps)`` (power iteration by double backprop,
 :func:`ctpnp.priors.prox_denoiser.hessian_spectral_norm`) and stops as soon as
 the estimated ``||Hess g_sigma||`` on fixed validation patches is below
@@ -26,17 +26,13 @@ from pathlib import Path
 
 import torch
 
+from ctpnp.data import patient_slices_hu
 from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, hessian_spectral_norm
 from ctpnp.priors.unet import UNetConfig
 from ctpnp.priors.weights import check_state_dict, load_weights, save_weights
 from ctpnp.train.checkpoint import Checkpoint
-from ctpnp.train.data import (
-    PatchSampler,
-    corpus_record,
-    patient_slices_hu,
-    phantom_slices_hu,
-)
+from ctpnp.train.data import PatchSampler, corpus_record, phantom_slices_hu
 from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.lpn import psnr_unit_db
 from ctpnp.versions import package_versions
@@ -66,8 +62,8 @@ class ProxTrainConfig:
         penalty_batch: patches (of the same batch) the Hessian penalty is computed on.
         sigma_hu_range: noise std range (HU), sampled uniformly.
         sigma_ref_hu: level at which the prior reports its potential (HU).
-        l2_steps: stage-1 optimizer steps (lr ``l2_lr`` decaying to ``l2_lr_final``,
-            cosine; equal rates keep it constant).
+        l2_steps: stage-1 optimizer steps (lr ``l2_lr``, decaying to ``l2_lr_final``
+            along a cosine when that is given).
         finetune_steps: maximal stage-2 steps (lr ``finetune_lr``).
         penalty_weight: weight of ``max(||Hess g||, 1 - eps)``.
         eps: penalty margin.
@@ -97,7 +93,7 @@ class ProxTrainConfig:
     sigma_ref_hu: float = 50.0
     l2_steps: int = 1500
     l2_lr: float = 1e-3
-    l2_lr_final: float = 1e-3
+    l2_lr_final: float | None = None
     finetune_steps: int = 400
     finetune_lr: float = 2e-4
     penalty_weight: float = 1e-3
@@ -294,7 +290,9 @@ def train_prox_denoiser(
 
 
 def _l2_lr(config: ProxTrainConfig, step: int) -> float:
-    """Stage-1 learning rate at ``step``: cosine from ``l2_lr`` to ``l2_lr_final``."""
+    """Stage-1 learning rate at ``step``: ``l2_lr``, or a cosine from it to ``l2_lr_final``."""
+    if config.l2_lr_final is None:
+        return config.l2_lr
     t = step / max(config.l2_steps - 1, 1)
     span = config.l2_lr - config.l2_lr_final
     return config.l2_lr_final + 0.5 * span * (1 + math.cos(math.pi * t))
