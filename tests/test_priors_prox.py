@@ -52,6 +52,21 @@ def test_denoiser_is_identity_minus_gradient_of_g(prior):
         torch.testing.assert_close((residual * v).flatten(1).sum(1), fd, rtol=1e-6, atol=1e-9)
 
 
+def test_relaxed_denoiser_steps_gamma_times_the_gradient(prior):
+    relaxed = GradientStepDenoiser(prior.network.config, relaxation=0.4)
+    relaxed.load_state_dict(prior.network.state_dict())
+    g = torch.Generator().manual_seed(5)
+    u = 0.5 + 0.1 * torch.randn(2, 1, 24, 24, generator=g)
+    sigma = torch.tensor([0.01, 0.05])
+    full = prior.network
+    torch.testing.assert_close(relaxed(u, sigma), u - 0.4 * (u - full(u, sigma)))
+    torch.testing.assert_close(relaxed.g(u, sigma), 0.4 * full.g(u, sigma))
+    norms = [hessian_spectral_norm(n, u, sigma, n_iter=8,
+                                   generator=torch.Generator().manual_seed(1))
+             for n in (full, relaxed)]
+    torch.testing.assert_close(norms[1], 0.4 * norms[0])
+
+
 def _held_out_mu(size: int = 96) -> torch.Tensor:
     (hu,) = phantom_slices_hu(HELD_OUT_SEEDS[:1], 512)
     c = (512 - size) // 2
@@ -128,6 +143,7 @@ def test_corrupt_weights_are_reported(tmp_path):
         (lambda c: c["architecture"].update(channels=[8, 16]), r"p\.safetensors.*shape"),
         (lambda c: c["architecture"].update(blocks=2), r"p\.safetensors.*missing"),
         (lambda c: c.pop("sigma_range_unit"), "not a valid Prox-denoiser card"),
+        (lambda c: c.update(relaxation=1.5), r"p\.safetensors.*relaxation must lie in"),
     ],
 )
 def test_mismatched_cards_are_reported(tmp_path, edit, message):

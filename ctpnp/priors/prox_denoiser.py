@@ -14,6 +14,13 @@ exactly::
 
     phi_sigma(D_sigma(z)) = g_sigma(z) - 1/2 ||z - D_sigma(z)||^2.
 
+A network trained by L2 alone can have ``L`` above 1; its *relaxed* form
+``D = Id - gamma grad g`` (Hurault, Chambolle, Leclaire & Papadakis, 2023) is
+the gradient-step denoiser of the potential ``gamma g``, and so again an exact
+prox when ``gamma L < 1``. ``gamma`` (``relaxation``) is part of the network,
+read from the model card, and everything below (prox, potential, map, the
+Hessian norm) is that of ``gamma g``.
+
 Units. Images handed to :class:`ProxDenoiserPrior` are mu (1/mm), ``(B, 1, H,
 W)``; the network sees normalized intensities ``u = mu / (2 mu_water)``
 (:mod:`ctpnp.priors.normalization`) and the noise std in the same unit. As for
@@ -34,15 +41,19 @@ __all__ = ["GradientStepDenoiser", "ProxDenoiserPrior", "hessian_spectral_norm"]
 
 
 class GradientStepDenoiser(nn.Module):
-    """``D_sigma = Id - grad g_sigma`` with ``g_sigma = 1/2 ||R(u, sigma)||^2``.
+    """``D_sigma = Id - grad g_sigma`` with ``g_sigma = gamma/2 ||R(u, sigma)||^2``.
 
     Shapes: ``u`` ``(B, 1, H, W)`` normalized intensity; ``sigma`` ``(B,)``
-    noise std in normalized intensity.
+    noise std in normalized intensity. ``relaxation`` is ``gamma`` in (0, 1]
+    (1 while training).
     """
 
-    def __init__(self, config: UNetConfig) -> None:
+    def __init__(self, config: UNetConfig, relaxation: float = 1.0) -> None:
         super().__init__()
+        if not 0.0 < relaxation <= 1.0:
+            raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
         self.residual = SmallUNet(config)
+        self.relaxation = float(relaxation)
 
     @property
     def config(self) -> UNetConfig:
@@ -51,7 +62,7 @@ class GradientStepDenoiser(nn.Module):
 
     def g(self, u: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Per-image potential ``g_sigma(u)`` ``(B,)`` (normalized intensity squared)."""
-        return 0.5 * self.residual(u, sigma).flatten(1).pow(2).sum(1)
+        return 0.5 * self.relaxation * self.residual(u, sigma).flatten(1).pow(2).sum(1)
 
     def grad_g(
         self, u: torch.Tensor, sigma: torch.Tensor, create_graph: bool = False
@@ -146,11 +157,12 @@ class ProxDenoiserPrior:
         the network on ``device``.
 
         The card needs ``architecture`` (:meth:`UNetConfig.to_dict`),
-        ``sigma_range_unit`` and ``sigma_ref_unit``; anything missing or
-        mismatched raises ``ValueError`` naming ``source``.
+        ``sigma_range_unit`` and ``sigma_ref_unit``, and may give ``relaxation``
+        (default 1); anything missing or mismatched raises ``ValueError`` naming ``source``.
         """
         try:
-            network = GradientStepDenoiser(UNetConfig.from_dict(card["architecture"]))
+            network = GradientStepDenoiser(UNetConfig.from_dict(card["architecture"]),
+                                           float(card.get("relaxation", 1.0)))
             lo, hi = (float(s) for s in card["sigma_range_unit"])
             ref = float(card["sigma_ref_unit"])
         except (KeyError, TypeError, ValueError) as err:
@@ -206,7 +218,7 @@ class ProxDenoiserPrior:
     def log_prior_map(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel terms of ``R(D(x)) = phi_sigma(D(x)) / sigma^2`` at ``sigma_ref_unit``.
 
-        ``(B, 1, H, W)`` in nats per pixel: ``(1/2 R(x)_i^2 - 1/2 (grad
+        ``(B, 1, H, W)`` in nats per pixel: ``(gamma/2 R(x)_i^2 - 1/2 (grad
         g(x))_i^2) / sigma^2``, which sums to the second output of
         :meth:`prox_and_potential` at ``z = x``. Large where the network has to
         remove much (implausible structure).
@@ -216,7 +228,7 @@ class ProxDenoiserPrior:
         grad, _ = self.network.grad_g(u, s)
         with torch.no_grad():
             res = self.network.residual(u, s)
-        return 0.5 * (res.pow(2) - grad.pow(2)) / self.sigma_ref_unit**2
+        return 0.5 * (self.network.relaxation * res.pow(2) - grad.pow(2)) / self.sigma_ref_unit**2
 
     def _sigma_unit_ref(self, like: torch.Tensor) -> torch.Tensor:
         return torch.full((like.shape[0],), self.sigma_ref_unit, dtype=like.dtype,

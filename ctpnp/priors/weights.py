@@ -18,6 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ctpnp.atomic import staged_file
+
 __all__ = ["FORMAT", "card_path", "check_state_dict", "load_weights", "save_weights"]
 
 FORMAT = "ctpnp-weights/1"
@@ -35,16 +37,19 @@ def _sha256(path: Path) -> str:
 def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], card: dict) -> Path:
     """Write ``tensors`` to ``path`` (safetensors) and ``card`` (+ format, sha256) beside it.
 
-    ``card`` must contain ``"model"``. Returns the weights path.
+    ``card`` must contain ``"model"``. Returns the weights path. Both files are
+    written beside their final names and moved there when complete; the card
+    is moved last, so a crash never leaves a card that vouches for other weights.
     """
     path = Path(path)
     if "model" not in card:
         raise ValueError("model card needs a 'model' entry (the registry name)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
-    path.chmod(0o644)
-    full = {"format": FORMAT, **card, "sha256": _sha256(path)}
-    card_path(path).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    with staged_file(path) as partial:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(partial))
+        digest = _sha256(partial)
+    full = {"format": FORMAT, **card, "sha256": digest}
+    with staged_file(card_path(path)) as partial:
+        partial.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return path
 
 
