@@ -99,6 +99,18 @@ def test_dicom_outputs_pass_dciodvfy(study):
         assert dciodvfy_errors(study / name / "dicom") == []
 
 
+def test_implausibility_series_overlays_the_reconstruction(study):
+    ct = read_ct_series(study / "pnp" / "dicom")
+    overlay = read_ct_series(study / "pnp" / "implausibility")
+    assert np.array_equal(overlay.affine, ct.affine)
+    for a, b in zip(ct.datasets, overlay.datasets, strict=True):
+        assert (b.StudyInstanceUID, b.FrameOfReferenceUID) == (a.StudyInstanceUID,
+                                                              a.FrameOfReferenceUID)
+        assert b.SourceImageSequence[0].ReferencedSOPInstanceUID == a.SOPInstanceUID
+    if shutil.which("dciodvfy") is not None:
+        assert dciodvfy_errors(study / "pnp" / "implausibility") == []
+
+
 def test_default_pnp_beats_fbp(study):
     out = study / "comparison"
     done = ctpnp("compare", study / "fbp", study / "pnp", "--reference", study / "images",

@@ -106,6 +106,22 @@ def test_float_map_as_dicom_overlay_and_nifti(tmp_path: Path, source: CTSeries) 
                                   log_lik.astype(np.float32))
 
 
+def test_map_overlays_the_series_it_was_computed_on(tmp_path: Path) -> None:
+    hu = _volume((3, 12, 10))
+    affine = axial_affine(hu.shape, (2.0, 0.5, 0.5))
+    written = [pydicom.dcmread(f) for f in write_ct_series(hu, tmp_path / "ct", affine=affine)]
+    maps = write_map_series(hu / 1000.0, tmp_path / "map", affine=affine, overlay_on=written)
+    for ct, overlay in zip(written, map(pydicom.dcmread, maps), strict=True):
+        for keyword in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientID"):
+            assert overlay[keyword].value == ct[keyword].value, keyword
+        assert overlay.SeriesInstanceUID != ct.SeriesInstanceUID
+        (source,) = overlay.SourceImageSequence
+        assert source.ReferencedSOPInstanceUID == ct.SOPInstanceUID
+    with pytest.raises(ValueError, match="overlay_on has 2 slices, the map 3"):
+        write_map_series(hu, tmp_path / "bad", affine=affine, overlay_on=written[:2])
+    assert not (tmp_path / "bad").exists()
+
+
 def test_nifti_affine_is_ras_mm(tmp_path: Path, source: CTSeries) -> None:
     image = nib.load(write_nifti(source.hu, source.affine, tmp_path / "ct.nii"))
     assert image.header.get_xyzt_units()[0] == "mm"

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pydicom
 import torch
 
 from ctpnp import physics
@@ -216,10 +217,10 @@ def reconstruct_scan(
                                         "message": orientation.message}
     final = work / "final"
     shutil.rmtree(final, ignore_errors=True)
-    written = _write_outputs(final, hu, log_prior, grid, method, prior, diverged, identity,
-                             scan.sources)
+    written, ct_files = _write_outputs(final, hu, log_prior, grid, method, prior, diverged,
+                                       identity, scan.sources)
     if quality is not None and quality.implausibility is not None:
-        written += _write_quality(final, hu, quality, calibration, grid, prior)
+        written += _write_quality(final, hu, quality, calibration, grid, prior, ct_files)
     if calibration_note is not None:
         content["quality_indicator"] = calibration_note
     content["timings_s"] = {"read": read_s, "reconstruct": reconstruct_s,
@@ -316,14 +317,16 @@ def _slice_records(scan: Scan, result, log_prior: np.ndarray | None,
 
 def _write_outputs(folder: Path, hu: np.ndarray, log_prior: np.ndarray | None, grid: Grid,
                    method: str, prior: str, diverged: list[int], identity: Dataset,
-                   sources: list[list[tuple[str, str]]]) -> list[str]:
-    """Write the DICOM series, NIfTI volume and log-prior map into ``folder``; their names."""
+                   sources: list[list[tuple[str, str]]]) -> tuple[list[str], list[Path]]:
+    """Write the DICOM series, NIfTI volume and log-prior map into ``folder``: their names,
+    and the series' files in slice order."""
     label = f"ctpnp {method}" + (f" prior={prior}" if method in PNP_METHODS else "")
     derivation = label + (f"; diverged slices (air): {diverged}" if diverged else "")
     filled = np.where(np.isfinite(hu), hu, DIVERGED_HU)
     geometry = {"like": grid.like} if grid.like is not None else {"affine": grid.affine}
-    write_ct_series(filled, folder / "dicom", description=label, derivation=derivation,
-                    identity=identity, sources=sources or None, **geometry)
+    ct_files = write_ct_series(filled, folder / "dicom", description=label,
+                               derivation=derivation, identity=identity,
+                               sources=sources or None, **geometry)
     write_nifti(hu, grid.affine, folder / "volume.nii.gz", description=label)
     names = ["dicom", "volume.nii.gz"]
     if log_prior is not None:
@@ -331,19 +334,23 @@ def _write_outputs(folder: Path, hu: np.ndarray, log_prior: np.ndarray | None, g
                     description=f"{label} log-prior nats/pixel")
         log_prior_figure(hu, log_prior, folder / "log_prior.png", label)
         names += ["log_prior.nii.gz", "log_prior.png"]
-    return names
+    return names, ct_files
 
 
 def _write_quality(folder: Path, hu: np.ndarray, quality: VolumeQuality,
-                   calibration: Calibration, grid: Grid, prior: str) -> list[str]:
-    """Write the implausibility as NIfTI, as a DICOM series (0 outside the body) and the
-    flagged regions of the highest-scoring slice as PNG into ``folder``; their names."""
+                   calibration: Calibration, grid: Grid, prior: str,
+                   ct_files: list[Path]) -> list[str]:
+    """Write the implausibility as NIfTI, as a DICOM series (0 outside the body) that
+    overlays the reconstruction's ``ct_files`` (same study and frame, each slice naming
+    its source), and the flagged regions of the highest-scoring slice as PNG into
+    ``folder``; their names."""
     label = f"ctpnp implausibility z prior={prior}"
     z = quality.implausibility
     write_nifti(z, grid.affine, folder / "implausibility.nii.gz", description=label)
     geometry = {"like": grid.like} if grid.like is not None else {"affine": grid.affine}
     write_map_series(np.nan_to_num(z, nan=0.0), folder / "implausibility", description=label,
                      derivation=f"{label}; threshold {calibration.threshold_z}; 0 = not scored",
+                     overlay_on=[pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files],
                      **geometry)
     scores = [-np.inf if v is None else v.score for v in quality.verdicts]
     k = int(np.argmax(scores))

@@ -74,9 +74,10 @@ def _cosine(value: float) -> str:
 
 def _header(
     like: CTSeries | None, identity: Dataset | None, description: str, derivation: str,
-    series_number: int,
+    series_number: int, frame: Dataset | None = None,
 ) -> Dataset:
-    """The attributes shared by every slice of the new series."""
+    """The attributes shared by every slice of the new series; the frame of reference is
+    ``frame``'s, else ``like``'s, else new."""
     now = datetime.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
     ds = Dataset()
@@ -85,7 +86,8 @@ def _header(
         setattr(ds, keyword, "")
     ds.StudyInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid()
     ds.StudyDate, ds.StudyTime = date, time
-    frame = like.datasets[0] if like is not None else Dataset()
+    if frame is None:
+        frame = like.datasets[0] if like is not None else Dataset()
     if identity is None:
         identity = frame
     for keywords, source in ((IDENTITY, identity), (_FRAME, frame)):
@@ -288,6 +290,7 @@ def write_map_series(
     series_number: int = 1002,
     identity: Dataset | None = None,
     sources: Sequence[Sequence[tuple[str, str]]] | None = None,
+    overlay_on: Sequence[Dataset] | None = None,
 ) -> list[Path]:
     """Write a float map (e.g. the prior log-likelihood) as a derived series to overlay.
 
@@ -296,10 +299,24 @@ def write_map_series(
     spread over 16 bits with a fitted RescaleSlope (error at most half a slope)
     and RescaleType ``US`` (unspecified units); the window spans the 1st to
     99th percentile with VOILUTFunction ``LINEAR_EXACT``. Arguments and errors
-    as :func:`write_ct_series`.
+    as :func:`write_ct_series`, and:
+
+    Args:
+        overlay_on: one header per slice of the series the map belongs on (e.g.
+            the reconstruction just written with :func:`write_ct_series`): the
+            map joins its patient, study and frame of reference (unless
+            ``identity`` is given), and each map slice names its slice as
+            source (unless ``sources`` is given).
     """
     values = np.asarray(values)
-    header = _header(like, identity, description, derivation, series_number)
+    if overlay_on is not None:
+        if len(overlay_on) != len(values):
+            raise ValueError(f"overlay_on has {len(overlay_on)} slices, the map {len(values)}")
+        identity = overlay_on[0] if identity is None else identity
+        sources = sources or [[(str(ds.SOPClassUID), str(ds.SOPInstanceUID))]
+                              for ds in overlay_on]
+    header = _header(like, identity, description, derivation, series_number,
+                     frame=None if overlay_on is None else overlay_on[0])
     header.RescaleType = "US"
     header.VOILUTFunction = "LINEAR_EXACT"  # the window may be narrower than 1 unit
     rescale = fit_rescale(values)
