@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import print_table, write_json
-from scipy import stats
 
 from ctpnp import physics
 from ctpnp.evaluation import DOSES, PIXEL_MM, VALIDATION_SEEDS
@@ -59,13 +58,13 @@ from ctpnp.quality import (
     slice_verdicts,
 )
 from ctpnp.quality import validation as cases
+from ctpnp.quality.detection import FAILED_RMSE_HU, auroc, detection_scores
 from ctpnp.simulation import phantom_scan
 from ctpnp.solvers.common import pnp_settings
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 
 SIZE = 256
-FAILED_RMSE_HU = 50.0
 FAILURE_PHOTONS = 1e5
 FAILURE_SLICES = (("lung2", 15), ("lung2", 45), ("head_ge", 0))
 CLEAN_SLICES = (*(("lung2", k) for k in (5, 15, 25, 35, 45, 55)), ("head_ge", 0))
@@ -147,16 +146,6 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
                 hu[0, 0].numpy(), z.implausibility[0, 0].numpy())
 
 
-def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); NaN without both classes."""
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return math.nan
-    ranks = stats.rankdata(scores)
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2)
-                 / (positives * negatives))
-
-
 def _pooled(group: list[Case], score: str) -> tuple[np.ndarray, np.ndarray]:
     values = np.concatenate([c.scores[score].ravel() for c in group])
     rmse = np.concatenate([c.region_rmse_hu.ravel() for c in group])
@@ -172,16 +161,16 @@ def _rows(all_cases: list[Case]) -> list[dict]:
     for kind in (*KINDS, "clean"):
         group = [c for c in all_cases if c.kind == kind]
         for score in SCORES:
-            values, rmse = _pooled(group, score)
-            failed = rmse > FAILED_RMSE_HU
+            detection = detection_scores(*_pooled(group, score))
             scan_auroc = math.nan
             if kind != "clean":
                 scan_scores = np.array([np.nanmax(c.scores[score]) for c in group + clean])
-                scan_auroc = _auroc(scan_scores, np.array([c.kind == kind for c in group + clean]))
+                scan_auroc = auroc(scan_scores, np.array([c.kind == kind for c in group + clean]))
             rows.append({"kind": kind, "score": score, "scans": len(group),
-                         "failed_regions": int(failed.sum()), "regions": int(failed.size),
-                         "patch_auroc": _auroc(values, failed),
-                         "spearman": float(stats.spearmanr(values, rmse).statistic),
+                         "failed_regions": detection["failed_regions"],
+                         "regions": detection["regions"],
+                         "patch_auroc": detection["auroc"],
+                         "spearman": detection["spearman"],
                          "scan_auroc": scan_auroc,
                          "flagged": sum(c.flagged for c in group) / len(group)})
     return rows

@@ -120,6 +120,13 @@ def test_default_pnp_beats_fbp(study):
     metrics = {r["name"]: r["metrics"] for r in
                json.loads((out / "metrics.json").read_text())["reconstructions"]}
     assert "log-prior" not in done.stderr and (out / "comparison.png").stat().st_size > 0
+    # the default PnP wrote a calibrated map: compare measures it against the true error
+    checks = {r["name"]: r["implausibility_vs_error"] for r in
+              json.loads((out / "metrics.json").read_text())["reconstructions"]}
+    z, _ = read_nifti(study / "pnp" / "implausibility.nii.gz")
+    assert checks["fbp"] is None
+    assert checks["pnp"]["regions"] == int(np.isfinite(z[:, ::16, ::16]).sum()) > 0
+    assert "implausibility of pnp vs its error" in done.stdout
     for window in ("full", "soft_tissue"):
         assert (metrics["pnp"][window]["overall"]["psnr_db"]
                 > metrics["fbp"][window]["overall"]["psnr_db"]), window

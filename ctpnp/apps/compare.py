@@ -21,10 +21,11 @@ import torch
 from ctpnp.atomic import staged_file
 from ctpnp.figures.comparison import comparison_figure
 from ctpnp.io import read_ct_series, read_nifti
-from ctpnp.quality import WINDOWS, Window, window_scores
+from ctpnp.quality import REGION_PX, WINDOWS, Window, region_means, window_scores
+from ctpnp.quality.detection import FAILED_RMSE_HU, detection_scores
 
 __all__ = ["Comparison", "Volume", "WindowScores", "compare", "format_table",
-           "load_volume", "score", "write_outputs"]
+           "indicator_scores", "load_volume", "score", "write_outputs"]
 
 AFFINE_TOLERANCE_MM = 0.01
 """Largest difference (mm) between affine entries still counted as one geometry."""
@@ -38,6 +39,9 @@ class Volume:
         name: label in tables and figures. path: the folder it was read from.
         hu: ``(slices, H, W)`` float32 HU. affine: (4, 4) voxel → RAS mm.
         log_prior: ``(slices, H, W)`` log-prior map, or ``None``.
+        implausibility_z: ``(slices, H, W)`` calibrated implausibility (z, constant
+            over each scored region of :data:`ctpnp.quality.REGION_PX`² pixels, NaN
+            where not scored), or ``None``.
     """
 
     name: str
@@ -45,6 +49,7 @@ class Volume:
     hu: np.ndarray
     affine: np.ndarray
     log_prior: np.ndarray | None = None
+    implausibility_z: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,13 @@ class Comparison:
 def load_volume(folder: Path | str, name: str | None = None) -> Volume:
     """``folder/volume.nii.gz`` if present, else the folder's CT series (DICOM).
 
-    ``folder/log_prior.nii.gz``, if present, becomes :attr:`Volume.log_prior`.
+    ``folder/log_prior.nii.gz`` and ``folder/implausibility.nii.gz`` (written by
+    ``ctpnp reconstruct``), if present, become :attr:`Volume.log_prior` and
+    :attr:`Volume.implausibility_z`.
 
     Raises:
         DicomInputError: the folder is missing, empty, or holds neither.
+        ValueError: a map's shape differs from the volume's (naming the map).
     """
     folder = Path(folder)
     nifti = folder / "volume.nii.gz"
@@ -87,13 +95,31 @@ def load_volume(folder: Path | str, name: str | None = None) -> Volume:
     else:
         series = read_ct_series(folder)
         hu, affine = series.hu, series.affine
-    prior_path = folder / "log_prior.nii.gz"
-    log_prior = read_nifti(prior_path)[0] if prior_path.is_file() else None
-    if log_prior is not None and log_prior.shape != hu.shape:
-        raise ValueError(f"{prior_path}: shape {log_prior.shape} differs from the volume's "
-                         f"{hu.shape}")
-    return Volume(name or folder.name, folder, hu, np.asarray(affine, dtype=np.float64),
-                  log_prior)
+    maps = [_map_beside(folder / name, hu.shape)
+            for name in ("log_prior.nii.gz", "implausibility.nii.gz")]
+    return Volume(name or folder.name, folder, hu, np.asarray(affine, dtype=np.float64), *maps)
+
+
+def _map_beside(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The NIfTI map at ``path`` (``None`` when absent), checked against the volume's shape."""
+    if not path.is_file():
+        return None
+    values = read_nifti(path)[0]
+    if values.shape != shape:
+        raise ValueError(f"{path}: shape {values.shape} differs from the volume's {shape}")
+    return values
+
+
+def indicator_scores(volume: Volume, reference: Volume) -> dict[str, float] | None:
+    """How well ``volume``'s implausibility detects its own failed regions against
+    ``reference`` (:func:`ctpnp.quality.detection.detection_scores` over the scored
+    regions of all slices); ``None`` without a map."""
+    if volume.implausibility_z is None:
+        return None
+    z = volume.implausibility_z[:, ::REGION_PX, ::REGION_PX]
+    squared = torch.from_numpy((volume.hu - reference.hu).astype(np.float64) ** 2)[:, None]
+    rmse = region_means(squared, REGION_PX).sqrt()[:, 0].numpy()
+    return detection_scores(z, rmse)
 
 
 def score(volume: Volume, reference: Volume) -> dict[str, WindowScores]:
@@ -153,6 +179,13 @@ def format_table(result: Comparison) -> str:
         if row["slice"] == "all":
             lines.append(f"{row['reconstruction']:{width}s} {row['window']:12s} "
                          f"{row['psnr_db']:8.2f} {row['ssim']:7.4f} {row['rmse_hu']:8.2f}")
+    for volume in result.reconstructions:
+        check = indicator_scores(volume, result.reference)
+        if check is not None:
+            lines.append(f"implausibility of {volume.name} vs its error: AUROC "
+                         f"{check['auroc']:.2f} for the {check['failed_regions']} of "
+                         f"{check['regions']} regions above {FAILED_RMSE_HU:g} HU RMSE, "
+                         f"Spearman {check['spearman']:.2f}")
     return "\n".join(lines)
 
 
@@ -164,11 +197,16 @@ def to_json(result: Comparison) -> dict[str, object]:
         "windows": {n: {"low_hu": w.low_hu, "high_hu": w.high_hu, "data_range_hu": w.width_hu}
                     for n, w in WINDOWS.items()},
         "overall_definition": "RMSE over all voxels, PSNR from it, SSIM mean over slices",
+        "implausibility_vs_error_definition": (
+            f"regions of {REGION_PX}x{REGION_PX} px scored by the implausibility map; failed = "
+            f"region RMSE > {FAILED_RMSE_HU:g} HU; AUROC of z for failed regions, Spearman "
+            "between z and region RMSE"),
         "reconstructions": [
             {"name": volume.name, "path": str(volume.path),
              "metrics": {n: {"overall": s.overall(), "psnr_db": s.psnr_db.tolist(),
                              "ssim": s.ssim.tolist(), "rmse_hu": s.rmse_hu.tolist()}
-                         for n, s in scores.items()}}
+                         for n, s in scores.items()},
+             "implausibility_vs_error": indicator_scores(volume, result.reference)}
             for volume, scores in zip(result.reconstructions, result.scores, strict=True)],
     }
 

@@ -4,6 +4,8 @@
 * :mod:`ctpnp.quality.maps`: per-pixel prior and data-consistency maps.
 * :mod:`ctpnp.quality.indicator`: the calibrated implausibility (z per region), per-slice
   score and flag, and the calibrations per prior.
+* :mod:`ctpnp.quality.detection` (imported by name): how well a region score detects
+  failed regions (AUROC, Spearman).
 * :mod:`ctpnp.quality.validation` (imported by name): the validation scans they are
   calibrated and measured on.
 """
