@@ -25,14 +25,11 @@ import argparse
 import time
 import warnings
 
-import torch
-from common import print_table, write_json
+from common import default_reconstruction, print_table, write_json
 
-from ctpnp import ScanGeometry, Tomography, physics
+from ctpnp import ScanGeometry, Tomography
 from ctpnp.evaluation import DOSES, PIXEL_MM, phantom_scans, real_ct_scans
-from ctpnp.priors import load
 from ctpnp.quality import quality_row
-from ctpnp.registry import PNP_METHODS, solver
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 
@@ -41,30 +38,14 @@ DEFAULT_METHODS = ("tv", "pnp-admm:prox", "pnp-admm:lpn", "pnp-drs:prox", "pnp-d
 """``method`` or ``method:prior`` (PnP) as checked by default."""
 
 
-def reconstruct(method: str, y: torch.Tensor, op: Tomography, priors: dict,
-                **stopping: float) -> tuple[torch.Tensor, int, bool]:
-    """``method`` (``name`` or ``name:prior``) on ``y`` with its defaults, the stopping
-    settings ``stopping`` (``max_iter``, ``rtol``) overridden when given: the
-    ``(1, 1, H, W)`` HU image, the iterations run and whether the rule stopped it."""
-    name, _, prior = method.partition(":")
-    function = solver(name)
-    if name in PNP_METHODS:
-        prior_name = prior or "prox"
-        if prior_name not in priors:
-            priors[prior_name] = load(prior_name)
-        result = function(y, op, priors[prior_name], **stopping)
-    else:
-        result = function(y, op, **stopping)
-    return physics.mu_to_hu(result.x), int(result.n_iter[0]), bool(result.converged[0])
-
-
 def check(method: str, scan: tuple, op: Tomography, priors: dict, tolerance_db: float) -> dict:
     """One row: ``method``'s default result on ``scan`` against twice its iterations."""
     dose, name, y, hu, _variance = scan
     start = time.perf_counter()
-    default_hu, iterations, converged = reconstruct(method, y, op, priors)
+    default_hu, iterations, converged = default_reconstruction(method, y, op, priors)
     seconds = time.perf_counter() - start
-    longer_hu, _, _ = reconstruct(method, y, op, priors, max_iter=2 * iterations, rtol=0.0)
+    longer_hu, _, _ = default_reconstruction(method, y, op, priors,
+                                           max_iter=2 * iterations, rtol=0.0)
     default, longer = quality_row(default_hu, hu), quality_row(longer_hu, hu)
     difference = longer["psnr_full_db"] - default["psnr_full_db"]
     return {"method": method, "scan": str(name), "dose": dose, "iterations": iterations,
