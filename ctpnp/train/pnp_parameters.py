@@ -42,7 +42,7 @@ from ctpnp.solvers import SPLITTINGS
 from ctpnp.solvers.common import initial_image
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.parameters import CARD_KEY, PnPParameters, settings
-from ctpnp.solvers.splitting import StepSettings, data_step
+from ctpnp.solvers.splitting import DEFAULT_RELAXATION, StepSettings, data_step
 
 __all__ = ["PnPTrainConfig", "learn_pnp_parameters", "store_pnp_parameters"]
 
@@ -63,7 +63,11 @@ class PnPTrainConfig:
         warm_iterations: iterations without gradient per visit.
         grad_iterations: iterations back-propagated per visit.
         learning_rate: Adam's step on the logarithms.
-        cg_maxiter: CG iterations per data update.
+        cg_maxiter: CG iterations per data update (forward and implicit backward solve).
+        preconditioner / relaxation: the data step's CG preconditioner and the
+            iteration's relaxation, by default the solvers' own
+            (:class:`~ctpnp.solvers.splitting.StepSettings`), so the rule is learned on
+            the iteration it will run in.
     """
 
     solver: str = "pnp-admm"
@@ -77,6 +81,8 @@ class PnPTrainConfig:
     grad_iterations: int = 1
     learning_rate: float = 0.1
     cg_maxiter: int = 8
+    preconditioner: str | None = "fourier"
+    relaxation: float = DEFAULT_RELAXATION
 
     def __post_init__(self) -> None:
         if self.solver not in SPLITTINGS:
@@ -145,7 +151,8 @@ def learn_pnp_parameters(
     theta = (initial or PnPParameters()).vector().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=config.learning_rate)
     iterate = SPLITTINGS[config.solver].iteration  # warm block, then the back-propagated block
-    steps = StepSettings(cg_tol=1e-6, cg_maxiter=config.cg_maxiter, enforce_nonnegative=True)
+    steps = StepSettings(cg_tol=1e-6, cg_maxiter=config.cg_maxiter, enforce_nonnegative=True,
+                         preconditioner=config.preconditioner, relaxation=config.relaxation)
     log: list[dict] = []
     start = time.perf_counter()
     for step in range(config.steps):
