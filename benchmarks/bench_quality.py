@@ -17,8 +17,10 @@ otherwise. Failure kinds, on three of the slices each:
 and ``clean``: every benchmark slice at 10⁴ and 10⁵ photons.
 
 Scores per body region (16² pixels): the implausibility (z), and as baselines
-the data-consistency z alone, the prior-map z alone and the local standard
-deviation of the image (HU). Per kind, over the regions of the kind's scans:
+the data-consistency z alone, the prior-map z alone, the local standard
+deviation of the image (HU) and the spread (HU) of the prior's denoisings of the
+reconstruction under the eight flips and quarter turns, at the reconstruction's σ
+(:func:`ctpnp.quality.equivariant_spread_hu`). Per kind, over the regions of the kind's scans:
 AUROC for "region RMSE > 50 HU" and Spearman's rho between score and region
 RMSE; the scan AUROC ranks the kind's scans against the clean 10⁵ scans by their
 largest region score; ``flagged`` is the fraction of the kind's scans flagged
@@ -51,6 +53,7 @@ from ctpnp.priors import load
 from ctpnp.priors.registry import fingerprint
 from ctpnp.projector import Tomography
 from ctpnp.quality import (
+    equivariant_spread_hu,
     load_calibration,
     quality_maps,
     region_means,
@@ -70,7 +73,7 @@ FAILURE_SLICES = (("lung2", 15), ("lung2", 45), ("head_ge", 0))
 CLEAN_SLICES = (*(("lung2", k) for k in (5, 15, 25, 35, 45, 55)), ("head_ge", 0))
 PHANTOM_SEEDS = (*VALIDATION_SEEDS, 5002)
 KINDS = ("metal", "bubble", "lesion", "views60", "overreg", "phantom")
-SCORES = ("implausibility", "data_z", "prior_z", "local_std_hu")
+SCORES = ("implausibility", "data_z", "prior_z", "local_std_hu", "equivariant_spread_hu")
 METAL_MU_PER_MM, METAL_RADIUS_MM = 0.5, 3.0
 BUBBLE_RADIUS_MM, LESION_RADIUS_MM = 5.0, 10.0
 
@@ -139,8 +142,13 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
     mean = region_means(hu, calibration.region_px)
     local_std = (region_means(hu**2, calibration.region_px) - mean**2).clamp_min(0).sqrt()
     rmse = region_means((hu - reference_hu) ** 2, calibration.region_px).sqrt()
+    sigma = settings.get("sigma_mu_per_mm")
+    if sigma is None:
+        sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)
+    spread = region_means(equivariant_spread_hu(prior, x, sigma), calibration.region_px)
     scores = {"implausibility": z.implausibility, "data_z": z.data, "prior_z": z.prior,
-              "local_std_hu": torch.where(inside, local_std, nan)}
+              "local_std_hu": torch.where(inside, local_std, nan),
+              "equivariant_spread_hu": torch.where(inside, spread, nan)}
     return Case(kind, name, photons, torch.where(inside, rmse, nan)[0, 0].numpy(),
                 {k: v[0, 0].numpy() for k, v in scores.items()}, verdict.flagged,
                 hu[0, 0].numpy(), z.implausibility[0, 0].numpy())

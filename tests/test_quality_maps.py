@@ -86,3 +86,29 @@ def test_quality_maps_use_the_prior_map_when_there_is_one(op, shepp_logan_mu):
     # the variance defaults to the solvers' estimate from y
     assert torch.allclose(maps.noise_variance, physics.estimate_noise_variance(y).double())
     assert quality_maps(shepp_logan_mu, y, op, load("bm3d")).prior_nats is None
+
+
+class _Blur:
+    """A prox with a symmetric 3×3 kernel: equivariant to every flip and quarter turn."""
+
+    def prox(self, x, sigma):
+        kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
+        return torch.nn.functional.conv2d(x, kernel[None, None], padding=1)
+
+
+class _Shift(_Blur):
+    """A prox that also moves the image one pixel right: not equivariant."""
+
+    def prox(self, x, sigma):
+        return torch.roll(super().prox(x, sigma), 1, dims=-1)
+
+
+def test_equivariant_spread_vanishes_only_for_an_equivariant_prior(shepp_logan_mu):
+    from ctpnp.quality import equivariant_spread_hu
+
+    x = shepp_logan_mu.expand(2, -1, -1, -1)
+    still = equivariant_spread_hu(_Blur(), x, 0.001)
+    moved = equivariant_spread_hu(_Shift(), x, 0.001)
+    assert still.shape == moved.shape == x.shape
+    assert float(still.abs().max()) < 1e-3  # HU: rounding only
+    assert float(moved.max()) > 100.0  # a one-pixel shift of the skull's edge, in HU

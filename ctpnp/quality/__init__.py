@@ -27,6 +27,7 @@ from ctpnp.quality.maps import (
     QualityMaps,
     body_regions,
     data_consistency_map,
+    equivariant_spread_hu,
     expand_regions,
     prior_map,
     quality_maps,
@@ -48,6 +49,7 @@ from ctpnp.quality.metrics import (
 __all__ = ["FULL_WINDOW", "QUALITY_COLUMNS", "REGION_PX", "SOFT_TISSUE_WINDOW", "WINDOWS",
            "Calibration", "DoseStatistics", "QualityMaps", "RegionScores", "SliceVerdict",
            "Window", "body_regions", "calibration_path", "data_consistency_map",
+           "equivariant_spread_hu",
            "expand_regions", "fit_calibration", "load_calibration", "prior_map", "psnr_hu",
            "quality_maps", "quality_row", "region_features", "region_means", "region_scores",
            "rmse_hu", "slice_verdicts", "ssim_hu", "window_scores"]

@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # the projector (ODL, ASTRA) is not loaded for the annotation
     from ctpnp.projector import Tomography
 
 __all__ = ["BODY_HU", "REGION_PX", "QualityMaps", "body_regions", "data_consistency_map",
-           "expand_regions", "prior_map", "quality_maps", "region_means"]
+           "equivariant_spread_hu", "expand_regions", "prior_map", "quality_maps",
+           "region_means"]
 
 REGION_PX = 16
 """Side of the square regions (pixels) the indicator scores: 12.8 mm at 0.8 mm pixels."""
@@ -92,6 +93,20 @@ def data_consistency_map(x: torch.Tensor, y: torch.Tensor, op: Tomography,
     chi_square = (op.forward(x) - y).pow(2) / variance
     coverage = op.adjoint(torch.ones_like(y))
     return op.adjoint(chi_square) / coverage.clamp_min(1e-12 * float(coverage.max()))
+
+
+def equivariant_spread_hu(prior, x: torch.Tensor, sigma_mu_per_mm: float | torch.Tensor
+                          ) -> torch.Tensor:
+    """Per-pixel standard deviation (HU) of the prior's denoisings of ``x`` under the eight
+    flips and quarter turns (:class:`~ctpnp.solvers.equivariance.EquivariantDenoiser`):
+    ``(B, 1, H, W)``. A prior that knows the image denoises it alike however it is
+    turned; a baseline of the quality benchmark (8 prior calls)."""
+    # imported here: the ctpnp.solvers package loads the projector (ODL, ASTRA)
+    from ctpnp.solvers.equivariance import EquivariantDenoiser
+
+    with torch.no_grad():
+        outputs = EquivariantDenoiser(prior, "average").outputs(x, sigma_mu_per_mm)
+    return physics.mu_difference_to_hu(outputs.std(dim=0))
 
 
 def prior_map(prior, x: torch.Tensor) -> torch.Tensor | None:

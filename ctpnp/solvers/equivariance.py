@@ -44,10 +44,18 @@ class EquivariantDenoiser:
 
     def prox(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """Denoised ``(B, 1, H, W)``; non-square images use the four flips/half turns only."""
-        group = range(8) if x.shape[-1] == x.shape[-2] else (0, 2, 4, 6)
         if self.mode == "average":
-            return torch.stack([_inverse(self.prior.prox(_transform(x, k), sigma), k)
-                                for k in group]).mean(dim=0)
-        choices = list(group)
+            return self.outputs(x, sigma).mean(dim=0)
+        choices = _group(x)
         k = choices[int(torch.randint(len(choices), (1,), generator=self._generator))]
         return _inverse(self.prior.prox(_transform(x, k), sigma), k)
+
+    def outputs(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """``T^-1 D(T x)`` for every ``T`` of the group: ``(8 or 4, B, 1, H, W)``."""
+        return torch.stack([_inverse(self.prior.prox(_transform(x, k), sigma), k)
+                            for k in _group(x)])
+
+
+def _group(x: torch.Tensor) -> list[int]:
+    """The elements of D4 that keep ``x``'s shape: all eight for square images."""
+    return list(range(8)) if x.shape[-1] == x.shape[-2] else [0, 2, 4, 6]
