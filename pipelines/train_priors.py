@@ -5,8 +5,9 @@ patients with their licences), the device, the step count, the wall time and
 the validation history. ``--steps-scale`` shortens every stage proportionally
 for a quick try.
 
-* ``LPN_RECIPE`` made the shipped ``lpn.safetensors`` (13 min on an H100; it
-  denoises held-out phantoms 1--3 dB better than the earlier CPU-trained one).
+* ``LPN_RECIPE``'s schedule made the shipped ``lpn.safetensors`` on phantoms only
+  (13 min on an H100); the recipe now adds the corpus's training patients and has
+  not been run with them yet (it needs a GPU to finish in hours).
 * ``PROX_CPU_RECIPE`` trains the Prox-denoiser on real CT (the training
   patients of :data:`ctpnp.data.SPLITS`, fetched with ``ctpnp data fetch``)
   and generated phantoms: a three-scale U-Net (32/64/128 channels, 2 residual
@@ -82,10 +83,16 @@ LPN_RECIPE = LPNTrainConfig(
         Stage("proximal_matching", 5000, 5e-5, 0.8),
     ),
     train_seeds=TRAIN_SEEDS,
+    real_patients=SPLITS["train"],
+    val_patients=SPLITS["validation"],
+    jitter_scale=0.05,
+    jitter_offset_hu=20.0,
     checkpoint_every=2000,
     progress_every=1000,
 )
-"""ICNN with 64 channels on 32-pixel patches, L1 then proximal matching (36k steps)."""
+"""ICNN with 64 channels on 32-pixel patches, L1 then proximal matching (36k steps), on
+the corpus's training patients and the phantoms. The shipped LPN was trained with the
+same schedule on phantoms only; this corpus version has not been run yet."""
 
 
 def scaled(config: ProxTrainConfig | LPNTrainConfig, factor: float):

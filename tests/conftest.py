@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+import numpy as np
 import odl
 import pytest
 import torch
@@ -22,6 +23,28 @@ def _matrix_cache_in_a_temporary_folder(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CTPNP_MATRIX_CACHE", str(tmp_path_factory.mktemp("matrices")))
         yield
+
+
+@pytest.fixture
+def fake_corpus(tmp_path, monkeypatch) -> Callable:
+    """``cache(patients, shape=(2, 40, 40))`` caches each corpus patient as a volume whose
+    slice k holds 100 k HU plus a ramp of -50..50 HU along x, in a ``CTPNP_DATA`` folder
+    of this test."""
+    from ctpnp.data.cache import write_patient
+
+    folder = tmp_path / "corpus"
+    monkeypatch.setenv("CTPNP_DATA", str(folder))
+
+    def cache(patients, shape=(2, 40, 40)):
+        ramp = np.linspace(-50, 50, shape[2], dtype=np.float32)
+        hu = (100.0 * np.arange(shape[0], dtype=np.float32)[:, None, None] + ramp
+              ) * np.ones(shape, dtype=np.float32)
+        for patient in patients:
+            write_patient(hu, {"patient": patient, "anatomy": "test", "licence": "none",
+                               "pixel_mm": 0.5, "slice_mm": 5.0, "voxel_assumed": False,
+                               "shape": list(shape), "sha256": "x"}, folder)
+
+    return cache
 
 
 GRID = (128, 128)

@@ -65,3 +65,25 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
         train_lpn(other, out)
     train_lpn(other, out, resume=False)  # starting afresh is allowed
 
+
+
+def test_corpus_patients_join_training_validation_and_the_card(tmp_path, fake_corpus):
+    from dataclasses import replace
+
+    from ctpnp.data import SPLITS
+    from ctpnp.train.lpn import training_slices, validation_slices
+
+    train, val = SPLITS["train"][:1], SPLITS["validation"][:1]
+    fake_corpus((*train, *val), shape=(5, 40, 40))
+    config = replace(TINY, real_patients=train, val_patients=val, val_slices_per_patient=1,
+                     jitter_scale=0.05, jitter_offset_hu=20.0)
+    slices = training_slices(config)
+    assert len(slices) == len(TINY.train_seeds) + 5
+    assert [round(float(s.mean())) for s in slices[-5:]] == [0, 100, 200, 300, 400]
+    (middle,) = validation_slices(config)[len(TINY.val_seeds):]
+    assert round(float(middle.mean())) == 200  # the middle of the patient's five slices
+    train_lpn(config, tmp_path / "c.safetensors")
+    card = json.loads((tmp_path / "c.json").read_text())
+    assert [r["patient"] for r in card["data"]["real_patients"]] == list(train)
+    assert [r["patient"] for r in card["validation"]["patients"]] == list(val)
+    assert LPNTrainConfig.from_dict(card["training"]["config"]) == config

@@ -153,27 +153,13 @@ def test_relaxation_brings_the_validation_hessian_norm_to_its_target(tmp_path):
         relax_prox_weights(trained, tmp_path / "x.safetensors", target_norm=1.0)
 
 
-def _cache_patients(folder, patients, shape=(2, 40, 40)):
-    """Cache each patient as a volume whose slice k holds 100 k HU plus a ramp."""
-    from ctpnp.data.cache import write_patient
-
-    for patient in patients:
-        ramp = np.linspace(-50, 50, shape[2], dtype=np.float32)
-        hu = (100.0 * np.arange(shape[0], dtype=np.float32)[:, None, None] + ramp).astype(
-            np.float32) * np.ones(shape, dtype=np.float32)
-        write_patient(hu, {"patient": patient, "anatomy": "test", "licence": "none",
-                           "pixel_mm": 0.5, "slice_mm": 5.0, "voxel_assumed": False,
-                           "shape": list(shape), "sha256": "x"}, folder)
-
-
 def test_corpus_patients_join_the_training_and_validation_slices_and_the_card(tmp_path,
-                                                                              monkeypatch):
+                                                                              fake_corpus):
     from ctpnp.data import SOURCES, SPLITS
     from ctpnp.train.prox_denoiser import training_slices
 
-    monkeypatch.setenv("CTPNP_DATA", str(tmp_path / "cache"))
     train, val = SPLITS["train"][:1], SPLITS["validation"][:1]
-    _cache_patients(tmp_path / "cache", (*train, *val))
+    fake_corpus((*train, *val))
     config = replace(TINY, real_patients=train, val_patients=val, l2_steps=2, finetune_steps=1)
     slices = training_slices(config)
     assert len(slices) == len(config.train_seeds) + 2  # phantoms first, then both slices

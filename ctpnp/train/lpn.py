@@ -20,19 +20,22 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ctpnp.data import patient_slices_hu
 from ctpnp.priors.icnn import ICNNConfig
 from ctpnp.priors.lpn import LPN, LPNPrior
 from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM, hu_to_unit
 from ctpnp.priors.weights import save_weights
 from ctpnp.train.checkpoint import Checkpoint
-from ctpnp.train.data import PatchSampler, phantom_slices_hu, piecewise_smooth_hu
+from ctpnp.train.data import PatchSampler, corpus_record, phantom_slices_hu, piecewise_smooth_hu
 from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.losses import l1_loss, proximal_matching_loss
 from ctpnp.versions import package_versions
 
-__all__ = ["LPNTrainConfig", "Stage", "train_lpn"]
+__all__ = ["LPNTrainConfig", "Stage", "train_lpn", "training_slices", "validation_slices"]
 
 ProgressCallback = Callable[[dict], None]
+
+_SEQUENCES = ("train_seeds", "val_seeds", "real_patients", "val_patients")
 
 VALIDATION_METRIC = (
     "PSNR (dB, peak 1 on normalized intensity = the [-1000, 1000] HU window) of the whole-image "
@@ -74,6 +77,11 @@ class LPNTrainConfig:
             ``"piecewise_smooth"`` (:func:`ctpnp.train.data.piecewise_smooth_hu`).
         train_seeds: phantom seeds for training slices.
         val_seeds: held-out phantom seeds for validation PSNR.
+        real_patients / val_patients: corpus patients (:data:`ctpnp.data.SPLITS`)
+            added to the training slices / validated on (``val_slices_per_patient``
+            evenly spaced slices of each, whole-image prox).
+        jitter_scale / jitter_offset_hu: per-patch contrast scale and HU offset
+            augmentation (:class:`~ctpnp.train.data.PatchSampler`).
         slice_size: phantom slices are ``slice_size^2`` pixels ...
         pixel_mm: ... of this size (mm).
         checkpoint_every: steps between checkpoints.
@@ -95,6 +103,11 @@ class LPNTrainConfig:
     phantoms: Literal["anatomy", "piecewise_smooth"] = "anatomy"
     train_seeds: tuple[int, ...] = tuple(range(32))
     val_seeds: tuple[int, ...] = (100_000, 100_001)
+    real_patients: tuple[str, ...] = ()
+    val_patients: tuple[str, ...] = ()
+    val_slices_per_patient: int = 2
+    jitter_scale: float = 0.0
+    jitter_offset_hu: float = 0.0
     slice_size: int = 512
     pixel_mm: float = 0.8
     checkpoint_every: int = 200
@@ -111,7 +124,8 @@ class LPNTrainConfig:
         d = asdict(self)
         d["icnn"] = self.icnn.to_dict()
         d["stages"] = [asdict(s) for s in self.stages]
-        d["train_seeds"], d["val_seeds"] = list(self.train_seeds), list(self.val_seeds)
+        for key in _SEQUENCES:
+            d[key] = list(d[key])
         return d
 
     @classmethod
@@ -120,7 +134,9 @@ class LPNTrainConfig:
         d = dict(d)
         d["icnn"] = ICNNConfig.from_dict(d["icnn"])
         d["stages"] = tuple(Stage(**s) for s in d["stages"])
-        d["train_seeds"], d["val_seeds"] = tuple(d["train_seeds"]), tuple(d["val_seeds"])
+        for key in _SEQUENCES:
+            if key in d:  # cards written before corpus training have no patient lists
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def stage_at(self, step: int) -> Stage:
@@ -132,10 +148,27 @@ class LPNTrainConfig:
         raise IndexError(f"step {step} beyond the schedule ({self.total_steps} steps)")
 
 
-def _slices(config: LPNTrainConfig, seeds: Iterable[int]) -> list[np.ndarray]:
+def _phantom_slices(config: LPNTrainConfig, seeds: Iterable[int]) -> list[np.ndarray]:
     if config.phantoms == "anatomy":
         return list(phantom_slices_hu(seeds, config.slice_size, config.pixel_mm))
     return [piecewise_smooth_hu(s, config.slice_size) for s in seeds]
+
+
+def training_slices(config: LPNTrainConfig) -> list[np.ndarray]:
+    """The run's training slices (HU): phantoms, then every slice of the training patients."""
+    return [*_phantom_slices(config, config.train_seeds),
+            *patient_slices_hu(config.real_patients)]
+
+
+def validation_slices(config: LPNTrainConfig) -> list[np.ndarray]:
+    """The run's validation slices (HU): phantoms, then ``val_slices_per_patient`` evenly
+    spaced slices of each validation patient."""
+    chosen = []
+    for patient in config.val_patients:
+        slices = list(patient_slices_hu([patient]))
+        picks = np.linspace(0, len(slices) - 1, config.val_slices_per_patient + 2)[1:-1]
+        chosen += [slices[k] for k in picks.round().astype(int)]
+    return [*_phantom_slices(config, config.val_seeds), *chosen]
 
 
 def psnr_unit_db(estimate: torch.Tensor, clean: torch.Tensor) -> float:
@@ -215,11 +248,10 @@ def train_lpn(
 
     extra = list(extra_slices_hu)
     sampler = PatchSampler(
-        _slices(config, config.train_seeds) + extra, config.icnn.patch_size, generator
+        training_slices(config) + extra, config.icnn.patch_size, generator,
+        jitter_scale=config.jitter_scale, jitter_offset_hu=config.jitter_offset_hu,
     )
-    val_clean = [
-        hu_to_unit(torch.as_tensor(s)).to(device) for s in _slices(config, config.val_seeds)
-    ]
+    val_clean = [hu_to_unit(torch.as_tensor(s)).to(device) for s in validation_slices(config)]
 
     network.train()
     start = time.perf_counter() - state["elapsed_s"]
@@ -275,10 +307,13 @@ def _model_card(
         "data": {
             "phantoms": config.phantoms,
             "train_seeds": list(config.train_seeds),
+            "real_patients": corpus_record(config.real_patients),
             "extra_slices": n_extra_slices,
             "slice_size": config.slice_size,
             "pixel_mm": config.pixel_mm,
-            "augmentations": ["rot90", "horizontal flip"],
+            "augmentations": ["rot90", "horizontal flip",
+                              f"contrast x (1 +- {config.jitter_scale})",
+                              f"offset +- {config.jitter_offset_hu} HU"],
         },
         "training": {
             "steps": state["step"],
@@ -287,6 +322,9 @@ def _model_card(
             "config": config.to_dict(),
             "history": state["history"],
         },
-        "validation": {"seeds": list(config.val_seeds), "metric": VALIDATION_METRIC, **final},
+        "validation": {"seeds": list(config.val_seeds),
+                       "patients": corpus_record(config.val_patients),
+                       "slices_per_patient": config.val_slices_per_patient,
+                       "metric": VALIDATION_METRIC, **final},
         "ctpnp_version": package_versions()["ctpnp"],
     }
