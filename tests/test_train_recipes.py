@@ -29,12 +29,12 @@ def test_scaled_shortens_every_stage_and_keeps_the_rest(recipes):
                                              for s in recipes.LPN_RECIPE.stages]
     assert [(s.loss, s.lr) for s in lpn.stages] == [(s.loss, s.lr)
                                                     for s in recipes.LPN_RECIPE.stages]
-    tiny = recipes.scaled(recipes.PROX_CPU_RECIPE, 1e-6)
+    penalty = replace(recipes.PROX_CPU_RECIPE, finetune_steps=100)
+    tiny = recipes.scaled(penalty, 1e-6)
     assert isinstance(tiny, ProxTrainConfig)
     assert (tiny.l2_steps, tiny.finetune_steps) == (1, 1)  # a stage keeps at least one step
-    no_penalty = replace(recipes.PROX_CPU_RECIPE, finetune_steps=0)
-    assert recipes.scaled(no_penalty, 1e-6).finetune_steps == 0  # an absent stage stays
-    assert tiny.keep_best and tiny.unet == recipes.PROX_CPU_RECIPE.unet
+    assert recipes.scaled(recipes.PROX_CPU_RECIPE, 1e-6).finetune_steps == 0  # absent stays
+    assert tiny.unet == recipes.PROX_CPU_RECIPE.unet
     assert tiny.real_patients == recipes.PROX_CPU_RECIPE.real_patients
 
 
