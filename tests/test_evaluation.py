@@ -14,7 +14,7 @@ RESULTS = Path(__file__).parents[1] / "pipelines" / "calibrate" / "results"
 @pytest.mark.parametrize(("name", "setting", "choice"), [
     ("tune_pnp_prox_256_validation", ("sigma_hu", "data_scale"), "chosen"),
     ("tune_pnp_lpn_256_validation", ("sigma_hu", "data_scale"), "chosen"),
-    ("tune_tv_256_validation", ("c (mm)",), "best"),
+    ("tune_tv_256_converged", ("c (mm)",), "best"),
 ])
 def test_the_shipped_choices_follow_from_their_rows(name, setting, choice):
     record = json.loads((RESULTS / f"{name}.json").read_text())
