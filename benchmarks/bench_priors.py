@@ -9,12 +9,13 @@ denoises them, and PSNR and SSIM in the full (-1000..2000 HU) and
 soft-tissue (-160..240 HU) windows are averaged (``ctpnp.quality``). TV's
 weight is chosen per noise level and set on separate validation images of
 the same kind (other ``lung2`` slices; other phantom seeds). ``--weights``
-adds a candidate Prox-denoiser or LPN weights file as the row ``candidate``.
+adds a candidate Prox-denoiser or LPN weights file as the row ``--label``
+(default ``candidate``).
 The prox time is the median over repeats on one ``512 x 512`` slice. Prints
 a table and writes ``benchmarks/results/bench_priors.json``.
 
 Run: ``.venv/bin/python benchmarks/bench_priors.py [--sets real phantoms]
-[--priors prox lpn bm3d tv] [--weights FILE] [--quick]``.
+[--priors prox lpn bm3d tv] [--weights FILE [--label NAME]] [--quick]``.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     parser.add_argument("--priors", nargs="+", default=["lpn", "prox", "bm3d", "tv"],
                         choices=["lpn", "prox", "bm3d", "tv"])
-    parser.add_argument("--weights", help="also a candidate weights file (row 'candidate')")
+    parser.add_argument("--weights", help="also a candidate weights file (row --label)")
+    parser.add_argument("--label", default="candidate", help="the row name of --weights")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller images (smoke run)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -120,7 +122,7 @@ def main() -> None:
         name: (_tuned_tv if name == "tv" else (lambda _s, _v, n=name: (load(n), {})))
         for name in args.priors}
     if args.weights:
-        makers["candidate"] = lambda _s, _v: (load(args.weights), {})
+        makers[args.label] = lambda _s, _v: (load(args.weights), {})
 
     rows = []
     for set_name in args.sets:

@@ -12,7 +12,7 @@ RESULTS = Path(__file__).parents[1] / "pipelines" / "calibrate" / "results"
 
 
 @pytest.mark.parametrize(("name", "setting", "choice"), [
-    ("tune_pnp_prox_256_validation", ("sigma_hu", "data_scale"), "chosen"),
+    ("tune_pnp_prox_256_converged", ("sigma_hu", "data_scale"), "chosen"),
     ("tune_pnp_lpn_256_validation", ("sigma_hu", "data_scale"), "chosen"),
     ("tune_tv_256_converged", ("c (mm)",), "best"),
 ])

@@ -19,8 +19,8 @@ from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
 from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule
 
-__all__ = ["DEFAULT_CG_MAXITER", "DEFAULT_RELAXATION", "LEGACY_SETTINGS", "SHARED_ARGUMENTS",
-           "Splitting", "StepSettings", "data_step", "splitting_solver"]
+__all__ = ["DEFAULT_CG_MAXITER", "DEFAULT_MAX_ITER", "DEFAULT_RELAXATION", "LEGACY_SETTINGS",
+           "SHARED_ARGUMENTS", "Splitting", "StepSettings", "data_step", "splitting_solver"]
 
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -31,6 +31,11 @@ DEFAULT_CG_MAXITER = 4
 """CG steps per data update by default: preconditioned steps reduce the residual
 several times more than plain ones, and a warm-started data step at a fixed point
 needs none, so the cap changes the path, never the fixed points."""
+
+DEFAULT_MAX_ITER = 100
+"""Iteration cap of PnP-ADMM and PnP-DRS by default: the relative-change rule (``rtol``)
+stops them first (the Prox-denoiser's defaults settle in 12--40 iterations at 256²); the
+PnP rules are chosen for that converged result (``pipelines/calibrate/tune_pnp.py``)."""
 
 LEGACY_SETTINGS = {"preconditioner": None, "relaxation": 1.0, "cg_maxiter": 10}
 """Keyword arguments that select the configuration before preconditioning and
@@ -124,7 +129,7 @@ def splitting_solver(scheme: Splitting) -> Callable[..., SolverResult]:
         data_weight: float | torch.Tensor | None = None,
         weights: torch.Tensor | None = None,
         x0: torch.Tensor | None = None,
-        max_iter: int = 20,
+        max_iter: int = DEFAULT_MAX_ITER,
         rtol: float = 1e-4,
         cg_tol: float = 1e-5,
         cg_maxiter: int = DEFAULT_CG_MAXITER,

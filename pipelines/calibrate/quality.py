@@ -50,7 +50,7 @@ def main() -> None:
             for dose, photons in DOSES.items():
                 start = time.perf_counter()
                 y = cases.scan(reference_hu, op.geometry, photons, seed=index)
-                x = cases.reconstruct(y, op, prior)
+                x = cases.reconstruct(y, op, prior).x
                 maps = quality_maps(x, y, op, prior)
                 variance = float(maps.noise_variance[0])
                 clean.append((dose, variance, region_features(maps, x)))
@@ -60,7 +60,7 @@ def main() -> None:
                 print(f"{patient} {index:3d} {photons:.0e}: RMSE {rmse:6.1f} HU, "
                       f"{time.perf_counter() - start:5.1f} s", flush=True)
     provenance = {"slices": slices, "size": args.size, "views": op.geometry.n_views,
-                  "iterations": cases.ITERATIONS, "solver": "pnp-admm (prior's defaults)",
+                  "solver": "pnp-admm (prior's defaults and stopping rule)",
                   "versions": package_versions()}
     calibration = fit_calibration(args.prior, fingerprint(args.prior), clean, provenance)
     path = calibration_path(args.prior)
