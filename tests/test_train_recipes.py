@@ -44,3 +44,14 @@ def test_a_non_positive_steps_scale_is_refused_before_anything_is_written(recipe
         recipes.main(["--out", str(tmp_path / "out"), "--steps-scale", "0"])
     assert "--steps-scale" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_prox_denoiser_was_trained_by_the_cpu_recipe_and_relaxed(recipes):
+    from ctpnp.priors import load
+
+    card = load("prox").card
+    assert ProxTrainConfig.from_dict(card["training"]["config"]) == recipes.PROX_CPU_RECIPE
+    relaxed = card["validation"]["relaxed"]
+    assert relaxed["target_norm"] == recipes.PROX_RELAX_TARGET
+    assert card["relaxation"] == relaxed["relaxation"] < 1.0
+    assert relaxed["val_max_hessian_norm"] < 1.0 < relaxed["hessian_norm_before"]
