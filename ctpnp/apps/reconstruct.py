@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 import torch
 
 from ctpnp import physics
@@ -350,7 +349,7 @@ def _write_quality(folder: Path, hu: np.ndarray, quality: VolumeQuality,
     geometry = {"like": grid.like} if grid.like is not None else {"affine": grid.affine}
     write_map_series(np.nan_to_num(z, nan=0.0), folder / "implausibility", description=label,
                      derivation=f"{label}; threshold {calibration.threshold_z}; 0 = not scored",
-                     overlay_on=[pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files],
+                     overlay_on=ct_files,
                      **geometry)
     scores = [-np.inf if v is None else v.score for v in quality.verdicts]
     k = int(np.argmax(scores))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -290,7 +291,7 @@ def write_map_series(
     series_number: int = 1002,
     identity: Dataset | None = None,
     sources: Sequence[Sequence[tuple[str, str]]] | None = None,
-    overlay_on: Sequence[Dataset] | None = None,
+    overlay_on: Sequence[Dataset | Path] | None = None,
 ) -> list[Path]:
     """Write a float map (e.g. the prior log-likelihood) as a derived series to overlay.
 
@@ -302,14 +303,16 @@ def write_map_series(
     as :func:`write_ct_series`, and:
 
     Args:
-        overlay_on: one header per slice of the series the map belongs on (e.g.
-            the reconstruction just written with :func:`write_ct_series`): the
+        overlay_on: one header (or file) per slice of the series the map belongs on
+            (e.g. the files :func:`write_ct_series` just returned): the
             map joins its patient, study and frame of reference (unless
             ``identity`` is given), and each map slice names its slice as
             source (unless ``sources`` is given).
     """
     values = np.asarray(values)
     if overlay_on is not None:
+        overlay_on = [ds if isinstance(ds, Dataset) else dcmread(ds, stop_before_pixels=True)
+                      for ds in overlay_on]
         if len(overlay_on) != len(values):
             raise ValueError(f"overlay_on has {len(overlay_on)} slices, the map {len(values)}")
         identity = overlay_on[0] if identity is None else identity
