@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ctpnp.priors.prox_denoiser import GradientStepDenoiser
-from ctpnp.priors.unet import UNetConfig
-from ctpnp.priors.weights import check_state_dict, load_weights, save_weights
+from ctpnp.priors.prox_denoiser import ProxDenoiserPrior
+from ctpnp.priors.weights import load_weights, save_weights
 from ctpnp.train.prox_denoiser import ProxTrainConfig, validate, validation_patches
 
 __all__ = ["relax_prox_weights"]
@@ -49,16 +48,13 @@ def relax_prox_weights(
     if not 0.0 < target_norm < 1.0:
         raise ValueError(f"target_norm must lie in (0, 1), got {target_norm}")
     tensors, card = load_weights(weights_path)
+    network = ProxDenoiserPrior.from_weights(tensors, card, str(weights_path)).network
     try:
         config = ProxTrainConfig.from_dict(card["training"]["config"])
-        network = GradientStepDenoiser(UNetConfig.from_dict(card["architecture"]),
-                                       float(card.get("relaxation", 1.0)))
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(
             f"model card of {weights_path} lacks the training record relaxation needs: {err!r}"
         ) from None
-    check_state_dict(network.state_dict(), tensors, weights_path)
-    network.load_state_dict(tensors)
     config = replace(config, val_power_iters=power_iters)
     val = validation_patches(config, config.n_val_patches)
 
