@@ -45,5 +45,6 @@ def side_by_side(images_hu: Mapping[str, np.ndarray], path: Path | str, window: 
         axis.axis("off")
     figure.suptitle(suptitle or f"window [{window.low_hu:g}, {window.high_hu:g}] HU",
                     fontsize=10)
-    figure.tight_layout(rect=(0, 0, 1, 0.9 if zoom is None else 0.95))
+    figure.tight_layout(rect=(0, 0, 1, 0.9 if zoom is None else 0.95),
+                        h_pad=0.0 if zoom is None else 2.0)
     return save_png(figure, path, dpi=110)
