@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ctpnp.quality.detection import FAILED_RMSE_HU, auroc, detection_scores
+from ctpnp.quality.detection import auroc, detection_scores
 
 
 def _pairwise_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -25,11 +25,10 @@ def test_auroc_matches_the_pairwise_definition_with_ties():
 
 
 def test_detection_scores_use_the_finite_regions_and_the_failure_threshold():
-    rmse = np.array([[10.0, 20.0, np.nan], [60.0, 80.0, 30.0]])
+    rmse = np.array([[10.0, 20.0, np.nan], [60.0, 80.0, 30.0]])  # failed: above 50 HU
     z = np.array([[0.0, 1.0, 9.0], [3.0, np.nan, 2.0]])
     result = detection_scores(z, rmse)
     assert result["regions"] == 4 and result["failed_regions"] == 1
-    assert FAILED_RMSE_HU == 50.0
     assert result["auroc"] == 1.0  # the one failed region (60 HU) has the highest z
     assert result["spearman"] == pytest.approx(1.0)
     assert detection_scores(-z, rmse)["auroc"] == 0.0

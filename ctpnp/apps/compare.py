@@ -70,11 +70,14 @@ class WindowScores:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A reference, the reconstructions, and ``scores[i][window name]`` of reconstruction i."""
+    """A reference, the reconstructions, ``scores[i][window name]`` of reconstruction i and
+    ``indicators[i]``, how well its implausibility map finds its errors
+    (:func:`indicator_scores`; ``None`` without a map)."""
 
     reference: Volume
     reconstructions: list[Volume]
     scores: list[dict[str, WindowScores]]
+    indicators: list[dict[str, float] | None]
 
 
 def load_volume(folder: Path | str, name: str | None = None) -> Volume:
@@ -149,7 +152,8 @@ def compare(recon_dirs: list[Path], reference_dir: Path) -> Comparison:
     if len(set(names)) < len(names):
         names = [str(d) for d in recon_dirs]
     volumes = [load_volume(d, n) for d, n in zip(recon_dirs, names, strict=True)]
-    return Comparison(reference, volumes, [score(v, reference) for v in volumes])
+    return Comparison(reference, volumes, [score(v, reference) for v in volumes],
+                      [indicator_scores(v, reference) for v in volumes])
 
 
 def rows(result: Comparison) -> list[dict[str, object]]:
@@ -179,8 +183,7 @@ def format_table(result: Comparison) -> str:
         if row["slice"] == "all":
             lines.append(f"{row['reconstruction']:{width}s} {row['window']:12s} "
                          f"{row['psnr_db']:8.2f} {row['ssim']:7.4f} {row['rmse_hu']:8.2f}")
-    for volume in result.reconstructions:
-        check = indicator_scores(volume, result.reference)
+    for volume, check in zip(result.reconstructions, result.indicators, strict=True):
         if check is not None:
             lines.append(f"implausibility of {volume.name} vs its error: AUROC "
                          f"{check['auroc']:.2f} for the {check['failed_regions']} of "
@@ -206,8 +209,9 @@ def to_json(result: Comparison) -> dict[str, object]:
              "metrics": {n: {"overall": s.overall(), "psnr_db": s.psnr_db.tolist(),
                              "ssim": s.ssim.tolist(), "rmse_hu": s.rmse_hu.tolist()}
                          for n, s in scores.items()},
-             "implausibility_vs_error": indicator_scores(volume, result.reference)}
-            for volume, scores in zip(result.reconstructions, result.scores, strict=True)],
+             "implausibility_vs_error": check}
+            for volume, scores, check in zip(result.reconstructions, result.scores,
+                                             result.indicators, strict=True)],
     }
 
 
