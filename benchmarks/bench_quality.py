@@ -16,8 +16,9 @@ otherwise. Failure kinds, on three of the slices each:
 
 and ``clean``: every benchmark slice at 10⁴ and 10⁵ photons.
 
-Scores per body region (16² pixels): the implausibility (z), and as baselines
-the data-consistency z alone, the prior-map z alone, the local standard
+Scores per body region (16² pixels): the implausibility (z), its two parts
+alone (the prior residual's and the prior asymmetry's z), and as baselines the
+data-consistency z alone, the prior-map z alone, the local standard
 deviation of the image (HU) and the spread (HU) of the prior's denoisings of the
 reconstruction under the eight flips and quarter turns, at the reconstruction's σ
 (:func:`ctpnp.quality.equivariant_spread_hu`). Per kind, over the regions of the kind's scans:
@@ -73,7 +74,8 @@ FAILURE_SLICES = (("lung2", 15), ("lung2", 45), ("head_ge", 0))
 CLEAN_SLICES = (*(("lung2", k) for k in (5, 15, 25, 35, 45, 55)), ("head_ge", 0))
 PHANTOM_SEEDS = (*VALIDATION_SEEDS, 5002)
 KINDS = ("metal", "bubble", "lesion", "views60", "overreg", "phantom")
-SCORES = ("implausibility", "data_z", "prior_z", "local_std_hu", "equivariant_spread_hu")
+SCORES = ("implausibility", "residual_z", "asymmetry_z", "data_z", "prior_z", "local_std_hu",
+          "equivariant_spread_hu")
 METAL_MU_PER_MM, METAL_RADIUS_MM = 0.5, 3.0
 BUBBLE_RADIUS_MM, LESION_RADIUS_MM = 5.0, 10.0
 
@@ -146,7 +148,8 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
     if sigma is None:
         sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)
     spread = region_means(equivariant_spread_hu(prior, x, sigma), calibration.region_px)
-    scores = {"implausibility": z.implausibility, "data_z": z.data, "prior_z": z.prior,
+    scores = {"implausibility": z.implausibility, "residual_z": z.residual,
+              "asymmetry_z": z.asymmetry, "data_z": z.data, "prior_z": z.prior,
               "local_std_hu": torch.where(inside, local_std, nan),
               "equivariant_spread_hu": torch.where(inside, spread, nan)}
     return Case(kind, name, photons, torch.where(inside, rmse, nan)[0, 0].numpy(),

@@ -26,14 +26,22 @@ SIZE = 64  # 4 x 4 regions of 16 px
 
 
 def _maps(rng, variance, batch=1):
-    """Maps constant inside each region, whose region means are log-normal (prior: log-mean
-    -3 + 0.3 log10 v, log-std 0.5; data: log-mean 0, log-std 0.1)."""
+    """Maps constant inside each region, whose region means are log-normal (residual:
+    log-mean 3 + 0.5 log10 v, log-std 0.4; asymmetry: log-mean 1 + 0.5 log10 v, log-std 0.6,
+    correlated 0.5 with the residual; prior: log-mean -3 + 0.3 log10 v, log-std 0.5; data:
+    log-mean 0, log-std 0.1)."""
     regions = (batch, 1, SIZE // 16, SIZE // 16)
+    shared, own = rng.standard_normal(regions), rng.standard_normal(regions)
+    residual = np.exp(3.0 + 0.5 * math.log10(variance) + 0.4 * shared)
+    asymmetry = np.exp(1.0 + 0.5 * math.log10(variance)
+                       + 0.6 * (0.5 * shared + math.sqrt(0.75) * own))
     prior = np.exp(-3.0 + 0.3 * math.log10(variance) + 0.5 * rng.standard_normal(regions))
     data = np.exp(0.1 * rng.standard_normal(regions))
-    prior_map, data_map = (expand_regions(torch.from_numpy(a), (SIZE, SIZE)).float()
-                           for a in (prior, data))
-    return QualityMaps(prior_map, data_map, torch.full((batch,), variance, dtype=torch.float64))
+    residual, asymmetry, prior, data = (
+        expand_regions(torch.from_numpy(a), (SIZE, SIZE)).float()
+        for a in (residual, asymmetry, prior, data))
+    return QualityMaps(residual, asymmetry, prior, data,
+                       torch.full((batch,), variance, dtype=torch.float64))
 
 
 def _body():
@@ -55,7 +63,8 @@ def test_clean_regions_score_about_standard_normal_at_every_dose():
         z = region_scores(maps, _body().expand(400, -1, -1, -1), calibration)
         values = z.implausibility.flatten().numpy()
         assert abs(np.median(values)) < 0.1 and 0.9 < values.std() < 1.1
-        assert abs(np.median(z.prior.flatten().numpy())) < 0.1
+        for single in (z.residual, z.asymmetry, z.prior, z.data):
+            assert abs(np.median(single.flatten().numpy())) < 0.1
     # about 2 % of clean slices above the threshold, by construction
     verdicts = slice_verdicts(region_scores(_maps(rng, 1e-3, batch=500),
                                             _body().expand(500, -1, -1, -1), calibration),
@@ -68,6 +77,7 @@ def test_statistics_interpolate_in_log_variance_and_hold_beyond():
     low, high = calibration.doses
     middle = calibration.at(10**-3.5)
     assert middle.prior_center == pytest.approx((low.prior_center + high.prior_center) / 2)
+    assert middle.residual_center == pytest.approx(3.0 - 0.5 * 3.5, abs=0.1)
     assert calibration.at(1e-6) == low and calibration.at(1.0) == high
 
 
@@ -75,24 +85,28 @@ def test_an_implausible_region_is_flagged_where_it_is():
     rng = np.random.default_rng(2)
     calibration = _calibration(rng)
     maps = _maps(rng, 1e-3)
-    maps.prior_nats[..., 32:48, 16:32] += 5.0  # region (2, 1): far above any clean region
+    maps.residual_hu[..., 32:48, 16:32] *= math.exp(3.0)  # region (2, 1): 7.5 MADs above
     (verdict,) = slice_verdicts(region_scores(maps, _body(), calibration), calibration)
     assert verdict.flagged and verdict.score > calibration.threshold_z
     assert verdict.regions[0][:2] == (32, 16)
     assert verdict.to_dict()["flagged_regions"][0]["z"] == pytest.approx(verdict.score)
 
 
-def test_data_inconsistency_raises_the_whole_slice():
+def test_asymmetry_raises_its_region_and_data_are_reported_beside():
     rng = np.random.default_rng(7)
     calibration = _calibration(rng)
     maps = _maps(rng, 1e-3)
     before = region_scores(maps, _body(), calibration)
-    maps.data_consistency[..., 16:, :] *= 3.0  # most regions' data z rises by log(3) / 0.1
+    maps.asymmetry_hu[..., :16, :16] *= math.exp(1.0)
+    maps.data_consistency[..., 16:, :] *= 3.0
     after = region_scores(maps, _body(), calibration)
-    shift = (after.implausibility - before.implausibility).flatten()
-    assert torch.allclose(shift, shift[0].expand_as(shift)) and float(shift[0]) > 5.0
-    (verdict,) = slice_verdicts(after, calibration)
-    assert verdict.flagged and len(verdict.regions) == 16
+    stats = calibration.at(1e-3)
+    rise = (after.implausibility - before.implausibility)[0, 0]
+    assert float(rise[0, 0]) == pytest.approx(
+        1.0 / stats.asymmetry_scale / stats.combined_scale, rel=1e-4)
+    assert torch.allclose(rise.flatten()[1:], torch.zeros(15, dtype=rise.dtype), atol=1e-9)
+    data_rise = (after.data - before.data)[0, 0, 1:]
+    assert torch.allclose(data_rise, torch.full_like(data_rise, math.log(3) / stats.data_scale))
 
 
 def test_regions_outside_the_body_are_not_scored():
@@ -122,8 +136,9 @@ def test_maps_without_a_prior_map_need_a_calibration_without_one():
     calibration = _calibration(rng)
     maps = _maps(rng, 1e-3)
     with pytest.raises(ValueError, match="prior map"):
-        region_scores(QualityMaps(None, maps.data_consistency, maps.noise_variance), _body(),
-                      calibration)
+        region_scores(QualityMaps(maps.residual_hu, maps.asymmetry_hu, None,
+                                  maps.data_consistency, maps.noise_variance),
+                      _body(), calibration)
 
 
 def test_the_shipped_calibration_is_for_the_shipped_prior():

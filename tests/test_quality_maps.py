@@ -85,6 +85,8 @@ def test_quality_maps_use_the_prior_map_when_there_is_one(op, shepp_logan_mu):
     assert maps.noise_variance.shape == (1,)
     # the variance defaults to the solvers' estimate from y
     assert torch.allclose(maps.noise_variance, physics.estimate_noise_variance(y).double())
+    assert maps.residual_hu.shape == maps.asymmetry_hu.shape == shepp_logan_mu.shape
+    assert float(maps.residual_hu.max()) > 0 and bool((maps.asymmetry_hu >= 0).all())
     assert quality_maps(shepp_logan_mu, y, op, load("bm3d")).prior_nats is None
 
 
@@ -112,3 +114,15 @@ def test_equivariant_spread_vanishes_only_for_an_equivariant_prior(shepp_logan_m
     assert still.shape == moved.shape == x.shape
     assert float(still.abs().max()) < 1e-3  # HU: rounding only
     assert float(moved.max()) > 100.0  # a one-pixel shift of the skull's edge, in HU
+
+
+def test_denoiser_maps_measure_the_move_and_the_asymmetry(shepp_logan_mu):
+    from ctpnp.quality import denoiser_maps_hu
+
+    x = shepp_logan_mu.expand(2, -1, -1, -1)
+    residual, asymmetry = denoiser_maps_hu(_Blur(), x, torch.tensor([0.001, 0.002]))
+    expected = physics.mu_difference_to_hu((x - _Blur().prox(x, 0.001)).abs())
+    assert torch.allclose(residual, expected, atol=1e-3)
+    assert float(asymmetry.max()) < 1e-3  # the blur commutes with the transpose
+    _, shifted = denoiser_maps_hu(_Shift(), x, 0.001)
+    assert float(shifted.max()) > 100.0  # a shift right is a shift down once transposed

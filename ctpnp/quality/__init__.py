@@ -1,7 +1,8 @@
 """Image quality: metrics in HU windows, and where a reconstruction is not to be trusted.
 
 * :mod:`ctpnp.quality.metrics`: PSNR, SSIM, RMSE in HU windows, both windows at once.
-* :mod:`ctpnp.quality.maps`: per-pixel prior and data-consistency maps.
+* :mod:`ctpnp.quality.maps`: per-pixel maps: the prior's residual and asymmetry, its
+  log-prior map, data consistency.
 * :mod:`ctpnp.quality.indicator`: the calibrated implausibility (z per region), per-slice
   score and flag, and the calibrations per prior.
 * :mod:`ctpnp.quality.detection` (imported by name): how well a region score detects
@@ -27,6 +28,7 @@ from ctpnp.quality.maps import (
     QualityMaps,
     body_regions,
     data_consistency_map,
+    denoiser_maps_hu,
     equivariant_spread_hu,
     expand_regions,
     prior_map,
@@ -49,7 +51,7 @@ from ctpnp.quality.metrics import (
 __all__ = ["FULL_WINDOW", "QUALITY_COLUMNS", "REGION_PX", "SOFT_TISSUE_WINDOW", "WINDOWS",
            "Calibration", "DoseStatistics", "QualityMaps", "RegionScores", "SliceVerdict",
            "Window", "body_regions", "calibration_path", "data_consistency_map",
-           "equivariant_spread_hu",
+           "denoiser_maps_hu", "equivariant_spread_hu",
            "expand_regions", "fit_calibration", "load_calibration", "prior_map", "psnr_hu",
            "quality_maps", "quality_row", "region_features", "region_means", "region_scores",
            "rmse_hu", "slice_verdicts", "ssim_hu", "window_scores"]

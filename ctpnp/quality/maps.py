@@ -1,6 +1,16 @@
 """Per-pixel maps of where a reconstruction disagrees with its prior or with its data.
 
-Two maps of a reconstruction ``x`` ``(B, 1, H, W)`` (μ, 1/mm), both ``(B, 1, H, W)``:
+Four maps of a reconstruction ``x`` ``(B, 1, H, W)`` (μ, 1/mm), all ``(B, 1, H, W)``:
+
+* the **prior residual** (HU): ``|x - D(x)|``, how far the prior's denoiser ``D``
+  (at the strength its dose rule gives the scan) moves each pixel. For a
+  denoiser that is the prox of a regularizer this is the size of the
+  regularizer's gradient (the prior's score, ``sigma^2 grad log p`` by
+  Tweedie): small where the image is what the prior expects, large on
+  structure it would remove;
+* the **prior asymmetry** (HU): ``|D(x) - (D(x^T))^T|``, how differently the
+  prior denoises the transposed image. Anatomy the prior knows is denoised
+  alike either way; streaks, foreign objects and unfamiliar images are not;
 
 * the **prior map** (nats per pixel, larger = less plausible): the prior's own
   ``log_prior_map`` (:class:`~ctpnp.priors.base.HasLogPriorMap`), e.g. the
@@ -41,8 +51,8 @@ if TYPE_CHECKING:  # the projector (ODL, ASTRA) is not loaded for the annotation
     from ctpnp.projector import Tomography
 
 __all__ = ["BODY_HU", "REGION_PX", "QualityMaps", "body_regions", "data_consistency_map",
-           "equivariant_spread_hu", "expand_regions", "prior_map", "quality_maps",
-           "region_means"]
+           "denoiser_maps_hu", "equivariant_spread_hu", "expand_regions", "prior_map",
+           "quality_maps", "region_means"]
 
 REGION_PX = 16
 """Side of the square regions (pixels) the indicator scores: 12.8 mm at 0.8 mm pixels."""
@@ -56,6 +66,8 @@ class QualityMaps:
     """The per-pixel maps of a batch of reconstructions.
 
     Attributes:
+        residual_hu: ``(B, 1, H, W)`` prior residual ``|x - D(x)|`` (HU).
+        asymmetry_hu: ``(B, 1, H, W)`` prior asymmetry ``|D(x) - (D(x^T))^T|`` (HU).
         prior_nats: ``(B, 1, H, W)`` prior map (nats per pixel), ``None`` when the
             prior offers no ``log_prior_map``.
         data_consistency: ``(B, 1, H, W)`` mean chi-square per reading through each
@@ -65,6 +77,8 @@ class QualityMaps:
             calibration.
     """
 
+    residual_hu: torch.Tensor
+    asymmetry_hu: torch.Tensor
     prior_nats: torch.Tensor | None
     data_consistency: torch.Tensor
     noise_variance: torch.Tensor
@@ -95,6 +109,21 @@ def data_consistency_map(x: torch.Tensor, y: torch.Tensor, op: Tomography,
     return op.adjoint(chi_square) / coverage.clamp_min(1e-12 * float(coverage.max()))
 
 
+def denoiser_maps_hu(prior, x: torch.Tensor, sigma_mu_per_mm: float | torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(residual, asymmetry)`` (HU) of ``x`` ``(B, 1, H, W)`` (μ, 1/mm) under the prior's
+    ``prox`` at ``sigma_mu_per_mm`` (1/mm, scalar or ``(B,)``): ``|x - D(x)|`` and
+    ``|D(x) - (D(x^T))^T|``, both ``(B, 1, H, W)`` (see the module docstring; 2 prior
+    calls)."""
+    sigma = torch.as_tensor(sigma_mu_per_mm)
+    sigma = sigma.to(x.device) if sigma.ndim else float(sigma)
+    with torch.no_grad():
+        denoised = prior.prox(x, sigma)
+        transposed = prior.prox(x.transpose(-2, -1), sigma).transpose(-2, -1)
+    return (physics.mu_difference_to_hu((x - denoised).abs()),
+            physics.mu_difference_to_hu((denoised - transposed).abs()))
+
+
 def equivariant_spread_hu(prior, x: torch.Tensor, sigma_mu_per_mm: float | torch.Tensor
                           ) -> torch.Tensor:
     """Per-pixel standard deviation (HU) of the prior's denoisings of ``x`` under the eight
@@ -119,16 +148,24 @@ def prior_map(prior, x: torch.Tensor) -> torch.Tensor | None:
 
 def quality_maps(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior,
                  noise_variance: torch.Tensor | None = None) -> QualityMaps:
-    """Both maps of reconstructions ``x`` of data ``y`` (shapes as :func:`data_consistency_map`).
+    """The maps of reconstructions ``x`` of data ``y`` (shapes as :func:`data_consistency_map`).
 
-    ``noise_variance`` defaults to the estimate from ``y`` the solvers use.
+    ``noise_variance`` defaults to the estimate from ``y`` the solvers use. The
+    denoiser maps use the strength the prior's PnP-ADMM dose rule gives ``y``,
+    whatever made ``x``, so that they mean the same for every reconstruction of
+    the scan.
     """
+    # imported here: the ctpnp.solvers package loads the projector (ODL, ASTRA)
+    from ctpnp.solvers.common import pnp_settings
+
     if noise_variance is None:
         noise_variance = physics.estimate_noise_variance(y)
     variance = torch.as_tensor(noise_variance, dtype=torch.float64)
     per_item = variance.flatten(1).mean(1) if variance.ndim > 1 else variance
-    return QualityMaps(prior_map(prior, x), data_consistency_map(x, y, op, noise_variance),
-                       per_item.cpu())
+    sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)
+    residual, asymmetry = denoiser_maps_hu(prior, x, sigma)
+    return QualityMaps(residual, asymmetry, prior_map(prior, x),
+                       data_consistency_map(x, y, op, noise_variance), per_item.cpu())
 
 
 def region_means(values: torch.Tensor, region_px: int = REGION_PX) -> torch.Tensor:

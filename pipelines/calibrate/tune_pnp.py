@@ -76,7 +76,8 @@ def main() -> None:
                          "iters": int(result.n_iter[k]), "converged": bool(result.converged[k])})
         print(f"{dose} seed {seed}: done", flush=True)
     weights_sha256 = prior.card["sha256"]
-    pool = evaluation.pooled(rows, args.also, size=args.size, views=args.views, prior=args.prior,
+    # the weights' sha256 names the prior, whatever path it was loaded from
+    pool = evaluation.pooled(rows, args.also, size=args.size, views=args.views,
                              iterations=args.iterations, rtol=args.rtol,
                              weights_sha256=weights_sha256)
     chosen = evaluation.best_per_dose(pool, ("sigma_hu", "data_scale"))
