@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from ctpnp.apps.study import DEFAULT_CONFIG, StudyConfigError, load_config, run_study
+from ctpnp.apps.study.measure import implausibility
 from ctpnp.apps.study.run import plan
+from ctpnp.priors import load as load_prior
 from ctpnp.priors.registry import fingerprint
+from ctpnp.projector import Tomography
+from ctpnp.quality import REGION_PX, calibration_path, indicator, load_calibration, region_means
+from ctpnp.quality.detection import detection_scores
+from ctpnp.quality.validation import geometry
 
 TINY = """\
 grid: {size: 64, pixel_mm: 0.8, views: 90}
@@ -60,8 +71,10 @@ def test_tables_hold_every_case_with_finite_values(study):
     markdown = (out / "study.md").read_text()
     for name in (*METHODS, *SCENES, "Prior mismatch", "HU accuracy"):
         assert name in markdown
+    assert "Implausibility (calibrated quality indicator)" in markdown
+    assert "![Implausibility of reconstructions](implausibility.png)" in markdown
     for figure in ("quality_vs_dose", "convergence", "hu_accuracy", "noise_vs_dose", "montage",
-                   "log_prior_vs_error"):
+                   "log_prior_vs_error", "implausibility"):
         assert (out / f"{figure}.png").stat().st_size > 1000
     inserts = _rows(out / "inserts.csv")
     assert len(inserts) == 7 * 2 * len(METHODS)
@@ -88,6 +101,71 @@ def test_case_keys_name_the_priors_weights_and_rules(study):
     lpn_case = next(key for case_id, key in keys.items() if case_id.endswith("pnp_admm_lpn"))
     assert lpn_case["priors"] == {"lpn": fingerprint("lpn"), "prox": fingerprint("prox")}
     assert all(key["priors"].keys() >= {"prox"} for key in keys.values())  # the log prior
+    shipped = hashlib.sha256(calibration_path("prox").read_bytes()).hexdigest()
+    for case_id, key in keys.items():  # references have no data, so no implausibility
+        assert key["implausibility"] == (None if case_id.endswith("__reference") else
+                                         {"prior": "prox", "fingerprint": fingerprint("prox"),
+                                          "sha256": shipped}), case_id
+
+
+def _cases(out: Path) -> dict[str, tuple[dict, np.ndarray]]:
+    """Every stored case: id -> (record, the ``(3, H, W)`` arrays)."""
+    return {path.stem: (json.loads(path.read_text()), np.load(path.with_suffix(".npy")))
+            for path in (out / "cases").glob("*.json")}
+
+
+def test_implausibility_of_every_reconstruction_agrees_with_its_map_and_error(study):
+    """Each record's verdict and detection are those of its stored map and its stored image's
+    error; references store no map; the thresholds are the calibration's."""
+    _, out, _ = study
+    calibration = load_calibration("prox", fingerprint("prox"))
+    thresholds = [d.threshold_z for d in calibration.doses]
+    cases = _cases(out)
+    references = {r["scene"]: arrays for r, arrays in cases.values() if r["method"] is None}
+    assert len(references) == 2 and len(cases) == 14
+    for record, arrays in cases.values():
+        assert arrays.shape[0] == 3 and arrays.dtype == np.float32
+        z_map = arrays[2]
+        if record["method"] is None:
+            assert np.isnan(z_map).all() and "implausibility_score_z" not in record
+            continue
+        assert min(thresholds) <= record["implausibility_threshold_z"] <= max(thresholds)
+        assert record["implausibility_flagged"] == (record["implausibility_score_z"]
+                                                    > record["implausibility_threshold_z"])
+        assert record["implausibility_seconds"] > 0
+        assert np.isnan(z_map[:4, :4]).all() and np.isfinite(z_map).any()  # corner: air
+        assert record["implausibility_score_z"] == pytest.approx(np.nanmax(z_map), abs=1e-5)
+        squared = torch.from_numpy((arrays[0] - references[record["scene"]][0])
+                                   .astype(np.float64) ** 2)[None, None]
+        rmse_hu = region_means(squared, REGION_PX).sqrt()[0, 0].numpy()
+        detection = detection_scores(z_map[::REGION_PX, ::REGION_PX], rmse_hu)
+        assert (record["implausibility_regions"], record["failed_regions"]) == (
+            detection["regions"], detection["failed_regions"])
+        assert math.isfinite(record["implausibility_auroc"]) == (
+            0 < record["failed_regions"] < record["implausibility_regions"])
+        for name, low in (("auroc", 0.0), ("spearman", -1.0)):
+            value = record[f"implausibility_{name}"]
+            assert math.isnan(value) or low <= value <= 1.0, (record["id"], name)
+            assert value == pytest.approx(detection[name], abs=1e-6, nan_ok=True)
+    records = {(r["scene"], r["photons"], r["method"]): r for r, _ in cases.values()}
+    for row in _rows(out / "results.csv"):
+        record = records[row["scene"], float(row["photons"]), row["method"]]
+        assert row["implausibility_flagged"] == str(record["implausibility_flagged"])
+        assert float(row["implausibility_score_z"]) == pytest.approx(
+            record["implausibility_score_z"])
+
+
+def test_a_diverged_image_gets_no_implausibility():
+    op = Tomography(geometry(32, views=30))
+    x = torch.full((1, 1, 32, 32), float("nan"))
+    y = op.forward(torch.full((1, 1, 32, 32), 0.02))
+    z_map, fields = implausibility(x, y, op, load_prior("prox"),
+                                   load_calibration("prox", fingerprint("prox")),
+                                   torch.zeros(1, 1, 32, 32))
+    assert z_map.shape == (32, 32) and np.isnan(z_map).all()
+    assert fields["implausibility_flagged"] is False and fields["implausibility_regions"] == 0
+    assert all(math.isnan(fields[f"implausibility_{name}"])
+               for name in ("score_z", "threshold_z", "auroc", "spearman"))
 
 
 def test_rerun_computes_nothing(study):
@@ -121,6 +199,8 @@ def test_fbp_reads_insert_ct_numbers_and_noise_falls_with_dose(study):
     (("solver: fbp", "solver: fbp, rtol: 0.1"), "methods[0].rtol"),
     (("prior: lpn, max_iter: 2", "prior: lpn, max_iter: 2, colour: red"), "methods[2].colour"),
     (("photons: [1.0e+4, 1.0e+5]", "photons: [1.0e+4, -5]"), "photons[1]"),
+    (("log_prior: {prior: prox}", "log_prior: {prior: prox}\nimplausibility: lpn"),
+     "implausibility"),
 ])
 def test_bad_config_names_file_and_field(tmp_path, edit, field):
     path = tmp_path / "bad.yaml"
@@ -184,3 +264,61 @@ def test_flat_and_textured_anatomy_are_different_cases(tmp_path):
         assert anatomy.texture == (path is textured)
     assert keys["flat"].keys() == keys["textured"].keys()
     assert all(keys["flat"][i] != keys["textured"][i] for i in keys["flat"])
+
+
+MINIMAL = """\
+grid: {size: 64, pixel_mm: 0.8, views: 90}
+photons: [1.0e+4]
+log_prior: {prior: prox}
+implausibility: prox
+scenes:
+  - {name: anatomy_7001, source: anatomy, seed: 7001}
+methods:
+  - {name: FBP, solver: fbp}
+"""
+
+
+@pytest.fixture
+def calibration_copy(tmp_path, monkeypatch) -> Path:
+    """The shipped calibrations copied to a folder the study reads them from instead."""
+    folder = tmp_path / "calibration"
+    shutil.copytree(indicator.CALIBRATION_DIR, folder)
+    monkeypatch.setattr(indicator, "CALIBRATION_DIR", folder)
+    return folder / "prox.json"
+
+
+def test_a_new_calibration_recomputes_the_reconstructions(tmp_path, calibration_copy):
+    """Re-calibrated (every threshold 5 higher): the stored reconstruction is stale and
+    recomputed with the new threshold; the reference, which has no implausibility, is not."""
+    config = tmp_path / "minimal.yaml"
+    config.write_text(MINIMAL)
+    run_study(tmp_path / "out", config)
+    (before,) = [r for r, _ in _cases(tmp_path / "out").values() if r["method"] is not None]
+    content = json.loads(calibration_copy.read_text())
+    for dose in content["doses"]:
+        dose["threshold_z"] += 5.0
+    calibration_copy.write_text(json.dumps(content))
+    calls: list[str] = []
+    run_study(tmp_path / "out", config, progress=lambda i, n, text: calls.append(text))
+    assert [text.endswith("(stored)") for text in calls] == [True, False]
+    (after,) = [r for r, _ in _cases(tmp_path / "out").values() if r["method"] is not None]
+    assert after["implausibility_threshold_z"] == pytest.approx(
+        before["implausibility_threshold_z"] + 5.0)
+    assert after["implausibility_score_z"] == pytest.approx(before["implausibility_score_z"])
+    assert after["implausibility_flagged"] == (after["implausibility_score_z"]
+                                               > after["implausibility_threshold_z"])
+    assert after["key"]["implausibility"]["sha256"] == hashlib.sha256(
+        calibration_copy.read_bytes()).hexdigest() != before["key"]["implausibility"]["sha256"]
+
+
+def test_a_calibration_for_other_weights_is_refused_naming_the_field(tmp_path,
+                                                                     calibration_copy):
+    content = json.loads(calibration_copy.read_text())
+    content["fingerprint"] = "0" * 64
+    calibration_copy.write_text(json.dumps(content))
+    config = tmp_path / "minimal.yaml"
+    config.write_text(MINIMAL)
+    with pytest.raises(StudyConfigError, match=r"minimal\.yaml: field 'implausibility' .*"
+                       r"other weights"):
+        run_study(tmp_path / "out", config)
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from ctpnp.apps.study.config import StudyConfig
 
 CaseArrays = Callable[[str], np.ndarray]
-"""``case_arrays(case_id)`` -> ``(2, H, W)``: a stored case's image (HU) and log-prior map."""
+"""``case_arrays(case_id)`` -> ``(3, H, W)``: a stored case's image (HU), log-prior map
+(nats/pixel) and implausibility (z per region on its pixels, NaN where not scored)."""
 
 __all__ = ["FIGURES", "mean_by", "write_figures"]
 
@@ -30,13 +31,17 @@ FIGURES = {
     "noise_vs_dose": "noise_vs_dose.png",
     "montage": "montage.png",
     "log_prior_vs_error": "log_prior_vs_error.png",
+    "implausibility": "implausibility.png",
 }
 """Figure → file name in ``out_dir``."""
 
 
-def mean_by(results: Sequence[dict], value: str, **match) -> float:
-    """Mean of ``value`` over the records whose fields equal ``match`` (NaN if none)."""
+def mean_by(results: Sequence[dict], value: str, finite: bool = False, **match) -> float:
+    """Mean of ``value`` over the records whose fields equal ``match`` (NaN if none); with
+    ``finite``, over the finite values only."""
     values = [r[value] for r in results if all(r[k] == v for k, v in match.items())]
+    if finite:
+        values = [v for v in values if np.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -44,7 +49,7 @@ def write_figures(out_dir: Path, case_arrays: CaseArrays, config: StudyConfig,
                   references: Sequence[dict], results: Sequence[dict]) -> dict[str, Path]:
     """Write every figure of :data:`FIGURES` that the results allow; returns name → path.
 
-    ``case_arrays`` reads a stored case's image and log-prior map (see :data:`CaseArrays`).
+    ``case_arrays`` reads a stored case's image and maps (see :data:`CaseArrays`).
     """
     methods = [m.name for m in config.methods]
     written = {
@@ -53,6 +58,7 @@ def write_figures(out_dir: Path, case_arrays: CaseArrays, config: StudyConfig,
         "montage": _montage(case_arrays, references, results, config, methods),
         "log_prior_vs_error": _log_prior_vs_error(case_arrays, references, results, config,
                                                   methods),
+        "implausibility": _implausibility(case_arrays, references, results, config),
     }
     roi_scenes = [s.name for s in config.scenes if s.rois]
     if roi_scenes:
@@ -181,8 +187,8 @@ def _log_prior_vs_error(case_arrays, references, results, config, methods):
         reference = _find(references, scene=scene)
         if record is None or reference is None:
             continue
-        image, log_prior = case_arrays(record["id"])
-        truth, truth_log_prior = case_arrays(reference["id"])
+        image, log_prior, _ = case_arrays(record["id"])
+        truth, truth_log_prior, _ = case_arrays(reference["id"])
         limits = np.nanpercentile(np.concatenate([log_prior.ravel(), truth_log_prior.ravel()]),
                                   [1, 99])
         panels = ((np.abs(image - truth), "|error| (HU)", (0, 200), "magma"),
@@ -196,6 +202,58 @@ def _log_prior_vs_error(case_arrays, references, results, config, methods):
             figure.colorbar(shown, ax=axis, fraction=0.046)
     figure.suptitle(f"{method}, {photons:g} photons: error vs {config.log_prior} log-prior map "
                     "(nats/pixel; r Pearson, ρ Spearman inside the object)", fontsize=9)
+    return figure
+
+
+def _implausibility(case_arrays, references, results, config):
+    """For each family, its first scene at the lowest dose, reconstructed by the first method
+    with the implausibility's prior (else the first PnP method): the image, its |error| and
+    its implausibility with the regions above the case's threshold outlined."""
+    methods = ([m for m in config.methods if m.prior == config.implausibility]
+               or [m for m in config.methods if m.prior is not None] or list(config.methods))
+    method, photons = methods[0].name, min(config.photons)
+    families = list(dict.fromkeys(s.family for s in config.scenes))
+    figure, axes = subplots(len(families), 3, squeeze=False, figsize=(9.0, 2.7 * len(families)))
+    window = {"cmap": "gray", "vmin": SOFT_TISSUE_WINDOW.low_hu,
+              "vmax": SOFT_TISSUE_WINDOW.high_hu}
+    for row, family in enumerate(families):
+        scene = next(s.name for s in config.scenes if s.family == family)
+        record = _find(results, scene=scene, photons=photons, method=method)
+        reference = _find(references, scene=scene)
+        for axis in axes[row]:
+            axis.axis("off")
+        if record is None or reference is None:
+            continue
+        image, _, z_map = case_arrays(record["id"])
+        threshold = record["implausibility_threshold_z"]
+        axes[row, 0].imshow(image, **window)
+        axes[row, 0].set_title(f"{scene}: {record['psnr_soft_db']:.1f} dB soft tissue",
+                               fontsize=7)
+        error = axes[row, 1].imshow(np.abs(image - case_arrays(reference["id"])[0]),
+                                    cmap="magma", vmin=0, vmax=200)
+        axes[row, 1].set_title(f"|error| (HU), {record['failed_regions']} of "
+                               f"{record['implausibility_regions']} regions failed", fontsize=7)
+        figure.colorbar(error, ax=axes[row, 1], fraction=0.046)
+        axes[row, 2].imshow(image, **window)
+        finite = z_map[np.isfinite(z_map)]
+        top = max(float(finite.max()) if finite.size else 0.0, threshold + 1.0)
+        overlay = axes[row, 2].imshow(np.ma.masked_invalid(z_map), cmap="magma", alpha=0.55,
+                                      vmin=-3.0, vmax=top, interpolation="nearest")
+        above = np.pad(np.nan_to_num(z_map, nan=-np.inf) > threshold, 1)  # closed at edges
+        if above.any():
+            height, width = z_map.shape
+            axes[row, 2].contour(np.arange(-1, width + 1), np.arange(-1, height + 1),
+                                 above.astype(float), levels=[0.5], colors="red",
+                                 linewidths=1.0)
+            axes[row, 2].set_xlim(-0.5, width - 0.5)
+            axes[row, 2].set_ylim(height - 0.5, -0.5)
+        axes[row, 2].set_title(f"implausibility z: score {record['implausibility_score_z']:.2f}"
+                               f", threshold {threshold:.2f}, AUROC "
+                               f"{record['implausibility_auroc']:.2f}", fontsize=7)
+        figure.colorbar(overlay, ax=axes[row, 2], fraction=0.046)
+    figure.suptitle(f"{method}, {photons:g} photons: window [{SOFT_TISSUE_WINDOW.low_hu:g}, "
+                    f"{SOFT_TISSUE_WINDOW.high_hu:g}] HU, |error|, {config.implausibility} "
+                    "implausibility (regions above the threshold outlined red)", fontsize=9)
     return figure
 
 

@@ -3,8 +3,10 @@
 ``run_study(out_dir, config=None, progress=None)`` scans every configured
 scene (held-out random anatomy, analytic phantoms, a real CT slice) at every
 dose from exact line integrals plus Poisson noise, reconstructs it with FBP,
-TV and the PnP methods, measures quality, insert CT numbers, noise and the
-log-prior map's agreement with the error, and writes ``study.md``,
+TV and the PnP methods, measures quality, insert CT numbers, noise, the
+log-prior map's agreement with the error and the calibrated implausibility
+(:mod:`ctpnp.quality.indicator`: score, flag, detection of the case's own
+errors), and writes ``study.md``,
 ``results.csv``, ``inserts.csv`` and figures. It resumes: finished cases are
 kept in ``out_dir/cases/``.
 

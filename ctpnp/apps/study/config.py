@@ -6,6 +6,7 @@ Layout (see ``default.yaml``)::
     photons: [5.0e3, 2.0e4, 1.0e5]                 # incident photons per reading
     noise_seed: 0
     log_prior: {prior: lpn, max_iter: 50}           # the map computed on every image
+    implausibility: prox                            # its shipped quality calibration
     roi_erosion_px: 2
     scenes:
       - {name: anatomy_7001, source: anatomy, seed: 7001}
@@ -30,6 +31,8 @@ from typing import Any
 import yaml
 
 from ctpnp.phantoms import available as available_phantoms
+from ctpnp.priors.registry import fingerprint
+from ctpnp.quality import calibration_path, load_calibration
 from ctpnp.registry import METHODS, PNP_METHODS, PRIORS
 
 __all__ = [
@@ -52,6 +55,9 @@ SCENE_SOURCES = ("anatomy", "phantom", "pydicom_ct")
 
 LOG_PRIOR_CHOICES = ("lpn", "prox")
 """Priors that offer ``log_prior_map``."""
+
+DEFAULT_IMPLAUSIBILITY = "prox"
+"""The prior whose quality calibration scores the reconstructions when the file names none."""
 
 
 class StudyConfigError(ValueError):
@@ -133,6 +139,8 @@ class StudyConfig:
         noise_seed: base seed of the Poisson noise.
         log_prior: prior whose ``log_prior_map`` is computed on every image.
         log_prior_max_iter: iterations of the LPN's inversion (ignored by other priors).
+        implausibility: prior whose shipped quality calibration
+            (:func:`ctpnp.quality.load_calibration`) scores every reconstruction.
         roi_erosion_px: pixels removed from the edge of every measurement ROI.
         scenes, methods: what is scanned and how it is reconstructed.
         source: the file the configuration came from.
@@ -145,6 +153,7 @@ class StudyConfig:
     noise_seed: int
     log_prior: str
     log_prior_max_iter: int
+    implausibility: str
     roi_erosion_px: int
     scenes: tuple[SceneSpec, ...]
     methods: tuple[MethodSpec, ...]
@@ -184,13 +193,14 @@ def config_from_mapping(data: Any, source: str = "<mapping>") -> StudyConfig:
         noise_seed=fields.integer("noise_seed", minimum=0, default=0),
         log_prior=log_prior.choice("prior", LOG_PRIOR_CHOICES),
         log_prior_max_iter=log_prior.integer("max_iter", minimum=1, default=50),
+        implausibility=_implausibility(fields),
         roi_erosion_px=fields.integer("roi_erosion_px", minimum=0, default=2),
         scenes=tuple(_scene(item) for item in fields.items("scenes")),
         methods=tuple(_method(item) for item in fields.items("methods")),
         source=source,
     )
-    fields.no_extra({"grid", "photons", "noise_seed", "log_prior", "roi_erosion_px",
-                     "scenes", "methods"})
+    fields.no_extra({"grid", "photons", "noise_seed", "log_prior", "implausibility",
+                     "roi_erosion_px", "scenes", "methods"})
     for kind, names in (("scenes", [s.name for s in config.scenes]),
                         ("methods", [m.name for m in config.methods])):
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -200,6 +210,17 @@ def config_from_mapping(data: Any, source: str = "<mapping>") -> StudyConfig:
     if len(set(slugs)) != len(slugs):
         fields.fail("methods", f"names must differ in letters or digits, got {slugs}")
     return config
+
+
+def _implausibility(fields: _Fields) -> str:
+    """The ``implausibility`` prior: one with a shipped calibration that fits its weights."""
+    calibrated = [name for name in sorted(PRIORS) if calibration_path(name).is_file()]
+    name = fields.choice("implausibility", calibrated, default=DEFAULT_IMPLAUSIBILITY)
+    try:
+        load_calibration(name, fingerprint(name))
+    except ValueError as error:
+        fields.fail("implausibility", f"has no usable calibration: {error}")
+    return name
 
 
 def _scene(fields: _Fields) -> SceneSpec:
@@ -296,8 +317,9 @@ class _Fields:
             self.fail(key, f"must be true or false, got {value!r}")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...] | list[str]) -> str:
-        value = self.get(key)
+    def choice(self, key: str, choices: tuple[str, ...] | list[str],
+               default: str | None = None) -> str:
+        value = self.get(key, default)
         if value not in choices:
             self.fail(key, f"must be one of {list(choices)}, got {value!r}")
         return value

@@ -15,33 +15,41 @@ from pathlib import Path
 
 from ctpnp.apps.study.config import MethodSpec, StudyConfig
 from ctpnp.atomic import staged_file
+from ctpnp.evaluation import PIXEL_MM
 from ctpnp.figures.study import FIGURES, mean_by
-from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW
+from ctpnp.quality import FULL_WINDOW, SOFT_TISSUE_WINDOW, Calibration
+from ctpnp.quality.detection import FAILED_RMSE_HU
 from ctpnp.registry import solver
 
 __all__ = ["RESULT_COLUMNS", "write_report"]
 
 RESULT_COLUMNS = ("scene", "family", "photons", "method", "psnr_full_db", "psnr_soft_db",
                   "ssim_full", "ssim_soft", "rmse_hu", "n_iter", "converged", "diverged",
-                  "seconds", "noise_std_hu", "mean_log_prior", "pearson", "spearman")
+                  "seconds", "noise_std_hu", "mean_log_prior", "pearson", "spearman",
+                  "implausibility_score_z", "implausibility_threshold_z",
+                  "implausibility_flagged", "implausibility_regions", "failed_regions",
+                  "implausibility_auroc", "implausibility_spearman")
 """Columns of ``results.csv``, one row per reconstruction."""
 
 INSERT_COLUMNS = ("scene", "photons", "method", "insert", "nominal_hu", "measured_hu",
                   "error_hu")
 
 
-def write_report(out_dir: Path, config: StudyConfig, references: Sequence[dict],
-                 results: Sequence[dict]) -> Path:
-    """Write ``results.csv``, ``inserts.csv`` and ``study.md``; returns the Markdown's path."""
+def write_report(out_dir: Path, config: StudyConfig, calibration: Calibration,
+                 references: Sequence[dict], results: Sequence[dict]) -> Path:
+    """Write ``results.csv``, ``inserts.csv`` and ``study.md``; returns the Markdown's path.
+
+    ``calibration`` is the one that scored the implausibility of ``results``.
+    """
     out_dir = Path(out_dir)
     _write_text(out_dir / "results.csv", _csv(RESULT_COLUMNS, results))
     _write_text(out_dir / "inserts.csv", _csv(INSERT_COLUMNS, _insert_rows(results)))
     path = out_dir / "study.md"
-    _write_text(path, "\n".join(_markdown(config, references, results)) + "\n")
+    _write_text(path, "\n".join(_markdown(config, calibration, references, results)) + "\n")
     return path
 
 
-def _markdown(config: StudyConfig, references, results) -> list[str]:
+def _markdown(config: StudyConfig, calibration: Calibration, references, results) -> list[str]:
     methods = [m.name for m in config.methods]
     families = list(dict.fromkeys(s.family for s in config.scenes))
     lines = [
@@ -61,8 +69,9 @@ def _markdown(config: StudyConfig, references, results) -> list[str]:
         f"(`{config.log_prior}`, nats per pixel, larger = less plausible) is computed on every "
         "image; its mean and its Pearson (r) / Spearman (ρ) correlation with the absolute "
         "error are taken over the object (above -500 HU, holes filled). Compute time: "
-        f"{sum(r['seconds'] for r in results):.0f} s of reconstruction and "
-        f"{sum(r['map_seconds'] for r in (*references, *results)):.0f} s of log-prior maps.",
+        f"{sum(r['seconds'] for r in results):.0f} s of reconstruction, "
+        f"{sum(r['map_seconds'] for r in (*references, *results)):.0f} s of log-prior maps and "
+        f"{sum(r['implausibility_seconds'] for r in results):.0f} s of implausibility.",
         "",
         "## Scenes and methods",
         "",
@@ -93,6 +102,7 @@ def _markdown(config: StudyConfig, references, results) -> list[str]:
         "Mean PSNR full / soft-tissue window (dB) over the scenes of each family.",
         "",
         *_mismatch(config, references, results, families),
+        *_implausibility(config, calibration, results, families),
         *_rois(config, results, methods),
         "## Convergence",
         "",
@@ -116,13 +126,17 @@ def _markdown(config: StudyConfig, references, results) -> list[str]:
         "## All cases",
         "",
         *_table(["scene", "photons", "method", "PSNR full", "PSNR soft", "SSIM full",
-                 "SSIM soft", "RMSE HU", "iters", "conv.", "div.", "s", "log-prior", "r", "ρ"],
+                 "SSIM soft", "RMSE HU", "iters", "conv.", "div.", "s", "log-prior", "r", "ρ",
+                 "score z", "flagged", "AUROC"],
                 [[r["scene"], f"{r['photons']:g}", r["method"], _fmt(r["psnr_full_db"], 2),
                   _fmt(r["psnr_soft_db"], 2), _fmt(r["ssim_full"], 3), _fmt(r["ssim_soft"], 3),
                   _fmt(r["rmse_hu"], 1), str(r["n_iter"]),
                   "—" if r["converged"] is None else ("yes" if r["converged"] else "no"),
                   "yes" if r["diverged"] else "no", _fmt(r["seconds"], 1),
-                  _fmt(r["mean_log_prior"], 4), _fmt(r["pearson"], 2), _fmt(r["spearman"], 2)]
+                  _fmt(r["mean_log_prior"], 4), _fmt(r["pearson"], 2), _fmt(r["spearman"], 2),
+                  _fmt(r["implausibility_score_z"], 2),
+                  "yes" if r["implausibility_flagged"] else "no",
+                  _fmt(r["implausibility_auroc"], 2)]
                  for r in results]),
         "",
         "## Limits of these measurements",
@@ -190,6 +204,56 @@ def _mismatch(config: StudyConfig, references, results, families) -> list[str]:
               "(nats/pixel, over the object) and its correlation with the absolute error, mean "
               "over scenes and doses:", "", *_table(["", *families], rows), ""]
     return lines
+
+
+def _implausibility(config: StudyConfig, calibration: Calibration, results, families
+                    ) -> list[str]:
+    """The calibrated implausibility per family and method, and what it was calibrated on."""
+    provenance = calibration.provenance
+    slices = provenance.get("slices", [])
+    photons = sorted({s["photons"] for s in slices if "photons" in s})
+    thresholds = ", ".join(f"{d.threshold_z:.2f}" for d in calibration.doses)
+    rows = []
+    for family in families:
+        for method in (m.name for m in config.methods):
+            cases = [r for r in results if (r["family"], r["method"]) == (family, method)]
+            if not cases:
+                continue
+            defined = sum(math.isfinite(r["implausibility_auroc"]) for r in cases)
+            rows.append([family, method,
+                         _fmt(mean_by(cases, "implausibility_score_z", finite=True), 2),
+                         f"{sum(bool(r['implausibility_flagged']) for r in cases)}/{len(cases)}",
+                         f"{sum(r['failed_regions'] for r in cases)}/"
+                         f"{sum(r['implausibility_regions'] for r in cases)}",
+                         f"{_fmt(mean_by(cases, 'implausibility_auroc', finite=True), 2)} "
+                         f"({defined})",
+                         _fmt(mean_by(cases, "implausibility_spearman", finite=True), 2)])
+    return [
+        "## Implausibility (calibrated quality indicator)", "",
+        f"![Implausibility of reconstructions]({FIGURES['implausibility']})", "",
+        f"Every reconstruction is scored by the `{calibration.prior}` prior's implausibility "
+        f"(`ctpnp.quality.indicator`): per region of {calibration.region_px}² pixels inside "
+        "the body, the z-score sum of the prior residual |x − D(x)| and the prior asymmetry "
+        "|D(x) − (D(xᵀ))ᵀ|; a case's score is its largest region z, and the case is "
+        "flagged when that exceeds the threshold at its dose. The calibration is made of "
+        f"{len(slices)} clean PnP-ADMM reconstructions (the prior's defaults) of "
+        f"{len({(s.get('patient'), s.get('slice')) for s in slices})} real-CT validation "
+        f"slices ({provenance.get('size', 'n/a')}² at {PIXEL_MM:g} mm, "
+        f"{provenance.get('views', 'n/a')} views, "
+        f"{', '.join(f'{p:g}' for p in photons) or 'n/a'} photons), on which a region's z is "
+        f"about N(0, 1); flag thresholds z {thresholds}, from the highest dose to the "
+        f"lowest. This study's grid ({config.size}² at {config.pixel_mm:g} mm, "
+        f"{config.views} views; the real slice on its own grid), scenes and solvers differ "
+        "from that, so its z-scores read with that caveat: a shift shared by every case of "
+        "a method may come from the set-up rather than the image.", "",
+        "Per family and method: mean score z, cases flagged, failed regions (region RMSE "
+        f"above {FAILED_RMSE_HU:g} HU) of the scored ones, and how well the region z finds "
+        "the case's own errors: AUROC for the failed regions (mean over the cases with "
+        "failed and sound regions, their number in brackets) and Spearman ρ between z and "
+        "region RMSE (mean over the cases):", "",
+        *_table(["family", "method", "mean score z", "flagged", "failed regions",
+                 "AUROC (cases)", "Spearman ρ"], rows), "",
+    ]
 
 
 def _rois(config: StudyConfig, results, methods) -> list[str]:

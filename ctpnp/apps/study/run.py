@@ -2,15 +2,18 @@
 
 A case is one method on one noisy scan: Poisson noise at ``photons`` per
 reading on the scene's exact noiseless data (the same noise realisation for
-every method), reconstructed, measured against the reference, and its
-log-prior map computed with the configured prior. Each scene's reference also
-gets a log-prior map (``<scene>__reference``), the prior's verdict on the
-ground truth itself.
+every method), reconstructed, measured against the reference, its log-prior
+map computed with the configured prior, and its calibrated implausibility
+(:mod:`ctpnp.quality.indicator`) with the configured prior's shipped
+calibration, with how well that finds the case's own errors. Each scene's
+reference also gets a log-prior map (``<scene>__reference``), the prior's
+verdict on the ground truth itself; it has no data, so no implausibility.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 import zlib
 from collections.abc import Iterator
@@ -18,12 +21,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ctpnp import physics
 from ctpnp.apps.progress import Progress
 from ctpnp.apps.study.config import MethodSpec, SceneSpec, StudyConfig, load_config
-from ctpnp.apps.study.measure import error_correlation, roi_measurements
+from ctpnp.apps.study.measure import error_correlation, implausibility, roi_measurements
 from ctpnp.apps.study.report import write_report
 from ctpnp.apps.study.scenes import Scene, build_scene
 from ctpnp.apps.study.store import load_arrays, load_record, save_case
@@ -32,11 +36,11 @@ from ctpnp.priors import LPNPrior
 from ctpnp.priors import load as load_prior
 from ctpnp.priors.registry import fingerprint
 from ctpnp.projector import Tomography
-from ctpnp.quality import psnr_hu, quality_row
+from ctpnp.quality import Calibration, calibration_path, load_calibration, psnr_hu, quality_row
 from ctpnp.registry import PNP_METHODS, solver
 from ctpnp.solvers import SolverResult
 
-__all__ = ["Case", "plan", "run_study"]
+__all__ = ["Case", "calibration_key", "plan", "run_study"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,10 @@ class Case:
         return f"{self.scene.name}, {self.photons:g} photons, {self.method.name}"
 
     def key(self, config: StudyConfig) -> dict:
-        """Everything the case's result depends on; a stored case with another key is redone."""
+        """Everything the case's result depends on; a stored case with another key is redone.
+
+        A reconstruction's key holds its implausibility calibration (:func:`calibration_key`).
+        """
         return {
             "scene": dataclasses.asdict(self.scene), "photons": self.photons,
             "method": None if self.method is None else dataclasses.asdict(self.method),
@@ -69,13 +76,26 @@ class Case:
             "noise_seed": config.noise_seed, "roi_erosion_px": config.roi_erosion_px,
             "log_prior": [config.log_prior, config.log_prior_max_iter],
             "priors": {name: fingerprint(name) for name in self._priors(config)},
+            "implausibility": (None if self.method is None
+                               else calibration_key(config.implausibility)),
         }
 
     def _priors(self, config: StudyConfig) -> list[str]:
-        """The priors the case uses: the method's (if any) and the log-prior map's."""
-        method_prior = [] if self.method is None or self.method.prior is None else [
-            self.method.prior]
-        return sorted({*method_prior, config.log_prior})
+        """The priors the case uses: the method's (if any), the log-prior map's and, for a
+        reconstruction, the implausibility's."""
+        if self.method is None:
+            return [config.log_prior]
+        method_prior = [] if self.method.prior is None else [self.method.prior]
+        return sorted({*method_prior, config.log_prior, config.implausibility})
+
+
+def calibration_key(prior: str) -> dict:
+    """What the implausibility of a case depends on besides the code: the prior, the
+    fingerprint its shipped calibration was made for and the sha256 of that file (a
+    re-calibration of the same weights changes it)."""
+    path = calibration_path(prior)
+    return {"prior": prior, "fingerprint": load_calibration(prior, fingerprint(prior)).fingerprint,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def plan(config: StudyConfig) -> list[Case]:
@@ -99,11 +119,12 @@ def run_study(out_dir: Path, config: Path | None = None, progress: Progress | No
         StudyConfigError: a malformed configuration (naming the file and field).
     """
     settings = load_config(config)
+    calibration = load_calibration(settings.implausibility, fingerprint(settings.implausibility))
     out_dir = Path(out_dir)
     cases_dir = out_dir / "cases"
     cases = plan(settings)
     records = []
-    runner = _Runner(settings)
+    runner = _Runner(settings, calibration)
     for done, case in enumerate(cases, start=1):
         key = case.key(settings)
         record = load_record(cases_dir, case.id, key)
@@ -118,7 +139,7 @@ def run_study(out_dir: Path, config: Path | None = None, progress: Progress | No
     references = [r for r in records if r["method"] is None]
     results = [r for r in records if r["method"] is not None]
     write_figures(out_dir, partial(load_arrays, cases_dir), settings, references, results)
-    return write_report(out_dir, settings, references, results)
+    return write_report(out_dir, settings, calibration, references, results)
 
 
 def _scene_cases(scene: SceneSpec, config: StudyConfig) -> Iterator[Case]:
@@ -131,8 +152,9 @@ def _scene_cases(scene: SceneSpec, config: StudyConfig) -> Iterator[Case]:
 class _Runner:
     """Computes cases, building each scene, noisy scan and prior once."""
 
-    def __init__(self, config: StudyConfig) -> None:
+    def __init__(self, config: StudyConfig, calibration: Calibration) -> None:
         self.config = config
+        self.calibration = calibration
         self.scene: Scene | None = None
         self.op: Tomography | None = None
         self.scans: dict[float, torch.Tensor] = {}
@@ -142,11 +164,19 @@ class _Runner:
         scene = self._scene(case.scene)
         reference_hu = scene.reference_hu
         start = time.perf_counter()
+        z_map = np.full(reference_hu.shape[-2:], np.nan, dtype=np.float32)
         if case.method is None:
             hu, record = reference_hu, {}
+            reconstruction_s = time.perf_counter() - start
         else:
-            hu, record = self._reconstruct(case, scene)
-        reconstruction_s = time.perf_counter() - start
+            y = self._scan(case)
+            x, record = self._reconstruct(case, scene, y)
+            hu = physics.mu_to_hu(x)
+            reconstruction_s = time.perf_counter() - start
+            start = time.perf_counter()
+            z_map, scores = implausibility(x, y, self.op, self._prior(self.config.implausibility),
+                                           self.calibration, reference_hu)
+            record |= scores | {"implausibility_seconds": time.perf_counter() - start}
         start = time.perf_counter()
         log_prior_map = self._log_prior_map(hu)
         record |= {
@@ -156,12 +186,13 @@ class _Runner:
             "map_seconds": time.perf_counter() - start,
             **error_correlation(log_prior_map, hu[0, 0].numpy(), reference_hu[0, 0].numpy()),
         }
-        save_case(cases_dir, record, hu[0, 0].numpy(), log_prior_map)
+        save_case(cases_dir, record, hu[0, 0].numpy(), log_prior_map, z_map)
         return record
 
-    def _reconstruct(self, case: Case, scene: Scene) -> tuple[torch.Tensor, dict]:
+    def _reconstruct(self, case: Case, scene: Scene, y: torch.Tensor
+                     ) -> tuple[torch.Tensor, dict]:
+        """The ``(1, 1, H, W)`` reconstruction (μ, 1/mm) of scan ``y`` and its record."""
         method = case.method
-        y = self._scan(case)
         trace: list[float] = []
 
         def callback(_iteration: int, _record: dict, estimate: torch.Tensor) -> None:
@@ -176,8 +207,9 @@ class _Runner:
                                            **stopping)
         elif method.iterative:
             result = solver(method.solver)(y, self.op, callback=callback, **stopping)
-        hu = physics.mu_to_hu(self.op.fbp(y, filter="hann") if result is None else result.x)
-        return hu, {
+        x = self.op.fbp(y, filter="hann") if result is None else result.x
+        hu = physics.mu_to_hu(x)
+        return x, {
             "solver": method.solver, "prior": method.prior, "equivariant": method.equivariant,
             **quality_row(hu, scene.reference_hu), **_convergence(result),
             "noise_std_hu": float("nan"), **roi_measurements(hu[0, 0].numpy(), scene),

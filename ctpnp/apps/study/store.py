@@ -1,4 +1,4 @@
-"""Finished cases on disk: ``cases/<id>.json`` (record) and ``cases/<id>.npy`` (images).
+"""Finished cases on disk: ``cases/<id>.json`` (record) and ``cases/<id>.npy`` (image and maps).
 
 The images are written first and the record last, both atomically
 (:func:`ctpnp.atomic.staged_file`), so a record on disk means a finished
@@ -34,15 +34,19 @@ def load_record(cases_dir: Path, case_id: str, key: Any) -> dict | None:
 
 
 def load_arrays(cases_dir: Path, case_id: str) -> np.ndarray:
-    """``(2, H, W)`` float32 of a case: image (HU) and log-prior map (nats/pixel)."""
+    """``(3, H, W)`` float32 of a case: image (HU), log-prior map (nats/pixel) and
+    implausibility (z of each region on its pixels; NaN outside the body, for a
+    diverged image and for a reference)."""
     return np.load(cases_dir / f"{case_id}.npy")
 
 
-def save_case(cases_dir: Path, record: dict, image_hu: np.ndarray,
-              log_prior_map: np.ndarray) -> None:
-    """Store a finished case: the ``(H, W)`` image and map, then the record."""
+def save_case(cases_dir: Path, record: dict, image_hu: np.ndarray, log_prior_map: np.ndarray,
+              implausibility_z: np.ndarray) -> None:
+    """Store a finished case: its three ``(H, W)`` arrays (see :func:`load_arrays`), then
+    the record."""
+    arrays = np.stack([image_hu, log_prior_map, implausibility_z]).astype(np.float32)
     with staged_file(cases_dir / f"{record['id']}.npy") as partial, partial.open("wb") as stream:
-        np.save(stream, np.stack([image_hu, log_prior_map]).astype(np.float32))
+        np.save(stream, arrays)
     with staged_file(cases_dir / f"{record['id']}.json") as partial:
         partial.write_text(json.dumps(record, indent=1), encoding="utf-8")
 
