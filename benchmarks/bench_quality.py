@@ -71,7 +71,8 @@ warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too sl
 SIZE = 256
 FAILURE_PHOTONS = 1e5
 FAILURE_SLICES = (("lung2", 15), ("lung2", 45), ("head_ge", 0))
-CLEAN_SLICES = (*(("lung2", k) for k in (5, 15, 25, 35, 45, 55)), ("head_ge", 0))
+CLEAN_SLICES = tuple((patient, k) for patient, indices in cases.BENCHMARK_SLICES.items()
+                     for k in indices)
 PHANTOM_SEEDS = (*VALIDATION_SEEDS, 5002)
 KINDS = ("metal", "bubble", "lesion", "views60", "overreg", "phantom")
 SCORES = ("implausibility", "residual_z", "asymmetry_z", "data_z", "prior_z", "local_std_hu",
@@ -88,6 +89,7 @@ class Case:
     region_rmse_hu: np.ndarray      # (h, w), NaN outside the body
     scores: dict[str, np.ndarray]   # name -> (h, w)
     flagged: bool
+    threshold_z: float
     hu: np.ndarray
     implausibility: np.ndarray
 
@@ -154,7 +156,7 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
               "equivariant_spread_hu": torch.where(inside, spread, nan)}
     return Case(kind, name, photons, torch.where(inside, rmse, nan)[0, 0].numpy(),
                 {k: v[0, 0].numpy() for k, v in scores.items()}, verdict.flagged,
-                hu[0, 0].numpy(), z.implausibility[0, 0].numpy())
+                verdict.threshold_z, hu[0, 0].numpy(), z.implausibility[0, 0].numpy())
 
 
 def _pooled(group: list[Case], score: str) -> tuple[np.ndarray, np.ndarray]:
@@ -253,23 +255,26 @@ def main() -> None:
     print_table(f"Quality indicator, {args.prior} prior, {SIZE}² (regions of "
                 f"{calibration.region_px}² px; failed = region RMSE > {FAILED_RMSE_HU:g} HU)",
                 rows)
-    print(f"\nclean slices flagged: {clean_rates} (threshold z = {calibration.threshold_z})")
+    thresholds = {f"{d.log10_noise_variance:.2f}": d.threshold_z for d in calibration.doses}
+    print(f"\nclean slices flagged: {clean_rates} (thresholds z by log10 noise variance: "
+          f"{thresholds})")
     print(f"cost: maps {cost['maps_s']:.2f} s = {cost['maps_in_iterations']:.2f} PnP "
           f"iterations ({cost['pnp_iteration_s']:.2f} s each)")
     if args.figure is not None:
         shown = max((c for c in all_cases if c.kind == "phantom"),
                     key=lambda c: np.nanmax(c.implausibility))
-        flagged_regions_figure(shown.hu, shown.implausibility, calibration.threshold_z,
+        flagged_regions_figure(shown.hu, shown.implausibility, shown.threshold_z,
                                calibration.region_px, args.figure,
                                f"{shown.kind} {shown.name}: implausibility of PnP-ADMM "
                                f"({args.prior})")
     write_json("bench_quality", {
         "prior": args.prior, "fingerprint": calibration.fingerprint, "size": SIZE,
         "failed_rmse_hu": FAILED_RMSE_HU,
-        "threshold_z": calibration.threshold_z, "rows": rows,
+        "threshold_z_by_log10_variance": thresholds, "rows": rows,
         "clean_flag_rate": clean_rates, "cost": cost,
         "cases": [{"kind": c.kind, "name": c.name, "photons": c.photons, "flagged": c.flagged,
-                   "score_z": float(np.nanmax(c.implausibility))} for c in all_cases]})
+                   "score_z": float(np.nanmax(c.implausibility)), "threshold_z": c.threshold_z}
+                  for c in all_cases]})
 
 
 if __name__ == "__main__":

@@ -72,6 +72,31 @@ def test_clean_regions_score_about_standard_normal_at_every_dose():
     assert 0.0 < np.mean([v.flagged for v in verdicts]) < 0.06
 
 
+def test_each_dose_flags_its_share_of_clean_slices_when_its_tails_differ():
+    """At 1e-3 a region's residual is heavy-tailed (Student t, 3 degrees of freedom), at 1e-4
+    Gaussian: one threshold for both would flag the low dose far more often."""
+
+    def maps(rng, variance, batch=1):
+        out = _maps(rng, variance, batch)
+        if variance == 1e-3:
+            tail = rng.standard_t(3, size=(batch, 1, SIZE // 16, SIZE // 16))
+            out.residual_hu.mul_(expand_regions(torch.from_numpy(np.exp(0.4 * tail)),
+                                                (SIZE, SIZE)).float())
+        return out
+
+    rng = np.random.default_rng(8)
+    clean = [(f"{v:g}", v, region_features(maps(rng, v), _body())) for v in (1e-3, 1e-4)
+             for _ in range(300)]
+    calibration = fit_calibration("prox", "abc", clean, {"slices": "synthetic"})
+    low, high = calibration.doses
+    assert high.threshold_z > low.threshold_z + 0.5
+    for variance in (1e-3, 1e-4):
+        verdicts = slice_verdicts(region_scores(maps(rng, variance, batch=800),
+                                                _body().expand(800, -1, -1, -1), calibration),
+                                  calibration)
+        assert 0.005 < np.mean([v.flagged for v in verdicts]) < 0.04
+
+
 def test_statistics_interpolate_in_log_variance_and_hold_beyond():
     calibration = _calibration(np.random.default_rng(1))
     low, high = calibration.doses
@@ -87,7 +112,7 @@ def test_an_implausible_region_is_flagged_where_it_is():
     maps = _maps(rng, 1e-3)
     maps.residual_hu[..., 32:48, 16:32] *= math.exp(3.0)  # region (2, 1): 7.5 MADs above
     (verdict,) = slice_verdicts(region_scores(maps, _body(), calibration), calibration)
-    assert verdict.flagged and verdict.score > calibration.threshold_z
+    assert verdict.flagged and verdict.score > calibration.at(1e-3).threshold_z
     assert verdict.regions[0][:2] == (32, 16)
     assert verdict.to_dict()["flagged_regions"][0]["z"] == pytest.approx(verdict.score)
 
@@ -145,4 +170,5 @@ def test_the_shipped_calibration_is_for_the_shipped_prior():
     """Fails when the prior's weights or card change: re-run pipelines/calibrate/quality.py."""
     calibration = load_calibration("prox", fingerprint("prox"))
     assert isinstance(calibration, Calibration) and calibration_path("prox").is_file()
-    assert len(calibration.doses) == 2 and math.isfinite(calibration.threshold_z)
+    assert len(calibration.doses) == 2
+    assert all(math.isfinite(d.threshold_z) for d in calibration.doses)

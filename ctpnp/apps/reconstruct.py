@@ -347,14 +347,19 @@ def _write_quality(folder: Path, hu: np.ndarray, quality: VolumeQuality,
     z = quality.implausibility
     write_nifti(z, grid.affine, folder / "implausibility.nii.gz", description=label)
     geometry = {"like": grid.like} if grid.like is not None else {"affine": grid.affine}
+    thresholds = [v.threshold_z for v in quality.verdicts if v is not None]
+    threshold_note = (f"flag threshold {min(thresholds):.2f}-{max(thresholds):.2f} (per slice, "
+                      "report.json)" if thresholds else "no slice scored")
     write_map_series(np.nan_to_num(z, nan=0.0), folder / "implausibility", description=label,
-                     derivation=f"{label}; threshold {calibration.threshold_z}; 0 = not scored",
+                     derivation=f"{label}; {threshold_note}; 0 = not scored",
                      overlay_on=ct_files,
                      **geometry)
     scores = [-np.inf if v is None else v.score for v in quality.verdicts]
     k = int(np.argmax(scores))
     regions = z[k, ::calibration.region_px, ::calibration.region_px]
-    flagged_regions_figure(hu[k], regions, calibration.threshold_z, calibration.region_px,
+    verdict = quality.verdicts[k]  # None only when no slice was scored
+    threshold = calibration.doses[0].threshold_z if verdict is None else verdict.threshold_z
+    flagged_regions_figure(hu[k], regions, threshold, calibration.region_px,
                            folder / "implausibility.png", f"slice {k + 1}: {label}")
     return ["implausibility.nii.gz", "implausibility", "implausibility.png"]
 

@@ -22,10 +22,12 @@ variance (the solvers' estimate), and the statistics are interpolated linearly
 in its log between the calibrated doses (held constant beyond them).
 
 Per slice, the **score** is the largest implausibility of its regions; the
-slice is **flagged** when the score exceeds the calibration's ``threshold_z``,
-chosen on the clean calibration slices as the quantile
+slice is **flagged** when the score exceeds the threshold at its dose, chosen
+per dose on the clean calibration slices as the quantile
 :data:`CLEAN_FLAG_QUANTILE` of their scores (so about 2 % of clean slices are
-flagged); the flagged regions are those above the same threshold.
+flagged at every dose: a low-dose slice has more regions far out in the tail,
+so one threshold for all doses would flag low doses more often) and
+interpolated like the statistics; the flagged regions are those above it.
 
 A :class:`Calibration` belongs to one prior and its weights: it stores the
 prior's :func:`~ctpnp.priors.registry.fingerprint` and :func:`load_calibration`
@@ -69,7 +71,8 @@ FEATURES = ("residual", "asymmetry", "data", "prior")
 @dataclass(frozen=True)
 class DoseStatistics:
     """Robust centre and scale (median, 1.4826 · MAD) of the region features at one dose,
-    and of the implausibility before its final centring (``combined_*``).
+    of the implausibility before its final centring (``combined_*``), and the flag
+    threshold ``threshold_z`` at this dose.
 
     ``prior_*`` are ``None`` for a prior without a map.
     """
@@ -83,6 +86,7 @@ class DoseStatistics:
     data_scale: float
     combined_center: float
     combined_scale: float
+    threshold_z: float
     prior_center: float | None = None
     prior_scale: float | None = None
 
@@ -94,7 +98,6 @@ class Calibration:
     prior: str
     fingerprint: str
     region_px: int
-    threshold_z: float
     doses: tuple[DoseStatistics, ...]
     provenance: dict
 
@@ -110,8 +113,7 @@ class Calibration:
             doses = tuple(sorted((DoseStatistics(**d) for d in content["doses"]),
                                  key=lambda d: d.log10_noise_variance))
             return cls(str(content["prior"]), str(content["fingerprint"]),
-                       int(content["region_px"]), float(content["threshold_z"]), doses,
-                       dict(content.get("provenance", {})))
+                       int(content["region_px"]), doses, dict(content.get("provenance", {})))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: not a quality calibration ({err})") from None
 
@@ -139,9 +141,10 @@ class RegionScores:
 
     ``implausibility`` is the calibrated combination (see the module docstring), the
     others are the z-scores of single features; ``prior`` is ``None`` for a prior
-    without a map.
+    without a map. ``threshold_z`` ``(B,)``: each slice's flag threshold (its dose's).
     """
 
+    threshold_z: torch.Tensor
     implausibility: torch.Tensor
     residual: torch.Tensor
     asymmetry: torch.Tensor
@@ -220,8 +223,10 @@ def region_scores(maps: QualityMaps, x: torch.Tensor, calibration: Calibration) 
     items = [_z_scores({name: f[k] for name, f in features.items()}, calibration.at(v))
              for k, v in enumerate(maps.noise_variance.tolist())]
     stacked = {name: torch.stack([item[name] for item in items]) for name in items[0]}
-    return RegionScores(stacked["implausibility"], stacked["residual"], stacked["asymmetry"],
-                        stacked["data"], stacked.get("prior"))
+    thresholds = torch.tensor([calibration.at(v).threshold_z
+                               for v in maps.noise_variance.tolist()], dtype=torch.float64)
+    return RegionScores(thresholds, stacked["implausibility"], stacked["residual"],
+                        stacked["asymmetry"], stacked["data"], stacked.get("prior"))
 
 
 def _z_scores(features: dict[str, torch.Tensor], stats: DoseStatistics
@@ -237,8 +242,9 @@ def _z_scores(features: dict[str, torch.Tensor], stats: DoseStatistics
 def slice_verdicts(scores: RegionScores, calibration: Calibration) -> list[SliceVerdict]:
     """Per batch item: score, flag and flagged regions (see :class:`SliceVerdict`)."""
     verdicts = []
-    threshold, px = calibration.threshold_z, calibration.region_px
-    for z in scores.implausibility[:, 0].numpy():
+    px = calibration.region_px
+    for z, threshold in zip(scores.implausibility[:, 0].numpy(), scores.threshold_z.tolist(),
+                            strict=True):
         finite = np.isfinite(z)
         score = float(z[finite].max()) if finite.any() else math.nan
         rows, cols = np.nonzero(np.where(finite, z, -np.inf) > threshold)
@@ -271,7 +277,7 @@ def fit_calibration(prior: str, fingerprint: str, clean: list[tuple[str, float, 
             its slices.
         provenance: what the slices were (stored as is).
 
-    The threshold is the :data:`CLEAN_FLAG_QUANTILE` quantile of the clean slices'
+    A dose's threshold is the :data:`CLEAN_FLAG_QUANTILE` quantile of its clean slices'
     scores under the fitted statistics.
     """
     groups: dict[str, list[tuple[float, dict]]] = {}
@@ -285,15 +291,13 @@ def fit_calibration(prior: str, fingerprint: str, clean: list[tuple[str, float, 
         stats = {f"{name}_{part}": value for name in FEATURES if name in pooled
                  for part, value in zip(("center", "scale"), _robust(pooled[name]),
                                         strict=True)}
-        raw = DoseStatistics(log_variance, combined_center=0.0, combined_scale=1.0, **stats)
-        total = np.concatenate([_z_scores(f, raw)["implausibility"].numpy().ravel()
-                                for _, f in group])
-        center, scale = _robust(total)
-        doses.append(replace(raw, combined_center=center, combined_scale=scale))
+        raw = DoseStatistics(log_variance, combined_center=0.0, combined_scale=1.0,
+                             threshold_z=math.inf, **stats)
+        total = [_z_scores(f, raw)["implausibility"].numpy() for _, f in group]
+        center, scale = _robust(np.concatenate([t.ravel() for t in total]))
+        scores = [(float(np.nanmax(t)) - center) / scale for t in total]
+        threshold = round(float(np.quantile(scores, CLEAN_FLAG_QUANTILE)), 3)
+        doses.append(replace(raw, combined_center=center, combined_scale=scale,
+                             threshold_z=threshold))
     doses.sort(key=lambda d: d.log10_noise_variance)
-    draft = Calibration(prior, fingerprint, region_px, math.inf, tuple(doses), provenance)
-    scores = [float(np.nanmax(_z_scores(features, draft.at(variance))["implausibility"].numpy()))
-              for _, variance, features in clean]
-    threshold = float(np.quantile(scores, CLEAN_FLAG_QUANTILE))
-    return Calibration(prior, fingerprint, region_px, round(threshold, 3), tuple(doses),
-                       provenance)
+    return Calibration(prior, fingerprint, region_px, tuple(doses), provenance)

@@ -63,9 +63,8 @@ def volume_quality(volume: np.ndarray, sinograms: np.ndarray, geometry: ScanGeom
         log_prior[k], implausibility[k] = stored["log_prior"], stored["implausibility"]
         if "score" in stored:
             regions = tuple((int(r), int(c), float(z)) for r, c, z in stored["regions"])
-            score = float(stored["score"])
-            verdicts[k] = SliceVerdict(score, score > calibration.threshold_z,
-                                       calibration.threshold_z, regions)
+            score, threshold = float(stored["score"]), float(stored["threshold_z"])
+            verdicts[k] = SliceVerdict(score, score > threshold, threshold, regions)
     return VolumeQuality(log_prior if isinstance(prior, HasLogPriorMap) else None,
                          implausibility if calibration is not None else None, verdicts)
 
@@ -92,6 +91,7 @@ def _slice(image: np.ndarray, sinogram: np.ndarray, op: Tomography | None, prior
     out["implausibility"] = expand_regions(scores.implausibility, image.shape,
                                            calibration.region_px)[0, 0].float().numpy()
     out["score"] = np.array(verdict.score)
+    out["threshold_z"] = np.array(verdict.threshold_z)
     out["regions"] = np.array([list(r) for r in verdict.regions], dtype=np.float64
                               ).reshape(-1, 3)
     return out

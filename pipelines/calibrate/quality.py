@@ -69,7 +69,7 @@ def main() -> None:
         temporary.write_text(json.dumps(calibration.to_dict(), indent=1) + "\n")
     for dose in calibration.doses:
         print(dose)
-    print(f"threshold z = {calibration.threshold_z}; written to {path}")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":
