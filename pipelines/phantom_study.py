@@ -8,21 +8,24 @@ configuration, and writes to ``--out``:
 
 * ``study.md``: set-up, quality vs dose, prior mismatch (PnP gain over FBP in
   and out of family, what the equivariant prior changes, the log-prior map's
-  mean and its correlation with the error), insert CT numbers and noise,
-  convergence, every case;
+  mean and its correlation with the error), the calibrated implausibility of
+  every reconstruction (score, flag, how well it finds the case's own errors),
+  insert CT numbers and noise, convergence, every case;
 * ``results.csv`` (one row per reconstruction), ``inserts.csv`` (one row per
   insert and reconstruction);
 * ``quality_vs_dose.png``, ``convergence.png``, ``hu_accuracy.png``,
-  ``noise_vs_dose.png``, ``montage.png``, ``log_prior_vs_error.png``;
-* ``cases/``: each finished case (``.json`` record, ``.npy`` image and
-  log-prior map). A re-run with the same configuration skips finished cases,
+  ``noise_vs_dose.png``, ``montage.png``, ``log_prior_vs_error.png``,
+  ``implausibility.png``;
+* ``cases/``: each finished case (``.json`` record, ``.npy`` image, log-prior
+  map and implausibility). A re-run with the same configuration skips finished cases,
   so an interrupted study resumes where it stopped.
 
 Run: ``.venv/bin/python pipelines/phantom_study.py --out study_output
 [--config my_study.yaml]``. The shipped configuration
 (``ctpnp/apps/study/default.yaml``: 128² at 0.8 mm, 360 views, two doses, six
 scenes, five methods, 66 cases) took 14 minutes on a 2-core machine, one torch
-thread.
+thread, when every method stopped at 10-100 iterations; run to convergence it
+costs up to about 3 hours (see README).
 """
 
 from __future__ import annotations
