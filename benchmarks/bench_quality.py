@@ -14,7 +14,7 @@ otherwise. Failure kinds, on three of the slices each:
 * ``overreg``: the clean slice reconstructed with 4 times the prior's denoiser sigma;
 * ``phantom``: random-anatomy phantoms (validation seeds), prior mismatch;
 
-and ``clean``: every benchmark slice at 10⁴ and 10⁵ photons.
+and ``clean``: every benchmark slice (31) at 10⁴ and 10⁵ photons.
 
 Scores per body region (16² pixels): the implausibility (z), its two parts
 alone (the prior residual's and the prior asymmetry's z), and as baselines the
@@ -29,7 +29,7 @@ largest region score; ``flagged`` is the fraction of the kind's scans flagged
 fraction of clean slices flagged at each dose, and the cost of the maps against
 a PnP iteration.
 
-Run: ``.venv/bin/python benchmarks/bench_quality.py [--figure PNG]`` (about 8
+Run: ``.venv/bin/python benchmarks/bench_quality.py [--figure PNG]`` (about 15
 minutes on one core). Writes ``benchmarks/results/bench_quality.json``.
 """
 

@@ -172,3 +172,14 @@ def test_the_shipped_calibration_is_for_the_shipped_prior():
     assert isinstance(calibration, Calibration) and calibration_path("prox").is_file()
     assert len(calibration.doses) == 2
     assert all(math.isfinite(d.threshold_z) for d in calibration.doses)
+
+
+def test_gumbel_quantile_recovers_the_quantile_of_gumbel_maxima():
+    from ctpnp.quality.indicator import gumbel_quantile
+
+    maxima = np.random.default_rng(9).gumbel(2.0, 0.3, size=20000)
+    exact = 2.0 - 0.3 * math.log(-math.log(0.98))
+    assert gumbel_quantile(maxima, 0.98) == pytest.approx(exact, abs=0.02)
+    assert gumbel_quantile(maxima, 0.5) == pytest.approx(float(np.median(maxima)), abs=0.02)
+    with pytest.raises(ValueError, match="at least 3"):
+        gumbel_quantile(np.array([1.0, np.nan, 2.0]), 0.98)
