@@ -58,6 +58,7 @@ from ctpnp.quality import (
     load_calibration,
     quality_maps,
     region_means,
+    region_rmse_hu,
     region_scores,
     slice_verdicts,
 )
@@ -145,7 +146,7 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
     nan = torch.tensor(math.nan, dtype=torch.float64)
     mean = region_means(hu, calibration.region_px)
     local_std = (region_means(hu**2, calibration.region_px) - mean**2).clamp_min(0).sqrt()
-    rmse = region_means((hu - reference_hu) ** 2, calibration.region_px).sqrt()
+    rmse = region_rmse_hu(hu, reference_hu, calibration.region_px)
     sigma = settings.get("sigma_mu_per_mm")
     if sigma is None:
         sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)

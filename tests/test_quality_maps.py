@@ -126,3 +126,15 @@ def test_denoiser_maps_measure_the_move_and_the_asymmetry(shepp_logan_mu):
     assert float(asymmetry.max()) < 1e-3  # the blur commutes with the transpose
     _, shifted = denoiser_maps_hu(_Shift(), x, 0.001)
     assert float(shifted.max()) > 100.0  # a shift right is a shift down once transposed
+
+
+def test_region_rmse_is_per_region_and_in_hu():
+    from ctpnp.quality import region_rmse_hu
+
+    reference = torch.zeros(1, 1, 32, 32)
+    hu = reference.clone()
+    hu[..., :16, 16:] = 30.0
+    hu[..., 16:, :16:2] = 40.0  # half the pixels of a region: RMSE 40 / sqrt(2)
+    rmse = region_rmse_hu(hu, reference, 16)[0, 0]
+    assert torch.allclose(rmse, torch.tensor([[0.0, 30.0], [40.0 / 2**0.5, 0.0]],
+                                             dtype=torch.float64))

@@ -21,7 +21,7 @@ import torch
 from ctpnp.atomic import staged_file
 from ctpnp.figures.comparison import comparison_figure
 from ctpnp.io import read_ct_series, read_nifti
-from ctpnp.quality import REGION_PX, WINDOWS, Window, region_means, window_scores
+from ctpnp.quality import REGION_PX, WINDOWS, Window, region_rmse_hu, window_scores
 from ctpnp.quality.detection import FAILED_RMSE_HU, detection_scores
 
 __all__ = ["Comparison", "Volume", "WindowScores", "compare", "format_table",
@@ -120,8 +120,8 @@ def indicator_scores(volume: Volume, reference: Volume) -> dict[str, float] | No
     if volume.implausibility_z is None:
         return None
     z = volume.implausibility_z[:, ::REGION_PX, ::REGION_PX]
-    squared = torch.from_numpy((volume.hu - reference.hu).astype(np.float64) ** 2)[:, None]
-    rmse = region_means(squared, REGION_PX).sqrt()[:, 0].numpy()
+    rmse = region_rmse_hu(torch.from_numpy(volume.hu)[:, None],
+                          torch.from_numpy(reference.hu)[:, None], REGION_PX)[:, 0].numpy()
     return detection_scores(z, rmse)
 
 

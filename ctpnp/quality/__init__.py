@@ -34,6 +34,7 @@ from ctpnp.quality.maps import (
     prior_map,
     quality_maps,
     region_means,
+    region_rmse_hu,
 )
 from ctpnp.quality.metrics import (
     FULL_WINDOW,
@@ -53,5 +54,5 @@ __all__ = ["FULL_WINDOW", "QUALITY_COLUMNS", "REGION_PX", "SOFT_TISSUE_WINDOW", 
            "Window", "body_regions", "calibration_path", "data_consistency_map",
            "denoiser_maps_hu", "equivariant_spread_hu",
            "expand_regions", "fit_calibration", "load_calibration", "prior_map", "psnr_hu",
-           "quality_maps", "quality_row", "region_features", "region_means", "region_scores",
-           "rmse_hu", "slice_verdicts", "ssim_hu", "window_scores"]
+           "quality_maps", "quality_row", "region_features", "region_means", "region_rmse_hu",
+           "region_scores", "rmse_hu", "slice_verdicts", "ssim_hu", "window_scores"]

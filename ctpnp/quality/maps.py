@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # the projector (ODL, ASTRA) is not loaded for the annotation
 
 __all__ = ["BODY_HU", "REGION_PX", "QualityMaps", "body_regions", "data_consistency_map",
            "denoiser_maps_hu", "equivariant_spread_hu", "expand_regions", "prior_map",
-           "quality_maps", "region_means"]
+           "quality_maps", "region_means", "region_rmse_hu"]
 
 REGION_PX = 16
 """Side of the square regions (pixels) the indicator scores: 12.8 mm at 0.8 mm pixels."""
@@ -174,6 +174,13 @@ def region_means(values: torch.Tensor, region_px: int = REGION_PX) -> torch.Tens
     Squares cut by the right or bottom edge average the pixels they hold.
     """
     return F.avg_pool2d(values.double(), region_px, ceil_mode=True)
+
+
+def region_rmse_hu(hu: torch.Tensor, reference_hu: torch.Tensor, region_px: int = REGION_PX
+                   ) -> torch.Tensor:
+    """Root-mean-square difference (HU) of ``hu`` and ``reference_hu`` ``(B, 1, H, W)`` per
+    region (as :func:`region_means`), float64: the error the indicator is measured against."""
+    return region_means((hu.double() - reference_hu.double()).pow(2), region_px).sqrt()
 
 
 def body_regions(x: torch.Tensor, region_px: int = REGION_PX) -> torch.Tensor:

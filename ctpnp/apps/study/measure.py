@@ -16,7 +16,7 @@ from ctpnp.quality import (
     SliceVerdict,
     expand_regions,
     quality_maps,
-    region_means,
+    region_rmse_hu,
     region_scores,
     slice_verdicts,
 )
@@ -101,8 +101,7 @@ def implausibility(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior,
     else:
         scores = region_scores(quality_maps(x, y, op, prior), x, calibration)
         (verdict,) = slice_verdicts(scores, calibration)
-        squared_error = (physics.mu_to_hu(x) - reference_hu).double().pow(2)
-        rmse_hu = region_means(squared_error, calibration.region_px).sqrt()
+        rmse_hu = region_rmse_hu(physics.mu_to_hu(x), reference_hu, calibration.region_px)
         detection = detection_scores(scores.implausibility[0, 0].numpy(),
                                      rmse_hu[0, 0].cpu().numpy())
         z_map = expand_regions(scores.implausibility, tuple(x.shape[-2:]),
