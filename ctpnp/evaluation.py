@@ -24,6 +24,7 @@ import platform
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,6 +43,7 @@ __all__ = [
     "TEST_SEEDS",
     "VALIDATION_SEEDS",
     "add_validation_options",
+    "best_interpolated",
     "best_per_dose",
     "markdown_table",
     "phantom_scans",
@@ -65,6 +67,9 @@ REAL_CT_SLICES = ("J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm", "lung2/20", "lung
 """Real 512² CT slices used only for validation: two heads among pydicom's test files
 (the demo's slice ``CT_small.dcm`` is never among them) and ``patient/index`` slices
 of the corpus's validation patient ``lung2`` (``ctpnp data fetch lung2`` first)."""
+
+INTERPOLATION_POINTS = 97
+"""Points of the common grid of :func:`best_interpolated`."""
 
 Scan = tuple[str, int | str, torch.Tensor, torch.Tensor, float]
 """``(dose name, seed or file name, y (1, 1, views, channels), reference HU (1, 1, H, W),
@@ -194,6 +199,50 @@ def best_per_dose(rows: list[dict], setting: tuple[str, ...], score: str = "psnr
         best[dose] = {**dict(zip(setting, values, strict=True)), score: _mean(group, score),
                       "variance": _mean(group, "variance"), "scans": scans_run}
     return best
+
+
+def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
+    """The best setting of one group of rows (one grid size and dose) when the scans
+    were run at settings that differ from scan to scan.
+
+    Each row holds ``seed`` (the scan), ``setting`` (the log of a positive setting,
+    e.g. TV's ``c`` relative to the scan's noise), ``score``, ``variance`` and,
+    for PnP, ``sigma_hu``. Per ``sigma_hu``, each scan's score is interpolated
+    linearly in ``setting`` on :data:`INTERPOLATION_POINTS` points of the range
+    that every scan covers, and averaged over the scans.
+
+    Returns:
+        ``sigma_hu`` (None without), ``setting`` (the best, no longer a log),
+        the mean ``score`` there, ``on_edge`` (the best lies on the edge of the
+        common range: extend the grid), the mean ``variance`` and the ``scans``.
+
+    Raises:
+        ValueError: no strength was run on every scan with a common range.
+    """
+    scans = sorted({str(r["seed"]) for r in rows})
+    strengths = sorted({r.get("sigma_hu") for r in rows}, key=lambda s: s or 0.0)
+    best: dict | None = None
+    for strength in strengths:
+        curves = []
+        for scan in scans:
+            points = sorted((r["setting"], r[score]) for r in rows
+                            if str(r["seed"]) == scan and r.get("sigma_hu") == strength)
+            curves.append(points)
+        if any(len(c) < 2 for c in curves):
+            continue  # this strength was not run on every scan with two settings
+        low = max(c[0][0] for c in curves)
+        high = min(c[-1][0] for c in curves)
+        if low >= high:
+            continue
+        grid = np.linspace(low, high, INTERPOLATION_POINTS)
+        mean = np.mean([np.interp(grid, *zip(*c, strict=True)) for c in curves], axis=0)
+        k = int(mean.argmax())
+        if best is None or mean[k] > best[score]:
+            best = {"sigma_hu": strength, "setting": float(np.exp(grid[k])),
+                    score: float(mean[k]), "on_edge": k in (0, INTERPOLATION_POINTS - 1)}
+    if best is None:
+        raise ValueError(f"no setting range was run on every scan of the group ({scans})")
+    return {**best, "variance": float(np.mean([r["variance"] for r in rows])), "scans": scans}
 
 
 def _mean(rows: list[dict], key: str) -> float:

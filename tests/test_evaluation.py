@@ -1,12 +1,13 @@
 """Choosing settings on validation rows: the shipped choices are reproduced, bad pools refused."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from ctpnp.evaluation import best_per_dose, markdown_table, pooled
+from ctpnp.evaluation import best_interpolated, best_per_dose, markdown_table, pooled
 
 RESULTS = Path(__file__).parents[1] / "pipelines" / "calibrate" / "results"
 
@@ -32,6 +33,35 @@ def test_only_settings_run_on_every_scan_compete():
     assert best["low"]["scans"] == ["1", "2"]
     with pytest.raises(ValueError, match="no setting was run on every scan"):
         best_per_dose([_row("low", 1, 50.0, 1.0), _row("low", 2, 100.0, 1.0)], ("c",))
+
+
+def _curve(seed: int, shift: float, sigma_hu: float | None = None) -> list[dict]:
+    """A scan's rows at log settings 0, 1, 2, 3 relative to its own noise, peaked at
+    ``1.5 + shift`` (a tent of slope 1, height 40 dB)."""
+    return [{"seed": seed, "setting": x + shift, "variance": 1e-4 * (seed + 1),
+             "sigma_hu": sigma_hu, "psnr_full_db": 40.0 - abs(x - 1.5)}
+            for x in (0.0, 1.0, 2.0, 3.0)]
+
+
+def test_interpolated_choice_pools_scans_run_at_shifted_settings():
+    # two scans whose grids, relative to their noise, are shifted by 0.5: peaks at
+    # 1.5 and 2.0, so the mean peaks between them inside the common range [0.5, 3]
+    best = best_interpolated(_curve(0, 0.0) + _curve(1, 0.5))
+    assert 1.5 <= math.log(best["setting"]) <= 2.0
+    assert best["psnr_full_db"] == pytest.approx(39.5)  # both interpolants are flat there
+    assert not best["on_edge"] and best["scans"] == ["0", "1"]
+    assert best["variance"] == pytest.approx(1.5e-4)
+    # per denoiser strength: the better strength wins; one run on a single scan is out
+    rows = _curve(0, 0.0, 50.0) + _curve(1, 0.0, 50.0)
+    rows += [{**r, "sigma_hu": 100.0, "psnr_full_db": r["psnr_full_db"] + 1.0}
+             for r in _curve(0, 0.0)]
+    assert best_interpolated(rows)["sigma_hu"] == 50.0
+    # a score still rising at the end of the common range: the best is on its edge
+    rising = [{**r, "psnr_full_db": 30.0 + r["setting"]} for r in _curve(0, 0.0) + _curve(1, 0.5)]
+    assert best_interpolated(rising)["on_edge"]
+    assert math.log(best_interpolated(rising)["setting"]) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="every scan"):
+        best_interpolated(_curve(0, 0.0) + _curve(1, 10.0))
 
 
 def test_pooling_joins_earlier_rows_once_and_refuses_other_settings(tmp_path):
