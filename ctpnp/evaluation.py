@@ -214,7 +214,8 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
     Returns:
         ``sigma_hu`` (None without), ``setting`` (the best, no longer a log),
         the mean ``score`` there, ``on_edge`` (the best lies on the edge of the
-        common range: extend the grid), the mean ``variance`` and the ``scans``.
+        common range: extend the grid), the mean ``variance``, the ``scans`` and
+        ``curves``: per strength, ``[log setting, mean score]`` pairs.
 
     Raises:
         ValueError: no strength was run on every scan with a common range.
@@ -222,6 +223,7 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
     scans = sorted({str(r["seed"]) for r in rows})
     strengths = sorted({r.get("sigma_hu") for r in rows}, key=lambda s: s or 0.0)
     best: dict | None = None
+    means: dict[float | None, list[list[float]]] = {}
     for strength in strengths:
         curves = []
         for scan in scans:
@@ -236,13 +238,15 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
             continue
         grid = np.linspace(low, high, INTERPOLATION_POINTS)
         mean = np.mean([np.interp(grid, *zip(*c, strict=True)) for c in curves], axis=0)
+        means[strength] = np.stack([grid, mean], 1).tolist()
         k = int(mean.argmax())
         if best is None or mean[k] > best[score]:
             best = {"sigma_hu": strength, "setting": float(np.exp(grid[k])),
                     score: float(mean[k]), "on_edge": k in (0, INTERPOLATION_POINTS - 1)}
     if best is None:
         raise ValueError(f"no setting range was run on every scan of the group ({scans})")
-    return {**best, "variance": float(np.mean([r["variance"] for r in rows])), "scans": scans}
+    return {**best, "variance": float(np.mean([r["variance"] for r in rows])), "scans": scans,
+            "curves": means}
 
 
 def _mean(rows: list[dict], key: str) -> float:

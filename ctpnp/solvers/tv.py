@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ctpnp.atomic import staged_file
-from ctpnp.physics import estimate_noise_variance
+from ctpnp.physics import MU_WATER_PER_MM, estimate_noise_variance
 from ctpnp.priors.tv import gradient, gradient_adjoint, total_variation
 from ctpnp.projector import Tomography
 from ctpnp.solvers.common import initial_image, keep_active
@@ -52,8 +52,10 @@ def store_weight_rule(rule: dict[str, float], source: str) -> Path:
     return WEIGHT_RULE_PATH
 
 
-def default_weight_mm(variance: torch.Tensor) -> torch.Tensor:
-    """TV's default weight (mm) for ``(B,)`` estimated noise variances ``v``.
+def default_weight_mm(variance: torch.Tensor, rule: dict[str, float] | None = None
+                      ) -> torch.Tensor:
+    """TV's default weight (mm) for ``(B,)`` estimated noise variances ``v``, by the
+    shipped rule or by ``rule`` (the same keys).
 
     ``weight = c (v / v_ref)^e v`` with ``c``, ``e`` and ``v_ref`` from
     :func:`weight_rule`: the same log-linear dose rule as the PnP parameters
@@ -63,7 +65,7 @@ def default_weight_mm(variance: torch.Tensor) -> torch.Tensor:
     validation patient lung2; 256² at 0.8 mm, 1e4 and 1e5 photons) for TV run to
     convergence (diagonal steps, up to 2500 iterations), never on the test scans.
     """
-    rule = weight_rule()
+    rule = weight_rule() if rule is None else rule
     ratio = variance / rule["reference_variance"]
     return rule["weight_per_noise_variance_mm"] * ratio.pow(rule["weight_exponent"]) * variance
 
@@ -100,6 +102,13 @@ def pdhg_steps(op: Tomography, rule: str
     raise ValueError(f"steps={rule!r} is unknown: expected 'diagonal' or 'balanced'")
 
 
+def dual_scale_for(weight_mm: torch.Tensor) -> torch.Tensor:
+    """TV's default PDHG dual scale for weights ``weight_mm`` (mm, any shape):
+    ``weight_mm / μ_water``, the ratio of the bound on the gradient's dual variable
+    to the size of the image (1/mm)."""
+    return weight_mm / MU_WATER_PER_MM
+
+
 def tv(
     y: torch.Tensor,
     op: Tomography,
@@ -110,6 +119,7 @@ def tv(
     max_iter: int = DEFAULT_MAX_ITER,
     rtol: float = 1e-5,
     steps: str = "diagonal",
+    dual_scale: float | torch.Tensor | None = None,
     callback: Callback | None = None,
 ) -> SolverResult:
     """Minimize ``f(x) + weight_mm * TV(x)`` subject to μ ≥ 0, run to convergence.
@@ -121,6 +131,13 @@ def tv(
     PDHG (Chambolle–Pock) on ``K = [A; grad]`` with the step rule ``steps``
     (:func:`pdhg_steps`): ``"diagonal"`` (default) or ``"balanced"``. Both converge
     to the same minimizer; the diagonal rule gets there in far fewer iterations.
+    ``dual_scale`` multiplies the dual steps and divides the primal ones, which
+    keeps PDHG's step condition: the same iteration on ``μ / dual_scale``. Its
+    default for the diagonal rule, ``weight_mm / μ_water`` (:func:`dual_scale_for`),
+    balances the dual of the gradient, bounded by the weight, against the image;
+    without it (``1``) a large weight needs thousands of iterations before the
+    bound is ever reached (512² at 10⁴ photons: 34.4 dB after 1000 iterations,
+    against 34.9 after 250 with it). The balanced rule keeps ``1``.
     The defaults run TV to its minimizer, for which the default weight
     (:func:`default_weight_mm`) was chosen: at the chosen weights the PSNR moves by
     at most 0.3 dB between 1250 and 2500 iterations on the validation scans, so a
@@ -135,6 +152,11 @@ def tv(
     weight = torch.as_tensor(weight_mm, dtype=torch.float32, device=op.device).view(-1, 1, 1, 1)
     w = torch.ones_like(y) if data.weights is None else data.weights
     data_step, gradient_step, primal_step = pdhg_steps(op, steps)
+    if dual_scale is None:
+        dual_scale = dual_scale_for(weight) if steps == "diagonal" else 1.0
+    scale = torch.as_tensor(dual_scale, dtype=torch.float32, device=op.device).view(-1, 1, 1, 1)
+    data_step, gradient_step, primal_step = (data_step * scale, gradient_step * scale,
+                                             primal_step / scale)
     # prox of the conjugate of s -> 1/2 sum w (s - y)^2 at the dual steps `data_step`
     damping = 1.0 / (1.0 + data_step / w)
 

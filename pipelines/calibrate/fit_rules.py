@@ -34,14 +34,24 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ctpnp import ScanGeometry, Tomography, evaluation
+from ctpnp.physics import mu_difference_to_hu
 from ctpnp.priors.registry import available, shipped_weights
-from ctpnp.solvers.parameters import REFERENCE_VARIANCE, fit_dose_rule, log_linear_in_variance
-from ctpnp.solvers.tv import store_weight_rule
+from ctpnp.solvers.parameters import (
+    REFERENCE_VARIANCE,
+    PnPParameters,
+    fit_dose_rule,
+    log_linear_in_variance,
+)
+from ctpnp.solvers.tv import default_weight_mm, store_weight_rule
 from ctpnp.train.pnp_parameters import store_pnp_parameters
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 RESULTS_DIR = Path(__file__).with_name("results")
+PARAMETER_KEYS = ("log_sigma_hu", "sigma_exponent", "log_data_scale", "data_scale_exponent")
 
 
 def current_variances(record: dict) -> dict[tuple[str, str], float]:
@@ -87,6 +97,27 @@ def relative_rows(paths: list[Path], kind: str) -> list[dict]:
     return out
 
 
+def at_rule(best: dict, rule: dict, kind: str) -> dict:
+    """The rule's setting at a group's mean variance and the group's interpolated mean
+    PSNR there (for PnP on the curve of the grid strength nearest the rule's), beside
+    the group's best; ``outside`` when the rule leaves the range the scans covered."""
+    variance = np.array([best["variance"]])
+    if kind == "tv":
+        weight = float(default_weight_mm(torch.from_numpy(variance), rule)[0])
+        strength, setting = None, weight / best["variance"]
+    else:
+        sigma_mu, data_weight = PnPParameters(**{k: rule[k] for k in PARAMETER_KEYS}).settings(
+            torch.from_numpy(variance))
+        strength = min(best["curves"], key=lambda s: abs(s - mu_difference_to_hu(float(
+            sigma_mu[0]))))
+        setting = float(data_weight[0]) * best["variance"]
+    grid, mean = np.array(best["curves"][strength]).T
+    return {"sigma (HU)": strength or "", "setting": setting,
+            "psnr at rule (dB)": float(np.interp(math.log(setting), grid, mean)),
+            "best (dB)": best["psnr_full_db"],
+            "outside": "yes" if not grid[0] <= math.log(setting) <= grid[-1] else ""}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("tv", "pnp"))
@@ -130,6 +161,8 @@ def main() -> None:
                              [b["setting"] for b in best.values()])
         record["rule"] = rule.to_card()
     print(f"rule: {record['rule']}")
+    print(evaluation.markdown_table([{"group": name, **at_rule(b, record["rule"], args.kind)}
+                                     for name, b in best.items()]))
     name = args.name or f"fit_rules_{args.kind}" + (f"_{prior}" if prior else "")
     path = evaluation.write_record(RESULTS_DIR / f"{name}.json", record)
     print(f"wrote {path}")
