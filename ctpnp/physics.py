@@ -124,22 +124,49 @@ def _incident(photons: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor
     return incident
 
 
-def estimate_noise_variance(line_integrals: torch.Tensor) -> torch.Tensor:
-    """Per-item variance of the noise in post-log sinograms, estimated from the data.
+MAX_LINE_INTEGRAL = 20.0
+"""Post-log values are capped here in :func:`estimate_noise_variance` (``exp(20)`` is
+5e8: more photons per reading than a scanner counts), so a corrupt reading cannot
+overflow the mean."""
+NOISE_BLOCK_CHANNELS = 16
+"""Channels per block of :func:`estimate_noise_variance`: short enough for the variance
+to be constant within a block, long enough for a robust median."""
 
-    Uses second differences along the detector channels, where the projected
-    anatomy is smooth and white noise of variance ``v`` gives differences of
-    variance ``6 v``; the median absolute deviation makes it robust to edges.
+
+def estimate_noise_variance(line_integrals: torch.Tensor) -> torch.Tensor:
+    """Per-item mean variance of the noise in post-log sinograms, estimated from the data.
+
+    The variance of post-log data differs from ray to ray by orders of magnitude:
+    with ``N0`` photons per reading it is ``exp(y) / N0`` (:func:`statistical_weights`).
+    The image noise of a reconstruction follows its mean over the rays (FBP's is
+    ``~sqrt(mean v)`` times a constant of the geometry), which the median over all
+    rays misses beside a large body, where most rays are short. So ``1 / N0`` is
+    estimated as the median over blocks of :data:`NOISE_BLOCK_CHANNELS` channels of
+    (local variance) / (mean ``exp(y)``), the local variance from second differences
+    along the channels (white noise of variance ``v`` gives differences of variance
+    ``6 v``; the median absolute deviation is blind to edges), and the mean variance
+    is ``mean(exp(y)) / N0``: blocks where anatomy, not noise, dominates the
+    differences are outvoted, as long as they are fewer than half.
 
     Args:
-        line_integrals: ``(B, 1, views, channels)`` post-log data.
+        line_integrals: ``(B, 1, views, channels)`` post-log data, at least 3 channels.
 
     Returns:
-        ``(B,)`` float64 variance (dimensionless), the inverse of a natural
+        ``(B,)`` float64 mean variance (dimensionless), the inverse of a natural
         least-squares data weight.
     """
-    second = (line_integrals[..., 2:] - 2 * line_integrals[..., 1:-1]
-              + line_integrals[..., :-2]).double().flatten(1)
-    deviation = (second - second.median(dim=1, keepdim=True).values).abs()
-    sigma = 1.4826 * deviation.median(dim=1).values / 6**0.5
-    return sigma**2
+    y = line_integrals.double()
+    second = y[..., 2:] - 2 * y[..., 1:-1] + y[..., :-2]
+    block = min(NOISE_BLOCK_CHANNELS, second.shape[-1])
+    usable = second.shape[-1] // block * block
+
+    def blocks(values: torch.Tensor) -> torch.Tensor:
+        return values[..., :usable].unflatten(-1, (usable // block, block))
+
+    differences = blocks(second)
+    deviation = (differences - differences.median(dim=-1, keepdim=True).values).abs()
+    local_variance = (1.4826 * deviation.median(dim=-1).values) ** 2 / 6
+    transmission_inverse = y.clamp(max=MAX_LINE_INTEGRAL).exp()
+    level = blocks(transmission_inverse[..., 1:-1]).mean(dim=-1)
+    per_photon = (local_variance / level).flatten(1).median(dim=1).values
+    return per_photon * transmission_inverse.flatten(1).mean(dim=1)

@@ -9,7 +9,10 @@ import torch
 
 from ctpnp.evaluation import best_interpolated, best_per_dose, markdown_table, pooled
 
-RESULTS = Path(__file__).parents[1] / "pipelines" / "calibrate" / "results"
+ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "pipelines" / "calibrate" / "results"
+WEIGHTS = ROOT / "ctpnp" / "priors" / "weights"
+TV_RULE = ROOT / "ctpnp" / "solvers" / "tv_weight.json"
 
 
 @pytest.mark.parametrize(("name", "setting", "choice"), [
@@ -20,6 +23,21 @@ RESULTS = Path(__file__).parents[1] / "pipelines" / "calibrate" / "results"
 def test_the_shipped_choices_follow_from_their_rows(name, setting, choice):
     record = json.loads((RESULTS / f"{name}.json").read_text())
     assert best_per_dose(record["rows"], setting) == record[choice]
+
+
+@pytest.mark.parametrize("prior", ["prox", "lpn"])
+def test_the_shipped_pnp_rules_are_those_fitted_through_the_validation_grids(prior):
+    fitted = json.loads((RESULTS / f"fit_rules_pnp_{prior}.json").read_text())
+    card = json.loads((WEIGHTS / f"{prior}.json").read_text())["pnp_parameters"]["pnp-admm"]
+    assert {key: card[key] for key in fitted["rule"]} == fitted["rule"]
+    assert card["training"]["files"] == fitted["files"]
+
+
+def test_the_shipped_tv_rule_is_the_one_fitted_through_the_validation_grids():
+    fitted = json.loads((RESULTS / "fit_rules_tv.json").read_text())
+    shipped = json.loads(TV_RULE.read_text())
+    assert {key: shipped[key] for key in fitted["rule"]} == fitted["rule"]
+    assert shipped["fitted_in"] == "fit_rules_tv.json"
 
 
 def _row(dose: str, seed: int, c: float, psnr: float) -> dict:

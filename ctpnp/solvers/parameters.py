@@ -11,7 +11,8 @@ rule is log-linear in ``v``::
 so four numbers, stored as logarithms and exponents, fix the defaults at
 every dose. They are learned per prior and solver by restarted JFB
 (:mod:`ctpnp.train.pnp_parameters`, ``ctpnp tune``) or fitted through the best
-points of a validation grid (:func:`fit_dose_rule`, ``pipelines/calibrate/tune_pnp.py``),
+points of validation grids (:func:`fit_dose_rule`, ``pipelines/calibrate/tune_pnp.py``
+per grid size, ``pipelines/calibrate/fit_rules.py`` through several sizes),
 and saved in the prior's model card under ``"pnp_parameters"`` with a record of
 how they were obtained; solvers use them by default when present.
 """
@@ -35,8 +36,8 @@ __all__ = [
 ]
 
 REFERENCE_VARIANCE = 1e-4
-"""Post-log noise variance (dimensionless) at which the log-intercepts are stated;
-about a 1e4-photon scan of a 20 cm body."""
+"""Mean post-log noise variance (dimensionless) at which the log-intercepts are stated;
+about that of a 1e5-photon scan of the 256² validation slices (a 20 cm field)."""
 
 CARD_KEY = "pnp_parameters"
 

@@ -151,7 +151,8 @@ def main() -> None:
     print(evaluation.markdown_table(table))
     variances = [b["variance"] for b in best.values()]
     record = {"kind": args.kind, "prior": prior, "files": [str(p) for p in paths],
-              "best": best}
+              "best": {name: {k: v for k, v in b.items() if k != "curves"}
+                       for name, b in best.items()}}
     if args.kind == "tv":
         log_c, exponent = log_linear_in_variance(variances, [b["setting"] for b in best.values()])
         record["rule"] = {"weight_per_noise_variance_mm": math.exp(log_c),
