@@ -51,7 +51,6 @@ from ctpnp.train.pnp_parameters import store_pnp_parameters
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 RESULTS_DIR = Path(__file__).with_name("results")
-PARAMETER_KEYS = ("log_sigma_hu", "sigma_exponent", "log_data_scale", "data_scale_exponent")
 
 
 def current_variances(record: dict) -> dict[tuple[str, str], float]:
@@ -97,17 +96,17 @@ def relative_rows(paths: list[Path], kind: str) -> list[dict]:
     return out
 
 
-def at_rule(best: dict, rule: dict, kind: str) -> dict:
+def at_rule(best: dict, rule: dict[str, float] | PnPParameters) -> dict:
     """The rule's setting at a group's mean variance and the group's interpolated mean
     PSNR there (for PnP on the curve of the grid strength nearest the rule's), beside
-    the group's best; ``outside`` when the rule leaves the range the scans covered."""
+    the group's best; ``outside`` when the rule leaves the range the scans covered.
+    ``rule``: TV's (a dict, :func:`ctpnp.solvers.tv.default_weight_mm`) or a PnP rule."""
     variance = np.array([best["variance"]])
-    if kind == "tv":
+    if isinstance(rule, dict):
         weight = float(default_weight_mm(torch.from_numpy(variance), rule)[0])
         strength, setting = None, weight / best["variance"]
     else:
-        sigma_mu, data_weight = PnPParameters(**{k: rule[k] for k in PARAMETER_KEYS}).settings(
-            torch.from_numpy(variance))
+        sigma_mu, data_weight = rule.settings(torch.from_numpy(variance))
         strength = min(best["curves"], key=lambda s: abs(s - mu_difference_to_hu(float(
             sigma_mu[0]))))
         setting = float(data_weight[0]) * best["variance"]
@@ -153,22 +152,23 @@ def main() -> None:
     record = {"kind": args.kind, "prior": prior, "files": [str(p) for p in paths],
               "best": {name: {k: v for k, v in b.items() if k != "curves"}
                        for name, b in best.items()}}
+    settings = [b["setting"] for b in best.values()]
     if args.kind == "tv":
-        log_c, exponent = log_linear_in_variance(variances, [b["setting"] for b in best.values()])
-        record["rule"] = {"weight_per_noise_variance_mm": math.exp(log_c),
-                          "weight_exponent": exponent, "reference_variance": REFERENCE_VARIANCE}
+        log_c, exponent = log_linear_in_variance(variances, settings)
+        rule = {"weight_per_noise_variance_mm": math.exp(log_c), "weight_exponent": exponent,
+                "reference_variance": REFERENCE_VARIANCE}
+        record["rule"] = rule
     else:
-        rule = fit_dose_rule(variances, [b["sigma_hu"] for b in best.values()],
-                             [b["setting"] for b in best.values()])
+        rule = fit_dose_rule(variances, [b["sigma_hu"] for b in best.values()], settings)
         record["rule"] = rule.to_card()
     print(f"rule: {record['rule']}")
-    print(evaluation.markdown_table([{"group": name, **at_rule(b, record["rule"], args.kind)}
+    print(evaluation.markdown_table([{"group": name, **at_rule(b, rule)}
                                      for name, b in best.items()]))
     name = args.name or f"fit_rules_{args.kind}" + (f"_{prior}" if prior else "")
     path = evaluation.write_record(RESULTS_DIR / f"{name}.json", record)
     print(f"wrote {path}")
     if args.write and args.kind == "tv":
-        print(f"wrote {store_weight_rule(record['rule'], source=path.name)}")
+        print(f"wrote {store_weight_rule(rule, source=path.name)}")
     elif args.write:
         store_pnp_parameters(weights, "pnp-admm", rule, {"method": "validation grids",
                                                          "solver": "pnp-admm", **record})
