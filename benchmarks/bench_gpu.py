@@ -5,9 +5,11 @@ the CPU's.
 Held-out random-anatomy phantoms (:data:`ctpnp.evaluation.TEST_SEEDS`, both doses,
 repeated to a batch of 8), 512² at :data:`~ctpnp.evaluation.PIXEL_MM`, 360 views
 of the clinical fan. Each method runs once on the batch on the GPU (seconds per
-slice), and on the first ``--cpu-items`` scans on the CPU with the same settings;
-the PSNR of each item must agree within 0.05 dB (goal of issue 18; PnP default:
-at most 2 s a slice in the batch of 8). The volume: 64 slices of the test phantoms
+slice); then the first ``--cpu-items`` scans run on both devices for a fixed
+iteration count (:data:`CHECK_STOP`), and the PSNR of each item must agree
+within 0.05 dB (goal of issue 18; PnP default: at most 2 s a slice in the batch
+of 8). The JSON is rewritten after each method, so an interrupted run keeps
+what it measured. The volume: 64 slices of the test phantoms
 written as a CT series, ``ctpnp simulate`` at 1e4 photons, then ``ctpnp reconstruct
 --device cuda`` (seconds, slices per second).
 
@@ -36,6 +38,7 @@ from ctpnp.priors import load
 from ctpnp.projector.backend import cuda_available
 from ctpnp.quality import psnr_hu
 from ctpnp.solvers import pnp_admm, tv
+from ctpnp.solvers.monitor import SolverResult
 
 SIZE = 512
 VIEWS = 360
@@ -44,18 +47,26 @@ VOLUME_SLICES = 64
 TOLERANCE_DB = 0.05
 
 
-def methods(op: Tomography) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Each method with its defaults on ``op``'s device: ``y -> μ images``."""
+CHECK_STOP = {"TV (PDHG)": {"max_iter": 50, "rtol": 0.0},
+              "PnP-ADMM LPN": {"max_iter": 5, "rtol": 0.0},
+              "PnP-ADMM Prox": {"max_iter": 5, "rtol": 0.0}}
+"""The CPU check runs each iterative method for a fixed count on both devices (a
+default run stops by its tolerance, and an iteration more or less on one device
+would hide or fake a difference; a converged 512² TV on the CPU takes minutes)."""
+
+
+def methods(op: Tomography) -> dict[str, Callable[..., SolverResult | torch.Tensor]]:
+    """Each method with its defaults on ``op``'s device: ``(y, **stop) -> result``."""
     lpn, prox = load("lpn", device=op.device), load("prox", device=op.device)
     return {
-        "FBP (Hann)": lambda y: op.fbp(y),
-        "TV (PDHG)": lambda y: tv(y, op).x,
-        "PnP-ADMM LPN": lambda y: pnp_admm(y, op, lpn).x,
-        "PnP-ADMM Prox": lambda y: pnp_admm(y, op, prox).x,
+        "FBP (Hann)": lambda y, **_: op.fbp(y),
+        "TV (PDHG)": lambda y, **stop: tv(y, op, **stop),
+        "PnP-ADMM LPN": lambda y, **stop: pnp_admm(y, op, lpn, **stop),
+        "PnP-ADMM Prox": lambda y, **stop: pnp_admm(y, op, prox, **stop),
     }
 
 
-def timed(run: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float]:
+def timed(run: Callable[[], object], device: torch.device) -> tuple[object, float]:
     """``(result, seconds)`` with the device synchronized around the call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -66,8 +77,14 @@ def timed(run: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.
     return result, time.perf_counter() - start
 
 
-def batch_rows(cpu_items: int) -> list[dict]:
-    """The methods on a batch of 8 on CUDA, and on the first ``cpu_items`` on the CPU."""
+def images_of(result: SolverResult | torch.Tensor) -> torch.Tensor:
+    """The ``(B, 1, H, W)`` μ images of a solver result or of FBP, on the CPU."""
+    return (result.x if isinstance(result, SolverResult) else result).cpu()
+
+
+def batch_rows(cpu_items: int, on_row: Callable[[list[dict]], None]) -> list[dict]:
+    """The methods' defaults on a batch of 8 on CUDA; fixed-count runs of the first
+    ``cpu_items`` scans on CUDA and on the CPU, compared."""
     geometry = ScanGeometry.clinical_fan((SIZE, SIZE), PIXEL_MM, VIEWS)
     gpu, cpu = Tomography(geometry, "cuda"), Tomography(geometry, "cpu")
     scans = list(phantom_scans(cpu, list(TEST_SEEDS), list(DOSES.values())))
@@ -75,21 +92,33 @@ def batch_rows(cpu_items: int) -> list[dict]:
     y = torch.cat([scan[2] for scan in scans])
     hu = torch.cat([scan[3] for scan in scans])
     on_gpu, on_cpu = methods(gpu), methods(cpu)
+    y_gpu = y.to(gpu.device)
+    for solve in on_gpu.values():  # warm-up: CUDA context, kernels, ASTRA set-up
+        solve(y_gpu[:1], max_iter=1)
     rows = []
     for name, solve in on_gpu.items():
-        images, seconds = timed(lambda solve=solve: solve(y.to(gpu.device)), gpu.device)
-        gpu_psnr = psnr_hu(physics.mu_to_hu(images.cpu()), hu)
-        cpu_images, cpu_seconds = timed(lambda name=name: on_cpu[name](y[:cpu_items]),
-                                        cpu.device)
-        cpu_psnr = psnr_hu(physics.mu_to_hu(cpu_images), hu[:cpu_items])
-        difference = float((gpu_psnr[:cpu_items] - cpu_psnr).abs().max())
+        result, seconds = timed(lambda solve=solve: solve(y_gpu), gpu.device)
+        gpu_psnr = psnr_hu(physics.mu_to_hu(images_of(result)), hu)
+        stop = CHECK_STOP.get(name, {})
+        check_gpu, _ = timed(lambda solve=solve, stop=stop: solve(y_gpu[:cpu_items], **stop),
+                             gpu.device)
+        check_cpu, cpu_seconds = timed(
+            lambda name=name, stop=stop: on_cpu[name](y[:cpu_items], **stop), cpu.device)
+        difference = float((psnr_hu(physics.mu_to_hu(images_of(check_gpu)), hu[:cpu_items])
+                            - psnr_hu(physics.mu_to_hu(images_of(check_cpu)), hu[:cpu_items])
+                            ).abs().max())
+        iterations = (result.n_iter.float().mean().item() if isinstance(result, SolverResult)
+                      else None)
         rows.append({"method": name, "gpu s/slice (batch 8)": seconds / BATCH,
-                     "cpu s/slice": cpu_seconds / cpu_items,
+                     "iterations (mean)": iterations,
                      "psnr gpu (dB)": float(gpu_psnr.mean()),
+                     "check iterations": stop.get("max_iter"),
+                     "cpu s/slice (check)": cpu_seconds / cpu_items,
                      "max |psnr gpu - cpu| (dB)": difference,
                      "equal to cpu": difference < TOLERANCE_DB})
-        print(f"{name}: {seconds / BATCH:.2f} s/slice on CUDA, |dPSNR| {difference:.3f} dB",
-              flush=True)
+        print(f"{name}: {seconds / BATCH:.2f} s/slice on CUDA ({iterations} its), "
+              f"|dPSNR| {difference:.4f} dB", flush=True)
+        on_row(rows)
     return rows
 
 
@@ -125,20 +154,23 @@ def main() -> None:
             else "ASTRA was built without CUDA"
         print(f"bench_gpu: needs CUDA, but {missing}; nothing was measured.", file=sys.stderr)
         sys.exit(2)
-    rows = batch_rows(args.cpu_items)
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+    def record(rows: list[dict], volume: dict | None = None) -> None:
+        write_json("bench_gpu", {
+            "date": started, "device": torch.cuda.get_device_name(), "size": SIZE,
+            "views": VIEWS, "batch": BATCH, "cpu_items": args.cpu_items,
+            "tolerance_db": TOLERANCE_DB, "check_stop": CHECK_STOP, "rows": rows,
+            "volume": volume, "all_equal_to_cpu": all(row["equal to cpu"] for row in rows)})
+
+    rows = batch_rows(args.cpu_items, record)
     print_table(f"{SIZE}², {VIEWS} views, batch of {BATCH} on {torch.cuda.get_device_name()}",
                 rows)
-    volume = None
     if not args.skip_volume:
         with tempfile.TemporaryDirectory() as work:
             volume = volume_row(Path(work))
         print_table(f"{VOLUME_SLICES}-slice volume, ctpnp reconstruct --device cuda", [volume])
-    write_json("bench_gpu", {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(), "size": SIZE, "views": VIEWS,
-        "batch": BATCH, "cpu_items": args.cpu_items, "tolerance_db": TOLERANCE_DB,
-        "rows": rows, "volume": volume,
-        "all_equal_to_cpu": all(row["equal to cpu"] for row in rows)})
+        record(rows, volume)
 
 
 if __name__ == "__main__":

@@ -199,8 +199,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
             args.input, args.out, method=args.method, prior=args.prior,
             iterations=args.iterations, grid_like=args.grid_like, size=args.size,
             pixel_mm=args.pixel_mm, device=args.device, workers=args.workers,
-            anonymize=args.anonymize, orientation_check=args.orientation_check,
-            progress=progress, on_iteration=on_iteration)
+            batch_size=args.batch_size, anonymize=args.anonymize,
+            orientation_check=args.orientation_check, progress=progress, on_iteration=on_iteration)
     for warning in report.warnings:
         print(f"ctpnp: warning: {warning}", file=sys.stderr)
     if report.diverged:
@@ -286,6 +286,8 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pixel size in mm (default: a channel's width at the isocentre)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="slices per solver call (default: 8 on CUDA, 1 on the CPU)")
     parser.add_argument("--anonymize", action="store_true",
                         help="leave patient and study identity out of the DICOM series, with "
                              "a new random PatientID (by default it joins the raw data's "

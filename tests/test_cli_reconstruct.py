@@ -210,6 +210,19 @@ def test_interrupted_runs_resume_to_the_same_volume(volume_scan, tmp_path):
         np.testing.assert_array_equal(read_nifti(out / name)[0], read_nifti(whole / name)[0])
 
 
+def test_batched_slices_give_the_per_slice_volume(volume_scan, tmp_path):
+    """``--batch-size 3``: one solver call for the three slices, the volume of one at a time."""
+    root, whole = volume_scan
+    done = ctpnp("reconstruct", root / "scan", tmp_path / "batched", *INTERRUPTED,
+                 "--batch-size", SLICES)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "batched" / "report.json").read_text())
+    assert (report["batch_size"], json.loads((whole / "report.json").read_text())["batch_size"]
+            ) == (SLICES, 1)
+    np.testing.assert_allclose(read_nifti(tmp_path / "batched" / "volume.nii.gz")[0],
+                               read_nifti(whole / "volume.nii.gz")[0], atol=0.5)
+
+
 def test_finished_study_is_not_overwritten(volume_scan):
     root, whole = volume_scan
     before = (whole / "report.json").read_text()

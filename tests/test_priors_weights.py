@@ -133,3 +133,22 @@ def test_fingerprint_follows_the_model_card(tmp_path):
     card_path(copy).unlink()
     with pytest.raises(ValueError, match="no model card"):
         fingerprint(copy)
+
+
+@pytest.mark.parametrize("name", ["lpn", "prox"])
+def test_learned_proxes_run_their_convolutions_without_tf32(name):
+    """cuDNN's TF32 is off inside each learned prox (and restored after): on a GPU the
+    networks compute what they compute on the CPU. The setting is recorded from a hook
+    on the network's first convolution, so it holds on any device."""
+    prior = load(name)
+    seen = []
+    first_conv = next(m for m in prior.network.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = first_conv.register_forward_hook(
+        lambda *_: seen.append(torch.backends.cudnn.allow_tf32))
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        prior.prox(torch.full((1, 1, 32, 32), 0.02), 0.001)
+    finally:
+        hook.remove()
+    assert seen and not any(seen)
+    assert torch.backends.cudnn.allow_tf32

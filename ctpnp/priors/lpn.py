@@ -32,6 +32,7 @@ from torch import nn
 from ctpnp.priors.icnn import ICNNConfig, PatchICNN
 from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit, unit_to_mu
 from ctpnp.priors.patches import PatchTiling
+from ctpnp.priors.precision import ieee_float32
 from ctpnp.priors.weights import check_state_dict
 
 __all__ = ["LPN", "InversionResult", "LPNPrior"]
@@ -86,7 +87,7 @@ class LPN(nn.Module):
             create_graph = x.requires_grad or self.training
         if not create_graph:
             x = x.detach()
-        with torch.enable_grad():
+        with torch.enable_grad(), ieee_float32():
             if not x.requires_grad:
                 x = x.requires_grad_(True)
             (grad,) = torch.autograd.grad(self.psi(x).sum(), x, create_graph=create_graph)

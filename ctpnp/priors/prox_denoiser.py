@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit, unit_to_mu
+from ctpnp.priors.precision import ieee_float32
 from ctpnp.priors.unet import SmallUNet, UNetConfig
 from ctpnp.priors.weights import check_state_dict
 
@@ -75,7 +76,7 @@ class GradientStepDenoiser(nn.Module):
         """
         if not create_graph:
             u = u.detach()
-        with torch.enable_grad():
+        with torch.enable_grad(), ieee_float32():
             if not u.requires_grad:
                 u = u.requires_grad_(True)
             g = self.g(u, sigma)

@@ -7,8 +7,10 @@ moves torch tensors in and out of them without host copies:
 
 * CPU: ``astra_cpu`` on ODL numpy spaces (on the CPU ODL's pytorch spaces are
   several times slower); a CPU tensor is handed over as a numpy view.
-* CUDA: ``astra_cuda`` on ODL pytorch spaces on the tensor's device; the CUDA
-  tensor is wrapped by ODL and ASTRA reads it in place.
+* CUDA: ``astra_cuda`` on ODL pytorch spaces on the tensor's device, called
+  through :class:`~ctpnp.projector.cuda.CudaSliceProjector` (ODL's ASTRA
+  projector without ODL's per-call checks): ASTRA reads and writes the CUDA
+  tensors in place.
 
 The image space is unweighted (``weighting=1.0``), and with it the sinogram
 space ODL derives from it: ODL's adjoint is the adjoint for the spaces' inner
@@ -32,6 +34,7 @@ from odl.applications import tomo
 
 from ctpnp.projector.backprojection import weighted_backprojection
 from ctpnp.projector.channels import ChannelResampler
+from ctpnp.projector.cuda import CudaSliceProjector
 from ctpnp.projector.fbp_filter import ramp_filter, ramp_response
 from ctpnp.scanner.geometry import ScanGeometry
 
@@ -86,6 +89,7 @@ class OdlRayTransform:
         self.ray_transform = tomo.RayTransform(
             self.space, odl_geometry, impl="astra_cuda" if on_gpu else "astra_cpu"
         )
+        self._cuda = CudaSliceProjector(self.ray_transform, device) if on_gpu else None
         self._ramps: dict[tuple[str, float], tuple[torch.Tensor, int]] = {}
         self._to_flat: ChannelResampler | None = None
 
@@ -141,9 +145,11 @@ class OdlRayTransform:
         batch = batch.detach().contiguous()
         out = torch.empty((batch.shape[0], 1, *out_shape), dtype=torch.float32,
                           device=self.device)
-        if self.device.type == "cuda":
+        if self._cuda is not None:
+            project = (self._cuda.forward if operator is self.ray_transform
+                       else self._cuda.backward)
             for index in range(batch.shape[0]):
-                out[index, 0] = operator(operator.domain.element(batch[index, 0])).data
+                project(batch[index, 0], out[index, 0])
             return out
         arrays = batch.numpy()
         out_arrays = out.numpy()

@@ -31,7 +31,8 @@ class Tomography:
             faster) when it fits ``max_matrix_mib``, else ODL + ASTRA;
             ``"matrix"``: the system matrix or a ``MemoryError`` at the first
             projection; ``"odl"``: ODL +
-            ASTRA (``astra_cpu``/``astra_cuda``), the reference. CUDA always uses ODL.
+            ASTRA (``astra_cpu``/``astra_cuda``), the reference. CUDA always uses ODL's
+            ``astra_cuda`` projector (:mod:`ctpnp.projector.cuda`).
         max_matrix_mib: memory the system matrix may take (default 2048 MiB,
             at most half the available memory).
     """
