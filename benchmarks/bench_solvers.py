@@ -137,6 +137,8 @@ def pair_rows(rows: list[dict]) -> list[dict]:
         pairs.append({"dose": dose, "seed": seed, "method": new["method"],
                       "s to 0.1 dB new": new["s to 0.1 dB"], "s to 0.1 dB old": old["s to 0.1 dB"],
                       "time ratio new/old": new["s to 0.1 dB"] / old["s to 0.1 dB"],
+                      "s to stop new": new["s"], "s to stop old": old["s"],
+                      "stop ratio new/old": new["s"] / old["s"],
                       "psnr new": new["psnr_full_db"], "psnr old": old["psnr_full_db"],
                       "psnr new - old (dB)": new["psnr_full_db"] - old["psnr_full_db"]})
     return pairs

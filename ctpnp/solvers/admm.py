@@ -42,7 +42,12 @@ def _tracked(old: State, new: State, sigma_mu_per_mm: torch.Tensor
             {"primal_residual": _norms(x_new - z_new), "dual_residual": rho * _norms(z_new - z)})
 
 
-ADMM = Splitting("pnp-admm", admm_start, admm_iteration, _tracked, """\
+def _restore(state: State, point: torch.Tensor) -> State:
+    """``(x, z, u)`` with ``(z, u)`` from ``point`` ``(B, 2, H, W)`` (``x`` is a warm start)."""
+    return state[0], point[:, :1], point[:, 1:]
+
+
+ADMM = Splitting("pnp-admm", admm_start, admm_iteration, _tracked, _restore, """\
 Minimize ``data_weight * f(x) + R(x)`` by PnP-ADMM with the prior's proximal operator.
 
     ``f`` is the least-squares misfit to ``y`` (:class:`LeastSquares`), ``R`` the

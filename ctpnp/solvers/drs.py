@@ -36,7 +36,12 @@ def _tracked(old: State, new: State, _sigma: torch.Tensor
     return old[0], new[0], {}
 
 
-DRS = Splitting("pnp-drs", drs_start, drs_iteration, _tracked, """\
+def _restore(state: State, point: torch.Tensor) -> State:
+    """``(s, d, p)`` with ``s`` replaced by ``point``."""
+    return point, state[1], state[2]
+
+
+DRS = Splitting("pnp-drs", drs_start, drs_iteration, _tracked, _restore, """\
 Minimize ``data_weight * f(x) + R(x)`` by Douglas–Rachford on the scaled objective.
 
     With ``D = prox_{sigma^2 R}`` (the prior) and ``P = prox_{sigma^2 data_weight f}``
