@@ -1,4 +1,5 @@
-"""The data step's preconditioner and the relaxed splittings: same solutions, fewer projections."""
+"""The data step's preconditioner, the relaxed and the accelerated splittings: same
+solutions, fewer projections."""
 
 import pytest
 import torch
@@ -92,6 +93,18 @@ def test_relaxation_reaches_the_fixed_point_in_fewer_iterations(y):
     errors = {alpha: float((pnp_admm(y, OP, prior, relaxation=alpha, **common).x - exact).norm()
                            / exact.norm()) for alpha in (1.0, 1.5)}
     assert errors[1.5] < 0.7 * errors[1.0], errors
+
+
+@pytest.mark.parametrize("solve", [pnp_admm, pnp_drs])
+def test_accelerated_splittings_reach_the_known_fixed_point_sooner(y, solve):
+    prior = _Quadratic(lam=0.05 * OP.norm() ** 2)
+    exact = conjugate_gradient(lambda u: OP.gram(u) + prior.lam * u, OP.adjoint(y),
+                               tol=1e-9, maxiter=500).x
+    common = {"sigma_mu_per_mm": 2.0 / OP.norm(), "data_weight": 1.0, "cg_tol": 1e-9,
+              "cg_maxiter": 50, "enforce_nonnegative": False, "rtol": 0.0, "max_iter": 12}
+    errors = {m: float((solve(y, OP, prior, anderson=m, **common).x - exact).norm()
+                       / exact.norm()) for m in (0, 3)}
+    assert errors[3] < 0.2 * errors[0], errors
 
 
 def test_bad_step_settings_are_refused(y):
