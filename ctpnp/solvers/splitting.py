@@ -44,7 +44,9 @@ DEFAULT_ANDERSON = 3
 """Anderson memory of the splitting solvers by default (0: the plain iteration). With
 the data step solved to :data:`DEFAULT_CG_TOL`, PnP-ADMM with the Prox-denoiser settles
 in 8-14 iterations on the validation scans at 256² and 512², both doses, where the
-plain iteration took 15-100 (one of six capped at 100) to the same PSNR within 0.03 dB."""
+plain iteration took 15-100 (one of six capped at 100) to the same PSNR within 0.03 dB;
+where an extrapolation is rejected the item runs the plain iteration (measured: a 512²
+test phantom at 10⁴ photons, 32 iterations either way)."""
 
 DEFAULT_CG_TOL = 1e-6
 """CG's relative residual per data step by default. A looser data step (1e-5) leaves the
