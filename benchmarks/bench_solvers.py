@@ -33,13 +33,12 @@ import argparse
 import concurrent.futures as cf
 import functools
 import multiprocessing
-import re
 import time
 import warnings
 from collections.abc import Callable
 
 import torch
-from common import print_table, write_json
+from common import print_table, subset_suffix, write_json
 
 from ctpnp import ScanGeometry, Tomography, physics
 from ctpnp.evaluation import DOSES, PIXEL_MM, TEST_SEEDS, phantom_scans
@@ -217,8 +216,7 @@ def main() -> None:
     if pairs:
         print_table("New configuration against the old one, same scans, same run", pairs)
     lpn, prox = load("lpn"), load("prox")
-    subset = "" if tuple(args.methods) == DEFAULT_METHODS else "_" + re.sub(
-        r"[^a-z0-9]+", "_", " ".join(args.methods).lower()).strip("_")
+    subset = subset_suffix(args.methods, DEFAULT_METHODS)
     backend = "" if args.backend == "auto" else f"_{args.backend}"
     write_json(f"bench_solvers_{args.size}{subset}{backend}", {"summary": summary,
         "pairs": pairs, "methods": args.methods, "backend": args.backend,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -57,6 +58,15 @@ def print_table(title: str, rows: list[dict[str, object]]) -> None:
     """Print rows (dicts with the same keys) as an aligned Markdown table under ``title``."""
     print(f"\n{title}\n")
     print(markdown_table(rows))
+
+
+def subset_suffix(methods: list[str] | tuple[str, ...], defaults: list[str] | tuple[str, ...]
+                  ) -> str:
+    """``""`` for the default methods, else ``"_"`` and the methods' names as one
+    lower-case word: a run of a subset writes its own results file."""
+    if tuple(methods) == tuple(defaults):
+        return ""
+    return "_" + re.sub(r"[^a-z0-9]+", "_", " ".join(methods).lower()).strip("_")
 
 
 def write_json(name: str, payload: dict) -> Path:
