@@ -91,10 +91,10 @@ REPORT_NAME = "report.json"
 NOT_SETTINGS = ("weights", "x0", "callback")
 """Solver keywords that pass data or hooks, not settings: left out of the report."""
 DIVERGED_HU = -1000.0
+"""What a diverged slice holds in the DICOM series (air), which cannot store NaN."""
 CUDA_BATCH = 8
 """Slices per solver call on CUDA by default: one projector call and one network pass
 serve the batch (issue 18's GPU goal is stated for a batch of 8)."""
-"""What a diverged slice holds in the DICOM series (air), which cannot store NaN."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ def reconstruct_scan(
     out_dir = Path(out_dir)
     params = _options(method, iterations, grid_like, size, pixel_mm)
     on_cuda = resolve_device(device).type == "cuda"
-    batch_size = batch_size or (CUDA_BATCH if on_cuda else 1)
+    if batch_size is None:
+        batch_size = CUDA_BATCH if on_cuda else 1
     prior_model = _load_prior(method, prior, device)
     _check_out_dir(out_dir)
 

@@ -26,6 +26,7 @@ Curved detectors are projected on a virtual flat detector and resampled (see
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import odl
@@ -89,6 +90,7 @@ class OdlRayTransform:
         self.ray_transform = tomo.RayTransform(
             self.space, odl_geometry, impl="astra_cuda" if on_gpu else "astra_cpu"
         )
+        self._back_projection = self.ray_transform.adjoint  # built once, not per call
         self._cuda = CudaSliceProjector(self.ray_transform, device) if on_gpu else None
         self._ramps: dict[tuple[str, float], tuple[torch.Tensor, int]] = {}
         self._to_flat: ChannelResampler | None = None
@@ -96,15 +98,16 @@ class OdlRayTransform:
     # ------------------------------------------------------------------ projections
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` μ → ``(B, 1, views, channels)`` line integrals."""
-        sinograms = self._per_slice(self.ray_transform, images,
-                                    self.ray_transform.range.shape)
+        sinograms = self._per_slice(images, self.ray_transform.range.shape,
+                                    self.ray_transform, self._cuda and self._cuda.forward)
         return sinograms if self.resampler is None else self.resampler.apply(sinograms)
 
     def adjoint(self, sinograms: torch.Tensor) -> torch.Tensor:
         """``(B, 1, views, channels)`` → ``(B, 1, H, W)``, the transpose of :meth:`forward`."""
         if self.resampler is not None:
             sinograms = self.resampler.adjoint(sinograms)
-        return self._per_slice(self.ray_transform.adjoint, sinograms, self.space.shape)
+        return self._per_slice(sinograms, self.space.shape, self._back_projection,
+                               self._cuda and self._cuda.backward)
 
     def fbp(self, sinograms: torch.Tensor, filter_name: str, frequency_scaling: float
             ) -> torch.Tensor:
@@ -139,22 +142,22 @@ class OdlRayTransform:
         return math.pi / geometry.angular_range_rad * image
 
     # ------------------------------------------------------------------ helpers
-    def _per_slice(self, operator: odl.Operator, batch: torch.Tensor,
-                   out_shape: tuple[int, ...]) -> torch.Tensor:
-        """Apply an ODL operator to each ``batch[b, 0]`` and stack into ``(B, 1, *out_shape)``."""
+    def _per_slice(self, batch: torch.Tensor, out_shape: tuple[int, ...],
+                   on_cpu: odl.Operator, on_cuda: Callable[[torch.Tensor, torch.Tensor], None]
+                   | None) -> torch.Tensor:
+        """Each ``batch[b, 0]`` through ``on_cpu`` (ODL, numpy views) or, on CUDA,
+        ``on_cuda(slice, out_slice)`` (in place), stacked into ``(B, 1, *out_shape)``."""
         batch = batch.detach().contiguous()
         out = torch.empty((batch.shape[0], 1, *out_shape), dtype=torch.float32,
                           device=self.device)
-        if self._cuda is not None:
-            project = (self._cuda.forward if operator is self.ray_transform
-                       else self._cuda.backward)
+        if on_cuda is not None:
             for index in range(batch.shape[0]):
-                project(batch[index, 0], out[index, 0])
+                on_cuda(batch[index, 0], out[index, 0])
             return out
         arrays = batch.numpy()
         out_arrays = out.numpy()
         for index in range(batch.shape[0]):
-            out_arrays[index, 0] = operator(arrays[index, 0]).data
+            out_arrays[index, 0] = on_cpu(arrays[index, 0]).data
         return out
 
     def _curved_to_flat(self) -> ChannelResampler:

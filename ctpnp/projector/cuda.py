@@ -37,8 +37,6 @@ class CudaSliceProjector:
         self._projector_id = impl.projector_id
         self._forward_scale = float(impl.fp_scaling_factor)
         self._backward_scale = float(impl.bp_scaling_factor)
-        self.image_shape = tuple(ray_transform.domain.shape)
-        self.sinogram_shape = tuple(ray_transform.range.shape)
         self.device = device
         self._lock = threading.Lock()  # one ASTRA projector: calls must not interleave
 
