@@ -68,6 +68,31 @@ def test_relaxed_denoiser_steps_gamma_times_the_gradient(prior):
     torch.testing.assert_close(norms[1], 0.4 * norms[0])
 
 
+def test_relaxation_per_noise_level_interpolates_in_log_sigma(prior):
+    from ctpnp.priors.relaxation import Relaxation
+
+    table = Relaxation.from_card({"sigma_hu": [20.0, 80.0], "gamma": [0.9, 0.5]})
+    sigma = torch.tensor([10.0, 20.0, 40.0, 80.0, 150.0]) / 2000.0
+    torch.testing.assert_close(table(sigma), torch.tensor([0.9, 0.9, 0.7, 0.5, 0.5]))
+    assert Relaxation.from_card(table.to_card()) == table
+    assert Relaxation.from_card(0.4).to_card() == 0.4
+
+    full, relaxed = (GradientStepDenoiser(prior.network.config, relaxation=r)
+                     for r in (1.0, table))
+    for network in (full, relaxed):
+        network.load_state_dict(prior.network.state_dict())
+    u = 0.5 + 0.1 * torch.randn(3, 1, 24, 24, generator=torch.Generator().manual_seed(6))
+    sigma = torch.tensor([20.0, 40.0, 80.0]) / 2000.0  # one batch, three levels
+    gamma = torch.tensor([0.9, 0.7, 0.5]).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(relaxed(u, sigma), u - gamma * (u - full(u, sigma)))
+
+    for bad in ({"sigma_hu": [80.0, 20.0], "gamma": [0.9, 0.5]},
+                {"sigma_hu": [20.0], "gamma": [0.9, 0.5]},
+                {"sigma_hu": [20.0, 80.0], "gamma": [0.9, 1.5]}):
+        with pytest.raises(ValueError, match="relaxation"):
+            Relaxation.from_card(bad)
+
+
 def _held_out_mu(size: int = 96) -> torch.Tensor:
     (hu,) = phantom_slices_hu(HELD_OUT_SEEDS[:1], 512)
     c = (512 - size) // 2
@@ -152,7 +177,9 @@ def test_corrupt_weights_are_reported(tmp_path):
         (lambda c: c["architecture"].update(blocks=c["architecture"]["blocks"] + 1),
          r"p\.safetensors.*missing"),
         (lambda c: c.pop("sigma_range_unit"), "not a valid Prox-denoiser card"),
-        (lambda c: c.update(relaxation=1.5), r"p\.safetensors.*relaxation must lie in"),
+        (lambda c: c.update(relaxation=1.5), r"p\.safetensors.*relaxation gamma must lie in"),
+        (lambda c: c.update(relaxation={"sigma_hu": [50.0, 20.0], "gamma": [0.9, 0.8]}),
+         r"p\.safetensors.*increasing"),
     ],
 )
 def test_mismatched_cards_are_reported(tmp_path, edit, message):

@@ -131,24 +131,32 @@ def test_keep_best_writes_the_best_admissible_check_and_survives_a_resume(
     assert card["validation"]["val_psnr_db"] == card["training"]["history"][-1]["val_psnr_db"]
 
 
-def test_relaxation_brings_the_validation_hessian_norm_to_its_target(tmp_path):
+def test_relaxation_brings_the_hessian_norm_to_its_target_at_every_knot(tmp_path):
     from ctpnp.train.relaxation import relax_prox_weights
 
     trained = train_prox_denoiser(replace(TINY, finetune_steps=0), tmp_path / "l2.safetensors")
     before = trained.read_bytes(), (tmp_path / "l2.json").read_text()
-    first = relax_prox_weights(trained, tmp_path / "r.safetensors", target_norm=0.9)
-    target = 0.5 * first["val_max_hessian_norm"]
-    record = relax_prox_weights(trained, tmp_path / "r.safetensors", target_norm=target)
+    first = relax_prox_weights(trained, tmp_path / "r.safetensors", target_norm=0.9, knots=3)
+    target = 0.5 * min(k["hessian_norm_before"] for k in first["knots"])
+    record = relax_prox_weights(trained, tmp_path / "r.safetensors", target_norm=target,
+                                knots=3)
     assert (trained.read_bytes(), (tmp_path / "l2.json").read_text()) == before
-    assert record["relaxation"] == pytest.approx(target / record["hessian_norm_before"])
-    assert record["val_max_hessian_norm"] == pytest.approx(target, rel=1e-4)
+    sigma_hu = [k["sigma_hu"] for k in record["knots"]]
+    assert sigma_hu == pytest.approx([10.0, 10.0 * 15**0.5, 150.0])  # TINY's range, geometric
+    for knot in record["knots"]:
+        assert knot["gamma"] == pytest.approx(target / knot["hessian_norm_before"])
+        assert knot["hessian_norm"] == pytest.approx(target, rel=1e-4)
+    # the levels differ, and so do their factors
+    assert len({round(k["gamma"], 6) for k in record["knots"]}) == 3
     prior = load(tmp_path / "r.safetensors")
-    assert prior.network.relaxation == pytest.approx(record["relaxation"])
+    assert prior.network.relaxation.gamma == pytest.approx([k["gamma"] for k in record["knots"]])
+    assert prior.card["relaxation"] == record["relaxation"]
     assert prior.card["validation"]["relaxed"]["target_norm"] == target
     # a relaxed network relaxes further by the product of the factors
     again = relax_prox_weights(tmp_path / "r.safetensors", tmp_path / "rr.safetensors",
-                               target_norm=0.5 * target)
-    assert again["relaxation"] == pytest.approx(0.5 * record["relaxation"], rel=1e-4)
+                               target_norm=0.5 * target, knots=3)
+    assert [k["gamma"] for k in again["knots"]] == pytest.approx(
+        [0.5 * k["gamma"] for k in record["knots"]], rel=1e-4)
     with pytest.raises(ValueError, match="target_norm"):
         relax_prox_weights(trained, tmp_path / "x.safetensors", target_norm=1.0)
 

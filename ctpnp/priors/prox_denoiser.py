@@ -17,9 +17,10 @@ exactly::
 A network trained by L2 alone can have ``L`` above 1; its *relaxed* form
 ``D = Id - gamma grad g`` (Hurault, Chambolle, Leclaire & Papadakis, 2023) is
 the gradient-step denoiser of the potential ``gamma g``, and so again an exact
-prox when ``gamma L < 1``. ``gamma`` (``relaxation``) is part of the network,
-read from the model card, and everything below (prox, potential, map, the
-Hessian norm) is that of ``gamma g``.
+prox when ``gamma L < 1``. ``gamma`` (``relaxation``, one value per noise
+level, :mod:`ctpnp.priors.relaxation`) is part of the network, read from the
+model card, and everything below (prox, potential, map, the Hessian norm) is
+that of ``gamma g``.
 
 Units. Images handed to :class:`ProxDenoiserPrior` are mu (1/mm), ``(B, 1, H,
 W)``; the network sees normalized intensities ``u = mu / (2 mu_water)``
@@ -35,6 +36,7 @@ from torch import nn
 
 from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit, unit_to_mu
 from ctpnp.priors.precision import ieee_float32
+from ctpnp.priors.relaxation import Relaxation
 from ctpnp.priors.unet import SmallUNet, UNetConfig
 from ctpnp.priors.weights import check_state_dict
 
@@ -42,19 +44,19 @@ __all__ = ["GradientStepDenoiser", "ProxDenoiserPrior", "hessian_spectral_norm"]
 
 
 class GradientStepDenoiser(nn.Module):
-    """``D_sigma = Id - grad g_sigma`` with ``g_sigma = gamma/2 ||R(u, sigma)||^2``.
+    """``D_sigma = Id - grad g_sigma`` with ``g_sigma = gamma(sigma)/2 ||R(u, sigma)||^2``.
 
     Shapes: ``u`` ``(B, 1, H, W)`` normalized intensity; ``sigma`` ``(B,)``
-    noise std in normalized intensity. ``relaxation`` is ``gamma`` in (0, 1]
-    (1 while training).
+    noise std in normalized intensity. ``relaxation`` gives ``gamma`` in (0, 1]
+    per noise level, a :class:`~ctpnp.priors.relaxation.Relaxation` or one
+    number for all (1 while training).
     """
 
-    def __init__(self, config: UNetConfig, relaxation: float = 1.0) -> None:
+    def __init__(self, config: UNetConfig, relaxation: float | Relaxation = 1.0) -> None:
         super().__init__()
-        if not 0.0 < relaxation <= 1.0:
-            raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
         self.residual = SmallUNet(config)
-        self.relaxation = float(relaxation)
+        self.relaxation = (relaxation if isinstance(relaxation, Relaxation)
+                           else Relaxation.constant(relaxation))
 
     @property
     def config(self) -> UNetConfig:
@@ -63,7 +65,7 @@ class GradientStepDenoiser(nn.Module):
 
     def g(self, u: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Per-image potential ``g_sigma(u)`` ``(B,)`` (normalized intensity squared)."""
-        return 0.5 * self.relaxation * self.residual(u, sigma).flatten(1).pow(2).sum(1)
+        return 0.5 * self.relaxation(sigma) * self.residual(u, sigma).flatten(1).pow(2).sum(1)
 
     def grad_g(
         self, u: torch.Tensor, sigma: torch.Tensor, create_graph: bool = False
@@ -159,11 +161,12 @@ class ProxDenoiserPrior:
 
         The card needs ``architecture`` (:meth:`UNetConfig.to_dict`),
         ``sigma_range_unit`` and ``sigma_ref_unit``, and may give ``relaxation``
-        (default 1); anything missing or mismatched raises ``ValueError`` naming ``source``.
+        (:meth:`Relaxation.from_card`; default 1); anything missing or mismatched
+        raises ``ValueError`` naming ``source``.
         """
         try:
             network = GradientStepDenoiser(UNetConfig.from_dict(card["architecture"]),
-                                           float(card.get("relaxation", 1.0)))
+                                           Relaxation.from_card(card.get("relaxation", 1.0)))
             lo, hi = (float(s) for s in card["sigma_range_unit"])
             ref = float(card["sigma_ref_unit"])
         except (KeyError, TypeError, ValueError) as err:
@@ -229,7 +232,8 @@ class ProxDenoiserPrior:
         grad, _ = self.network.grad_g(u, s)
         with torch.no_grad():
             res = self.network.residual(u, s)
-        return 0.5 * (self.network.relaxation * res.pow(2) - grad.pow(2)) / self.sigma_ref_unit**2
+        gamma = self.network.relaxation(s).reshape(-1, 1, 1, 1)
+        return 0.5 * (gamma * res.pow(2) - grad.pow(2)) / self.sigma_ref_unit**2
 
     def _sigma_unit_ref(self, like: torch.Tensor) -> torch.Tensor:
         return torch.full((like.shape[0],), self.sigma_ref_unit, dtype=like.dtype,
