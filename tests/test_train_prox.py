@@ -159,6 +159,9 @@ def test_relaxation_brings_the_hessian_norm_to_its_target_at_every_knot(tmp_path
         [0.5 * k["gamma"] for k in record["knots"]], rel=1e-4)
     with pytest.raises(ValueError, match="target_norm"):
         relax_prox_weights(trained, tmp_path / "x.safetensors", target_norm=1.0)
+    with pytest.raises(ValueError, match="knots"):
+        relax_prox_weights(trained, tmp_path / "x.safetensors", knots=0)
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_corpus_patients_join_the_training_and_validation_slices_and_the_card(tmp_path,
