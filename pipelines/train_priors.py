@@ -14,7 +14,8 @@ for a quick try.
   blocks per scale, space-to-depth by 2, about 1 M parameters) with L2 at a
   cosine-decaying rate, then relaxed per noise level (:mod:`ctpnp.train.relaxation`)
   so that the largest ``||Hess g_sigma||`` on the validation patches is
-  ``PROX_RELAX_TARGET`` at each of 8 levels: an exact prox again. 46 minutes on one core of two (the shipped weights);
+  ``PROX_RELAX_TARGET`` at each of 8 levels: an exact prox again. 46 minutes
+  on one core of two (the shipped weights);
   ``PROX_GPU_RECIPE`` is the same recipe with 10x the steps and twice the batch.
   The Hessian penalty stage (``finetune_steps``) cost 1.7 dB of validation PSNR
   for ``||Hess g|| = 0.98``, and PnP-ADMM with that network often did not settle
