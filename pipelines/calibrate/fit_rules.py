@@ -164,7 +164,8 @@ def main() -> None:
     print(f"rule: {record['rule']}")
     print(evaluation.markdown_table([{"group": name, **at_rule(b, rule)}
                                      for name, b in best.items()]))
-    name = args.name or f"fit_rules_{args.kind}" + (f"_{prior}" if prior else "")
+    # a weights path names the file by its stem: never a path inside the results folder
+    name = args.name or f"fit_rules_{args.kind}" + (f"_{weights.stem}" if prior else "")
     path = evaluation.write_record(RESULTS_DIR / f"{name}.json", record)
     print(f"wrote {path}")
     if args.write and args.kind == "tv":
