@@ -3,7 +3,7 @@
 ``D_sigma = Id - gamma grad g_sigma`` is the gradient-step denoiser of ``gamma
 g_sigma`` and so an exact prox wherever ``gamma ||Hess g_sigma|| < 1``
 (:mod:`ctpnp.priors.prox_denoiser`). The norm grows with ``sigma`` (an
-L2-trained network measured 0.91 at 10 HU and 1.44 at 150 HU), and a PnP run
+L2-trained network measured 0.94 at 10 HU and 1.45 at 150 HU), and a PnP run
 uses one ``sigma``, so the condition is needed at that level only: one
 ``gamma`` per noise level relaxes each level no more than it needs. The table
 holds ``gamma`` at knots ``sigma_k`` and interpolates linearly in ``log
