@@ -12,7 +12,8 @@ the same kind (other ``lung2`` slices; other phantom seeds). ``--weights``
 adds a candidate Prox-denoiser or LPN weights file as the row ``--label``
 (default ``candidate``).
 The prox time is the median over repeats on one ``512 x 512`` slice. Prints
-a table and writes ``benchmarks/results/bench_priors.json``.
+a table and writes ``benchmarks/results/bench_priors.json`` (a run of some sets or
+priors, with ``--weights`` or ``--quick``, writes ``bench_priors_<what ran>.json``).
 
 Run: ``.venv/bin/python benchmarks/bench_priors.py [--sets real phantoms]
 [--priors prox lpn bm3d tv] [--weights FILE [--label NAME]] [--quick]``.
@@ -27,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from common import print_table, write_json
+from common import print_table, subset_suffix, write_json
 
 from ctpnp.data import load_patient
 from ctpnp.physics import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
@@ -41,6 +42,7 @@ LUNG2_TV_SLICES = (25, 45)
 PHANTOM_TEST_SEEDS = (200_000, 200_001, 200_002, 200_003)
 PHANTOM_TV_SEEDS = (300_000, 300_001)
 TV_WEIGHTS = tuple(float(w) for w in np.geomspace(2.0, 500.0, 9))
+PRIORS = ("lpn", "prox", "bm3d", "tv")
 
 
 def _stack_mu(slices_hu: list[np.ndarray]) -> list[torch.Tensor]:
@@ -109,8 +111,7 @@ def _prox_seconds(prior, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
-    parser.add_argument("--priors", nargs="+", default=["lpn", "prox", "bm3d", "tv"],
-                        choices=["lpn", "prox", "bm3d", "tv"])
+    parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
     parser.add_argument("--weights", help="also a candidate weights file (row --label)")
     parser.add_argument("--label", default="candidate", help="the row name of --weights")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller images (smoke run)")
@@ -150,7 +151,10 @@ def main() -> None:
              "ssim_full", "ssim_soft")
     print_table("Denoising, mean over the test images (PSNR dB, SSIM)",
                 [{k: r[k] for k in shown} for r in rows])
-    write_json("bench_priors", {
+    # a run of a subset, a candidate or --quick writes its own file, never over the full run's
+    chosen = [*args.sets, *args.priors, *([args.label] if args.weights else []),
+              *(["quick"] if args.quick else [])]
+    write_json("bench_priors" + subset_suffix(chosen, [*SETS, *PRIORS]), {
         "benchmark": "bench_priors", "sets": args.sets, "sigmas_hu": list(SIGMAS_HU),
         "real_test": {"lung2_slices": list(LUNG2_TEST_SLICES),
                       "heads": ["head_hitachi", "head_ge"],
