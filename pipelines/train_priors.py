@@ -19,7 +19,8 @@ for a quick try.
   ``PROX_GPU_RECIPE`` is the same recipe with 10x the steps and twice the batch.
   The Hessian penalty stage (``finetune_steps``) cost 1.7 dB of validation PSNR
   for ``||Hess g|| = 0.98``, and PnP-ADMM with that network often did not settle
-  within 100 iterations; the relaxed network converges in 12--40.
+  within 100 iterations; the relaxed network converges in 7--60. A penalty phase
+  before the relaxation denoises better but left PnP unchanged (README, Benchmarks).
 
 Run: ``.venv/bin/python pipelines/train_priors.py [--device cuda] --out trained
 [--only prox]``. Writes ``<out>/lpn.safetensors`` / ``prox.safetensors`` (the
