@@ -43,8 +43,10 @@ import torch
 
 from ctpnp.data import SPLITS
 from ctpnp.priors.icnn import ICNNConfig
+from ctpnp.priors.registry import shipped_weights
 from ctpnp.priors.unet import UNetConfig
 from ctpnp.train.lpn import LPNTrainConfig, Stage, train_lpn
+from ctpnp.train.pnp_finetune import PnPFinetuneConfig, finetune_on_pnp
 from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
 from ctpnp.train.relaxation import relax_prox_weights
 
@@ -79,6 +81,17 @@ PROX_GPU_RECIPE = replace(
 )
 """The CPU recipe with 10x the steps and twice the batch."""
 
+PROX_PNP_RECIPE = PnPFinetuneConfig(
+    phantom_seeds=TRAIN_SEEDS[:16],
+    real_patients=SPLITS["train"],
+    slices_per_patient=16,
+    steps=800,
+    batch_size=4,
+    learning_rate=1e-5,
+)
+"""Fine-tuning on PnP-ADMM iterates: 48 real training slices and 16 phantoms, each scanned
+at 10^4 and 10^5 photons (256², 360 views), 800 steps of 4 scans."""
+
 PROX_RELAX_TARGET = 0.9
 """Largest ``||Hess g||`` on the validation patches after relaxation (a margin under 1:
 power iteration approaches the norm from below)."""
@@ -105,7 +118,7 @@ the corpus's training patients and the phantoms. The shipped LPN was trained wit
 same schedule on phantoms only; this corpus version has not been run yet."""
 
 
-def scaled(config: ProxTrainConfig | LPNTrainConfig, factor: float):
+def scaled(config: ProxTrainConfig | PnPFinetuneConfig | LPNTrainConfig, factor: float):
     """``config`` with every stage's step count multiplied by ``factor`` (a stage keeps >= 1)."""
     def n(steps: int) -> int:
         return max(1, round(steps * factor)) if steps else 0
@@ -113,6 +126,8 @@ def scaled(config: ProxTrainConfig | LPNTrainConfig, factor: float):
     if isinstance(config, ProxTrainConfig):
         return replace(config, l2_steps=n(config.l2_steps),
                        finetune_steps=n(config.finetune_steps))
+    if isinstance(config, PnPFinetuneConfig):
+        return replace(config, steps=n(config.steps))
     return replace(config, stages=tuple(replace(s, steps=n(s.steps)) for s in config.stages))
 
 
@@ -133,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("trained_priors"),
                         help="folder for the weights, cards and checkpoints")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]'")
-    parser.add_argument("--only", choices=["prox", "lpn"], help="train one prior only")
+    parser.add_argument("--only", choices=["prox", "prox-pnp", "lpn"],
+                        help="train one prior only; 'prox-pnp' fine-tunes a Prox-denoiser "
+                             "with a dose rule on PnP iterates (run only when asked)")
+    parser.add_argument("--from", dest="from_weights", type=Path,
+                        help="the weights 'prox-pnp' fine-tunes (default: the shipped "
+                             "Prox-denoiser)")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every stage's steps (e.g. 0.01 for a quick CPU try)")
     args = parser.parse_args(argv)
@@ -151,6 +171,16 @@ def main(argv: list[str] | None = None) -> int:
             relaxed = relax_prox_weights(trained, args.out / "prox.safetensors",
                                          target_norm=PROX_RELAX_TARGET)
             _printer("prox")({"event": "relaxed", **relaxed})
+        if args.only == "prox-pnp":
+            tuned = finetune_on_pnp(args.from_weights or shipped_weights("prox"),
+                                    args.out / "prox_pnp_unrelaxed.safetensors",
+                                    scaled(PROX_PNP_RECIPE, args.steps_scale),
+                                    device=args.device, progress=_printer("prox-pnp"))
+            relaxed = relax_prox_weights(args.out / "prox_pnp_unrelaxed.safetensors",
+                                         args.out / "prox_pnp.safetensors",
+                                         target_norm=PROX_RELAX_TARGET)
+            _printer("prox-pnp")({"event": "relaxed", "fine_tuned_seconds": tuned["seconds"],
+                                  **relaxed})
         if args.only in (None, "lpn"):
             train_lpn(scaled(LPN_RECIPE, args.steps_scale), args.out / "lpn.safetensors",
                       progress=_printer("lpn"), device=args.device)

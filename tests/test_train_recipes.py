@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ctpnp.train.lpn import LPNTrainConfig
+from ctpnp.train.pnp_finetune import PnPFinetuneConfig
 from ctpnp.train.prox_denoiser import ProxTrainConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "train_priors.py"
@@ -36,6 +37,10 @@ def test_scaled_shortens_every_stage_and_keeps_the_rest(recipes):
     assert recipes.scaled(recipes.PROX_CPU_RECIPE, 1e-6).finetune_steps == 0  # absent stays
     assert tiny.unet == recipes.PROX_CPU_RECIPE.unet
     assert tiny.real_patients == recipes.PROX_CPU_RECIPE.real_patients
+    pnp = recipes.scaled(recipes.PROX_PNP_RECIPE, 0.01)
+    assert isinstance(pnp, PnPFinetuneConfig)
+    assert pnp.steps == round(recipes.PROX_PNP_RECIPE.steps * 0.01)
+    assert replace(pnp, steps=recipes.PROX_PNP_RECIPE.steps) == recipes.PROX_PNP_RECIPE
 
 
 def test_a_non_positive_steps_scale_is_refused_before_anything_is_written(recipes, tmp_path,

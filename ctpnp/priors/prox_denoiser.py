@@ -131,7 +131,8 @@ class ProxDenoiserPrior:
     """Whole-image Prox-denoiser prior on mu images ``(B, 1, H, W)`` (1/mm).
 
     Args:
-        network: trained :class:`GradientStepDenoiser`.
+        network: trained :class:`GradientStepDenoiser`; its weights are frozen
+            (``requires_grad`` off) until a trainer unfreezes them.
         sigma_range_unit: ``(min, max)`` noise std (normalized) it was trained on;
             :meth:`prox` clamps ``sigma`` into it.
         sigma_ref_unit: noise level at which :meth:`potential` and
@@ -146,7 +147,7 @@ class ProxDenoiserPrior:
         sigma_ref_unit: float,
         card: dict | None = None,
     ) -> None:
-        self.network = network.eval()
+        self.network = network.eval().requires_grad_(False)  # a trainer unfreezes it
         self.sigma_range_unit = (float(sigma_range_unit[0]), float(sigma_range_unit[1]))
         self.sigma_ref_unit = float(sigma_ref_unit)
         self.card = card or {}
@@ -198,12 +199,15 @@ class ProxDenoiserPrior:
         ``R(D(z)) = phi_sigma(D(z)) / sigma^2`` with ``phi_sigma(D(z)) =
         g_sigma(z) - 1/2 ||z - D(z)||^2`` (normalized units) -- exact, with no
         inversion, because it is evaluated at the prox output. Differentiable
-        with respect to ``z`` and ``sigma`` when autograd is on and either
-        requires grad (learning PnP parameters); detached otherwise.
+        with respect to ``z``, ``sigma`` and the network's weights when autograd
+        is on and any of them requires grad (learning PnP parameters, fine-tuning
+        the network through PnP); detached otherwise.
         """
         u = mu_to_unit(z)
         s = self._sigma_unit(sigma, u)
-        differentiable = torch.is_grad_enabled() and (u.requires_grad or s.requires_grad)
+        differentiable = torch.is_grad_enabled() and (
+            u.requires_grad or s.requires_grad
+            or any(p.requires_grad for p in self.network.parameters()))
         grad, g = self.network.grad_g(u, s, create_graph=differentiable)
         phi = g - 0.5 * grad.flatten(1).pow(2).sum(1)
         return unit_to_mu(u - grad), phi / s**2

@@ -32,17 +32,14 @@ import torch
 
 from ctpnp import physics
 from ctpnp.atomic import staged_file
-from ctpnp.phantoms import random_anatomy
 from ctpnp.priors.weights import card_path
 from ctpnp.projector import Tomography
 from ctpnp.quality import psnr_hu
 from ctpnp.scanner.geometry import ScanGeometry
-from ctpnp.simulation import phantom_scan
 from ctpnp.solvers import SPLITTINGS
-from ctpnp.solvers.common import initial_image
-from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.parameters import CARD_KEY, PnPParameters, settings
 from ctpnp.solvers.splitting import DEFAULT_RELAXATION, StepSettings, data_step
+from ctpnp.train.pnp_scans import scan_set
 
 __all__ = ["PnPTrainConfig", "learn_pnp_parameters", "store_pnp_parameters"]
 
@@ -92,31 +89,6 @@ class PnPTrainConfig:
                              "warm_iterations >= 0")
 
 
-@dataclass
-class _Scan:
-    """One training pair and the solver state it was left in."""
-
-    data: LeastSquares
-    reference_hu: torch.Tensor
-    variance: torch.Tensor
-    state: tuple[torch.Tensor, ...]
-
-
-def _training_scans(op: Tomography, config: PnPTrainConfig) -> list[_Scan]:
-    """Exact line integrals of each seed's phantom with Poisson noise at each dose."""
-    scans = []
-    fov_mm = config.image_size * config.pixel_mm
-    for seed in config.seeds:
-        phantom = random_anatomy(seed, fov_mm=fov_mm)
-        for k, photons in enumerate(config.photons):
-            y, hu = (t.to(op.device) for t in phantom_scan(phantom, op.geometry, photons,
-                                                           seed * 100 + k))
-            start = SPLITTINGS[config.solver].start(initial_image(op, y, None))
-            scans.append(_Scan(LeastSquares(op, y), hu,
-                               physics.estimate_noise_variance(y).cpu().double(), start))
-    return scans
-
-
 def learn_pnp_parameters(
     prior,
     config: PnPTrainConfig = PnPTrainConfig(),
@@ -145,7 +117,7 @@ def learn_pnp_parameters(
     geometry = ScanGeometry.clinical_fan((config.image_size,) * 2, config.pixel_mm,
                                          config.n_views)
     op = Tomography(geometry, device)
-    scans = _training_scans(op, config)
+    scans = scan_set(op, config.solver, config.photons, phantom_seeds=config.seeds)
     for parameter in getattr(prior, "network", torch.nn.Module()).parameters():
         parameter.requires_grad_(False)
     theta = (initial or PnPParameters()).vector().requires_grad_(True)
@@ -156,28 +128,30 @@ def learn_pnp_parameters(
     log: list[dict] = []
     start = time.perf_counter()
     for step in range(config.steps):
-        scan = scans[step % len(scans)]
-        sigma, weight = settings(theta, scan.variance)
+        index = torch.tensor([step % len(scans)])
+        data, variance, reference_hu = scans.data(index), scans.variance[index], \
+            scans.reference_hu[index]
+        sigma, weight = settings(theta, variance)
         sigma, tau = sigma.to(op.device), data_step(weight, sigma).to(op.device)
-        state = scan.state
+        state = scans.get(index)
         with torch.no_grad():
             for _ in range(config.warm_iterations):
-                state = iterate(scan.data, prior, state, sigma.detach(), tau.detach(), steps)
+                state = iterate(data, prior, state, sigma.detach(), tau.detach(), steps)
         with torch.enable_grad():
             for _ in range(config.grad_iterations):
-                state = iterate(scan.data, prior, state, sigma, tau, steps)
+                state = iterate(data, prior, state, sigma, tau, steps)
             estimate_hu = physics.mu_to_hu(state[1])
-            loss = (estimate_hu - scan.reference_hu).pow(2).mean()
+            loss = (estimate_hu - reference_hu).pow(2).mean()
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
-        scan.state = tuple(s.detach() for s in state)
+        scans.put(index, state)
         learned = PnPParameters.from_vector(theta)
-        entry = {"step": step, "scan": step % len(scans), "variance": float(scan.variance[0]),
+        entry = {"step": step, "scan": step % len(scans), "variance": float(variance[0]),
                  "loss_hu2": float(loss.detach()),
-                 "psnr_full": float(psnr_hu(estimate_hu.detach(), scan.reference_hu)),
+                 "psnr_full": float(psnr_hu(estimate_hu.detach(), reference_hu)),
                  "sigma_hu": physics.mu_difference_to_hu(float(sigma[0].detach())),
-                 "data_scale": float(weight[0].detach() * scan.variance[0]),
+                 "data_scale": float(weight[0].detach() * variance[0]),
                  **asdict(learned), "seconds": time.perf_counter() - start}
         log.append(entry)
         if progress is not None:
