@@ -81,7 +81,7 @@ def test_bad_settings_and_weights_are_refused(tmp_path):
         PnPFinetuneConfig(real_patients=("lung1", "lung2"))
     with pytest.raises(ValueError, match="batch_size"):
         PnPFinetuneConfig(batch_size=0)
-    with pytest.raises(ValueError, match="'lpn'.*Prox-denoiser"):
+    with pytest.raises(ValueError, match=r"'lpn'.*Prox-denoiser"):
         finetune_on_pnp(shipped_weights("lpn"), tmp_path / "x.safetensors", TINY)
     op = Tomography(ScanGeometry.clinical_fan((64, 64), 3.2, 90))
     with pytest.raises(ValueError, match="real slice 0 has shape"):
