@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 from ctpnp import ScanGeometry, Tomography, physics
 from ctpnp.phantoms import random_anatomy
 from ctpnp.priors import load
+from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit
+from ctpnp.priors.prox_denoiser import hessian_spectral_norm
 from ctpnp.priors.registry import shipped_weights
 from ctpnp.priors.weights import card_path
 from ctpnp.simulation import phantom_scan
@@ -63,6 +65,28 @@ def test_fine_tuning_improves_pnp_on_its_training_scan(tmp_path):
     assert error_hu2(out) < 0.95 * error_hu2(shipped_weights("prox"))
 
 
+def test_the_hessian_penalty_holds_the_relaxed_network_s_curvature_down(tmp_path):
+    penalized = dataclasses.replace(TINY, steps=4, hessian_weight=1e5, hessian_target=0.2,
+                                    hessian_patch=32, hessian_power_iters=4)
+    record = finetune_on_pnp(shipped_weights("prox"), tmp_path / "p.safetensors", penalized)
+    assert all(row["hessian_norm_max"] > 0 for row in record["history"])
+    finetune_on_pnp(shipped_weights("prox"), tmp_path / "u.safetensors",
+                    dataclasses.replace(TINY, steps=4))
+    geometry = ScanGeometry.clinical_fan((64, 64), 3.2, 90)
+    _, hu = phantom_scan(random_anatomy(3, fov_mm=64 * 3.2), geometry, 2e4, 300)
+    u = mu_to_unit(physics.hu_to_mu(hu))
+    sigma_40_hu = physics.hu_to_mu(torch.tensor([40.0])) - physics.hu_to_mu(torch.tensor([0.0]))
+    sigma_unit = sigma_mu_to_unit(sigma_40_hu)
+
+    def largest_norm(weights) -> float:
+        network = load(weights).network
+        return float(hessian_spectral_norm(network, u, sigma_unit, 30,
+                                           generator=torch.Generator().manual_seed(0))[0])
+
+    assert largest_norm(tmp_path / "p.safetensors") < 0.95 * largest_norm(
+        tmp_path / "u.safetensors")
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, run_until_checkpoint):
     config = dataclasses.replace(TINY, steps=4)
     full = tmp_path / "full" / "w.safetensors"
@@ -81,6 +105,8 @@ def test_bad_settings_and_weights_are_refused(tmp_path):
         PnPFinetuneConfig(real_patients=("lung1", "lung2"))
     with pytest.raises(ValueError, match="batch_size"):
         PnPFinetuneConfig(batch_size=0)
+    with pytest.raises(ValueError, match="hessian_patch"):
+        PnPFinetuneConfig(image_size=64, hessian_patch=128)
     with pytest.raises(ValueError, match=r"'lpn'.*Prox-denoiser"):
         finetune_on_pnp(shipped_weights("lpn"), tmp_path / "x.safetensors", TINY)
     op = Tomography(ScanGeometry.clinical_fan((64, 64), 3.2, 90))

@@ -32,7 +32,8 @@ import torch
 
 from ctpnp import physics
 from ctpnp.data import SPLITS, patient_slices_hu
-from ctpnp.priors.prox_denoiser import ProxDenoiserPrior
+from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit
+from ctpnp.priors.prox_denoiser import ProxDenoiserPrior, hessian_spectral_norm
 from ctpnp.priors.weights import load_weights, save_weights
 from ctpnp.projector import Tomography
 from ctpnp.scanner.geometry import ScanGeometry
@@ -70,6 +71,11 @@ class PnPFinetuneConfig:
         warm_iterations: iterations without gradient per visit.
         learning_rate: Adam's step on the network weights.
         cg_maxiter: CG iterations per data step (to relative residual 1e-6).
+        hessian_weight: weight (HU² per unit) of the penalty ``max(0, ||Hess(gamma g)||
+            - hessian_target)`` on one ``hessian_patch``² crop of each scan's current
+            iterate at its sigma (``hessian_power_iters`` power iterations); 0 turns it
+            off. It keeps the relaxed network near an exact prox, so the relaxation
+            after fine-tuning (:mod:`ctpnp.train.relaxation`) takes back less.
         seed: RNG seed of the batch draws.
         checkpoint_every / progress_every: steps between checkpoints / progress reports.
     """
@@ -88,6 +94,10 @@ class PnPFinetuneConfig:
     warm_iterations: int = 2
     learning_rate: float = 1e-5
     cg_maxiter: int = 4
+    hessian_weight: float = 0.0
+    hessian_target: float = 0.9
+    hessian_patch: int = 64
+    hessian_power_iters: int = 8
     seed: int = 0
     checkpoint_every: int = 50
     progress_every: int = 10
@@ -104,6 +114,9 @@ class PnPFinetuneConfig:
                                                 self.warm_iterations) < 0:
             raise ValueError("steps, batch_size, cg_maxiter, checkpoint_every and "
                              "progress_every must be >= 1, iterations >= 0")
+        if self.hessian_weight < 0 or not 0 < self.hessian_patch <= self.image_size:
+            raise ValueError(f"hessian_weight must be >= 0 (got {self.hessian_weight}) and "
+                             f"hessian_patch in 1..image_size (got {self.hessian_patch})")
 
     def to_dict(self) -> dict:
         """JSON form (tuples as lists)."""
@@ -206,13 +219,15 @@ def finetune_on_pnp(
     else:
         for first in range(0, len(scans), 8):
             advance(torch.arange(first, min(first + 8, len(scans))), config.start_iterations)
+    penalty = (_hessian_penalty(prior, config, generator) if config.hessian_weight > 0
+               else None)
     start = time.perf_counter() - elapsed
     while step < config.steps:
         index = torch.randperm(len(scans), generator=generator)[:config.batch_size]
-        loss = _jfb_step(scans, index, advance(index, config.warm_iterations), prior,
-                         iterate, sigma[index], tau[index], settings, optimizer)
+        losses = _jfb_step(scans, index, advance(index, config.warm_iterations), prior,
+                           iterate, sigma[index], tau[index], settings, optimizer, penalty)
         step += 1
-        history.append({"step": step, "loss_hu2": loss,
+        history.append({"step": step, **losses,
                         "seconds": round(time.perf_counter() - start, 1)})
         if step % config.checkpoint_every == 0 or step == config.steps:
             checkpoint.save(network, optimizer, generator, config.to_dict(),
@@ -223,7 +238,7 @@ def finetune_on_pnp(
                 progress({"event": "checkpoint", "step": step, "total_steps": config.steps})
         if progress is not None and step % config.progress_every == 0:
             progress({"event": "step", "step": step, "total_steps": config.steps,
-                      "loss": loss, "seconds": history[-1]["seconds"]})
+                      "loss": losses["loss_hu2"], **losses, "seconds": history[-1]["seconds"]})
     record = {
         "method": "restarted JFB on PnP iterates (ctpnp.train.pnp_finetune)",
         "from_weights": Path(weights_path).name,
@@ -249,14 +264,47 @@ def finetune_on_pnp(
 
 def _jfb_step(scans: ScanSet, index: torch.Tensor, state: tuple[torch.Tensor, ...],
               prior: ProxDenoiserPrior, iterate, sigma: torch.Tensor, tau: torch.Tensor,
-              settings: StepSettings, optimizer: torch.optim.Optimizer) -> float:
+              settings: StepSettings, optimizer: torch.optim.Optimizer,
+              penalty: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, float]] | None,
+              ) -> dict[str, float]:
     """One back-propagated iteration from ``state`` (the scans ``index``), one Adam step on the
-    network; stores the new state and returns the loss (HU², mean over the batch's pixels)."""
+    network (on the loss plus ``penalty`` of the new iterate, when given); stores the new
+    state and returns ``{"loss_hu2"}`` (mean over the batch's pixels) and, with a penalty,
+    ``"hessian_norm_max"``."""
     with torch.enable_grad():
         new = iterate(scans.data(index), prior, state, sigma, tau, settings)
         loss = (physics.mu_to_hu(new[1]) - scans.reference_hu[index]).pow(2).mean()
+        record = {"loss_hu2": float(loss.detach())}
+        if penalty is not None:
+            extra, record["hessian_norm_max"] = penalty(new[1].detach(), sigma)
+            loss = loss + extra
         optimizer.zero_grad()
         loss.backward()
     optimizer.step()
     scans.put(index, new)
-    return float(loss.detach())
+    return record
+
+
+def _hessian_penalty(prior: ProxDenoiserPrior, config: PnPFinetuneConfig,
+                     generator: torch.Generator
+                     ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, float]]:
+    """``penalty(x_mu, sigma_mu)``: ``hessian_weight * mean_b max(0, ||Hess(gamma g)|| -
+    hessian_target)`` at one random ``hessian_patch``² crop of each image ``x_mu``
+    ``(B, 1, H, W)`` (1/mm) at its noise level ``sigma_mu`` ``(B,)`` (1/mm), differentiable
+    in the network's weights, and the largest norm."""
+    size = config.hessian_patch
+    lo, hi = prior.sigma_range_unit
+
+    def penalty(x_mu: torch.Tensor, sigma_mu: torch.Tensor) -> tuple[torch.Tensor, float]:
+        corners = torch.randint(0, x_mu.shape[-1] - size + 1, (x_mu.shape[0], 2),
+                                generator=generator).tolist()
+        crops = torch.stack([image[:, r:r + size, c:c + size]
+                             for image, (r, c) in zip(x_mu, corners, strict=True)])
+        sigma_unit = sigma_mu_to_unit(sigma_mu).clamp(lo, hi)
+        norm = hessian_spectral_norm(prior.network, mu_to_unit(crops), sigma_unit,
+                                     config.hessian_power_iters, create_graph=True,
+                                     generator=generator)
+        excess = (norm - config.hessian_target).clamp(min=0.0).mean()
+        return config.hessian_weight * excess, float(norm.detach().max())
+
+    return penalty
