@@ -21,6 +21,18 @@ for a quick try.
   for ``||Hess g|| = 0.98``, and PnP-ADMM with that network often did not settle
   within 100 iterations; the relaxed network converges in 7--60. A penalty phase
   before the relaxation denoises better but left PnP unchanged (README, Benchmarks).
+* ``PROX_PNP_RECIPE`` fine-tunes the shipped Prox-denoiser's weights on PnP-ADMM
+  iterates by restarted JFB under its dose rule (:mod:`ctpnp.train.pnp_finetune`),
+  then relaxes it again. Measured on the 256² validation scans with the default
+  PnP-ADMM (2026-12-01), it does not beat the shipped network once the network is an
+  exact prox again: without the Hessian penalty, 100 steps gain +0.02 soft-tissue
+  SSIM before the relaxation, but the largest ``||Hess g||`` grows to 1.08 and the
+  relaxation (gamma 15-28 % lower at 32-70 HU) takes most of it back (10^4 / 10^5
+  photons: +0.07 / -0.09 dB full window, +0.007 / +0.005 SSIM); with the penalty
+  (this recipe) the norm stays at 0.87-0.96 and the relaxed network reads -0.04 /
+  -0.04 dB, +0.006 / +0.008 SSIM (better on the lung2 slices, worse on the phantom at
+  10^4). Longer runs (200-260 steps of the 800 first planned) overfit the training
+  scans (their PSNR +1 dB, validation full-window PSNR falling).
 
 Run: ``.venv/bin/python pipelines/train_priors.py [--device cuda] --out trained
 [--only prox]``. Writes ``<out>/lpn.safetensors`` / ``prox.safetensors`` (the
@@ -85,12 +97,15 @@ PROX_PNP_RECIPE = PnPFinetuneConfig(
     phantom_seeds=TRAIN_SEEDS[:16],
     real_patients=SPLITS["train"],
     slices_per_patient=16,
-    steps=800,
+    steps=100,
     batch_size=4,
     learning_rate=1e-5,
+    hessian_weight=2000.0,
 )
 """Fine-tuning on PnP-ADMM iterates: 48 real training slices and 16 phantoms, each scanned
-at 10^4 and 10^5 photons (256², 360 views), 800 steps of 4 scans."""
+at 10^4 and 10^5 photons (256², 360 views), 100 steps of 4 scans with the Hessian
+penalty (12 min on two cores, 5 of them the start, then 16 min of relaxation). Measured, not
+shipped: see the module docstring."""
 
 PROX_RELAX_TARGET = 0.9
 """Largest ``||Hess g||`` on the validation patches after relaxation (a margin under 1:
