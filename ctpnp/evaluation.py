@@ -33,6 +33,7 @@ from ctpnp.atomic import staged_file
 from ctpnp.io import read_pydicom_slice
 from ctpnp.phantoms import random_anatomy
 from ctpnp.projector import Tomography
+from ctpnp.quality import QUALITY_COLUMNS
 from ctpnp.simulation import clean_projection, phantom_scan
 from ctpnp.versions import package_versions
 
@@ -247,6 +248,19 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
         raise ValueError(f"no setting range was run on every scan of the group ({scans})")
     return {**best, "variance": float(np.mean([r["variance"] for r in rows])), "scans": scans,
             "curves": means}
+
+
+def means_against(rows: list[dict], reference: str) -> list[dict]:
+    """Per ``(weights, dose)`` of ``rows`` (one per scan, with :data:`QUALITY_COLUMNS`): the
+    mean of each quality column over the scans and, as ``delta_<column>``, its difference
+    from the mean of the weights ``reference`` at the same dose."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["weights"], row["dose"]), []).append(row)
+    means = {key: {c: _mean(group, c) for c in QUALITY_COLUMNS} for key, group in groups.items()}
+    return [{"weights": weights, "dose": dose, **mean,
+             **{f"delta_{c}": mean[c] - means[(reference, dose)][c] for c in QUALITY_COLUMNS}}
+            for (weights, dose), mean in means.items()]
 
 
 def _mean(rows: list[dict], key: str) -> float:

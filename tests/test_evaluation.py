@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctpnp.evaluation import best_interpolated, best_per_dose, markdown_table, pooled
+from ctpnp.evaluation import (
+    best_interpolated,
+    best_per_dose,
+    markdown_table,
+    means_against,
+    pooled,
+)
+from ctpnp.quality import QUALITY_COLUMNS
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "pipelines" / "calibrate" / "results"
@@ -23,6 +30,26 @@ TV_RULE = ROOT / "ctpnp" / "solvers" / "tv_weight.json"
 def test_the_shipped_choices_follow_from_their_rows(name, setting, choice):
     record = json.loads((RESULTS / f"{name}.json").read_text())
     assert best_per_dose(record["rows"], setting) == record[choice]
+
+
+def test_weights_are_compared_by_their_means_per_dose_against_the_reference():
+    def row(weights, dose, psnr):
+        return {"weights": weights, "dose": dose, **dict.fromkeys(QUALITY_COLUMNS, psnr)}
+
+    rows = [row("ref", "low", 30.0), row("ref", "low", 32.0), row("new", "low", 33.0),
+            row("new", "low", 34.0), row("ref", "high", 40.0), row("new", "high", 39.0)]
+    table = {(r["weights"], r["dose"]): r for r in means_against(rows, "ref")}
+    assert table[("new", "low")]["psnr_full_db"] == 33.5
+    assert table[("new", "low")]["delta_psnr_full_db"] == 2.5
+    assert table[("new", "high")]["delta_ssim_soft"] == -1.0
+    assert table[("ref", "high")]["delta_rmse_hu"] == 0.0
+
+
+@pytest.mark.parametrize("photons", ["1e4", "1e5"])
+def test_the_recorded_weights_comparisons_follow_from_their_rows(photons):
+    record = json.loads((RESULTS / f"compare_weights_256_jfb_{photons}.json").read_text())
+    assert record["summary"] == means_against(record["rows"], record["reference"])
+    assert {r["scan"] for r in record["rows"]}.isdisjoint({"693_J2KI.dcm"})  # a test slice
 
 
 @pytest.mark.parametrize("prior", ["prox", "lpn"])
