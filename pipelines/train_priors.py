@@ -31,8 +31,10 @@ for a quick try.
   photons: +0.07 / -0.09 dB full window, +0.007 / +0.005 SSIM); with the penalty
   (this recipe) the norm stays at 0.87-0.96 and the relaxed network reads -0.04 /
   -0.04 dB, +0.006 / +0.008 SSIM (better on the lung2 slices, worse on the phantom at
-  10^4). Longer runs (200-260 steps of the 800 first planned) overfit the training
-  scans (their PSNR +1 dB, validation full-window PSNR falling).
+  10^4); 200 steps with the penalty read +0.03 / -0.09 dB, +0.009 / +0.009 SSIM.
+  Without the penalty, 200-260 steps overfit the training scans (their PSNR +1 dB,
+  validation full-window PSNR falling). Scores: ``pipelines/calibrate/compare_weights.py``,
+  ``compare_weights_256_jfb_{1e4,1e5}.json``.
 
 Run: ``.venv/bin/python pipelines/train_priors.py [--device cuda] --out trained
 [--only prox]``. Writes ``<out>/lpn.safetensors`` / ``prox.safetensors`` (the
