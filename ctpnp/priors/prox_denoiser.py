@@ -178,8 +178,9 @@ class ProxDenoiserPrior:
         network.load_state_dict(tensors)
         return cls(network.to(device), (lo, hi), ref, card=card)
 
-    def _sigma_unit(self, sigma_mu: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` normalized noise std, clamped into the trained range."""
+    def sigma_unit(self, sigma_mu: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` normalized noise std of ``sigma_mu`` (1/mm, float or ``(B,)``) for the
+        batch ``like`` ``(B, ...)``, clamped into the trained range."""
         s = torch.as_tensor(sigma_mu_to_unit(sigma_mu), dtype=like.dtype,
                             device=like.device).reshape(-1)
         return s.expand(like.shape[0]).clamp(*self.sigma_range_unit)
@@ -204,7 +205,7 @@ class ProxDenoiserPrior:
         the network through PnP); detached otherwise.
         """
         u = mu_to_unit(z)
-        s = self._sigma_unit(sigma, u)
+        s = self.sigma_unit(sigma, u)
         differentiable = torch.is_grad_enabled() and (
             u.requires_grad or s.requires_grad
             or any(p.requires_grad for p in self.network.parameters()))

@@ -32,7 +32,7 @@ import torch
 
 from ctpnp import physics
 from ctpnp.data import SPLITS, patient_slices_hu
-from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit
+from ctpnp.priors.normalization import mu_to_unit
 from ctpnp.priors.prox_denoiser import ProxDenoiserPrior, hessian_spectral_norm
 from ctpnp.priors.weights import load_weights, save_weights
 from ctpnp.projector import Tomography
@@ -163,8 +163,9 @@ def finetune_on_pnp(
         config: data and optimization settings.
         device: ``"cpu"`` or ``"cuda"``.
         resume: continue from the checkpoint when there is one.
-        progress: called with ``{"event": "step", "step", "total_steps", "loss",
-            "seconds"}`` every ``progress_every`` steps, ``{"event": "checkpoint", ...}``
+        progress: called with ``{"event": "step", "step", "total_steps", "loss_hu2",
+            "seconds"}`` (and ``"hessian_norm_max"`` with the penalty) every
+            ``progress_every`` steps, ``{"event": "checkpoint", ...}``
             after each checkpoint and ``{"event": "done", ...}`` at the end.
 
     Returns:
@@ -238,7 +239,7 @@ def finetune_on_pnp(
                 progress({"event": "checkpoint", "step": step, "total_steps": config.steps})
         if progress is not None and step % config.progress_every == 0:
             progress({"event": "step", "step": step, "total_steps": config.steps,
-                      "loss": losses["loss_hu2"], **losses, "seconds": history[-1]["seconds"]})
+                      **losses, "seconds": history[-1]["seconds"]})
     record = {
         "method": "restarted JFB on PnP iterates (ctpnp.train.pnp_finetune)",
         "from_weights": Path(weights_path).name,
@@ -289,19 +290,18 @@ def _hessian_penalty(prior: ProxDenoiserPrior, config: PnPFinetuneConfig,
                      generator: torch.Generator
                      ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, float]]:
     """``penalty(x_mu, sigma_mu)``: ``hessian_weight * mean_b max(0, ||Hess(gamma g)|| -
-    hessian_target)`` at one random ``hessian_patch``² crop of each image ``x_mu``
-    ``(B, 1, H, W)`` (1/mm) at its noise level ``sigma_mu`` ``(B,)`` (1/mm), differentiable
+    hessian_target)`` at one random ``hessian_patch``² crop of each square image ``x_mu``
+    ``(B, 1, N, N)`` (1/mm) at its noise level ``sigma_mu`` ``(B,)`` (1/mm), differentiable
     in the network's weights, and the largest norm."""
     size = config.hessian_patch
-    lo, hi = prior.sigma_range_unit
 
     def penalty(x_mu: torch.Tensor, sigma_mu: torch.Tensor) -> tuple[torch.Tensor, float]:
         corners = torch.randint(0, x_mu.shape[-1] - size + 1, (x_mu.shape[0], 2),
                                 generator=generator).tolist()
         crops = torch.stack([image[:, r:r + size, c:c + size]
                              for image, (r, c) in zip(x_mu, corners, strict=True)])
-        sigma_unit = sigma_mu_to_unit(sigma_mu).clamp(lo, hi)
-        norm = hessian_spectral_norm(prior.network, mu_to_unit(crops), sigma_unit,
+        u = mu_to_unit(crops)
+        norm = hessian_spectral_norm(prior.network, u, prior.sigma_unit(sigma_mu, u),
                                      config.hessian_power_iters, create_graph=True,
                                      generator=generator)
         excess = (norm - config.hessian_target).clamp(min=0.0).mean()

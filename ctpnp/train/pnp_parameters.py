@@ -129,8 +129,8 @@ def learn_pnp_parameters(
     start = time.perf_counter()
     for step in range(config.steps):
         index = torch.tensor([step % len(scans)])
-        data, variance, reference_hu = scans.data(index), scans.variance[index], \
-            scans.reference_hu[index]
+        data, variance = scans.data(index), scans.variance[index]
+        reference_hu = scans.reference_hu[index]
         sigma, weight = settings(theta, variance)
         sigma, tau = sigma.to(op.device), data_step(weight, sigma).to(op.device)
         state = scans.get(index)
