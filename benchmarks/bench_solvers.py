@@ -16,10 +16,12 @@ most 2500 iterations, the count its weight was chosen at); ``--iterations``
 caps the PnP methods instead, and TV at 30 times that.
 
 Methods named ``... (old)`` run the configuration before issue 18 on the same
-scan in the same run (PnP: plain CG, unrelaxed, ``LEGACY_SETTINGS``; TV: the
-balanced step rule, same weight); a third table gives, per pair, the ratio of
-the seconds to 0.1 dB and the difference of the final PSNR. ``--backend odl``
-runs on ODL + astra_cpu instead of the default CPU projector, for context.
+scan in the same run: its solver (PnP: plain CG, unrelaxed,
+``LEGACY_SETTINGS``; TV: the balanced step rule, same weight) on its
+projector (ODL + astra_cpu); ``... (old solver)`` runs that solver on the
+default projector, to separate the two gains. A third table gives, per pair,
+the ratio of the seconds to 0.1 dB and the difference of the final PSNR.
+``--backend odl`` runs the new methods on ODL + astra_cpu too, for context.
 
 Run: ``.venv/bin/python benchmarks/bench_solvers.py [--size 256] [--iterations 20] [--jobs 2]``
 (about 10 minutes per scan, one dose of one phantom, at 256² on one core for
@@ -119,21 +121,26 @@ def mean_rows(rows: list[dict]) -> list[dict]:
             for (dose, method), group in groups.items()]
 
 
-METHOD_NAMES = ("TV (PDHG)", "PnP-ADMM LPN", "PnP-DRS LPN", "PnP-ADMM Prox", "PnP-DRS Prox",
-                "PnP-ADMM Prox (old)", "PnP-DRS Prox (old)", "TV (PDHG) (old)")
-DEFAULT_METHODS = METHOD_NAMES[:5]
+DEFAULT_METHODS = ("TV (PDHG)", "PnP-ADMM LPN", "PnP-DRS LPN", "PnP-ADMM Prox", "PnP-DRS Prox")
 """Run when ``--methods`` is not given; the others compare configurations."""
+OLD_SUFFIXES = (" (old)", " (old solver)")
+"""Configurations before issue 18: solver and projector, solver alone."""
+METHOD_NAMES = DEFAULT_METHODS + tuple(f"{name}{suffix}" for suffix in OLD_SUFFIXES
+                                       for name in ("PnP-ADMM Prox", "PnP-DRS Prox", "TV (PDHG)"))
 
 
 def pair_rows(rows: list[dict]) -> list[dict]:
-    """Per scan, each ``name (old)`` row against its ``name`` row: time ratio, PSNR change."""
+    """Per scan, each ``name (old)`` or ``name (old solver)`` row against its ``name`` row:
+    time ratio, PSNR change."""
     by_key = {(r["dose"], r["seed"], r["method"]): r for r in rows}
     pairs = []
     for (dose, seed, method), old in by_key.items():
-        new = by_key.get((dose, seed, method.removesuffix(" (old)")))
-        if not method.endswith(" (old)") or new is None:
+        suffix = next((s for s in OLD_SUFFIXES if method.endswith(s)), None)
+        new = suffix and by_key.get((dose, seed, method.removesuffix(suffix)))
+        if not new:
             continue
         pairs.append({"dose": dose, "seed": seed, "method": new["method"],
+                      "against": suffix.strip(" ()"),
                       "s to 0.1 dB new": new["s to 0.1 dB"], "s to 0.1 dB old": old["s to 0.1 dB"],
                       "time ratio new/old": new["s to 0.1 dB"] / old["s to 0.1 dB"],
                       "s to stop new": new["s"], "s to stop old": old["s"],
@@ -148,32 +155,42 @@ def scan_rows(size: int, views: int, iterations: int | None, names: tuple[str, .
     """FBP and the iterative methods ``names`` on one held-out scan: the table rows."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
-    op = Tomography(ScanGeometry.clinical_fan((size, size), PIXEL_MM, views), backend=backend)
+    geometry = ScanGeometry.clinical_fan((size, size), PIXEL_MM, views)
+    op = Tomography(geometry, backend=backend)
     lpn, prox = load("lpn"), load("prox")
     pnp = {} if iterations is None else {"max_iter": iterations}
     pdhg = {} if iterations is None else {"max_iter": 30 * iterations}
+
+    def configurations(suffix: str, on: Tomography) -> dict:
+        return {
+            f"PnP-ADMM Prox{suffix}": (prox, on, lambda y, cb: pnp_admm(
+                y, on, prox, callback=cb, **pnp, **LEGACY_SETTINGS)),
+            f"PnP-DRS Prox{suffix}": (prox, on, lambda y, cb: pnp_drs(
+                y, on, prox, callback=cb, **pnp, **LEGACY_SETTINGS)),
+            f"TV (PDHG){suffix}": (None, on, lambda y, cb: tv(
+                y, on, steps="balanced", callback=cb, **pdhg)),
+        }
+
+    old_projector = (Tomography(geometry, backend="odl")
+                     if any(n.endswith(" (old)") for n in names) else op)
     methods = {
-        "TV (PDHG)": (None, lambda y, cb: tv(y, op, callback=cb, **pdhg)),
-        "PnP-ADMM LPN": (lpn, lambda y, cb: pnp_admm(y, op, lpn, callback=cb, **pnp)),
-        "PnP-DRS LPN": (lpn, lambda y, cb: pnp_drs(y, op, lpn, callback=cb, **pnp)),
-        "PnP-ADMM Prox": (prox, lambda y, cb: pnp_admm(y, op, prox, callback=cb, **pnp)),
-        "PnP-DRS Prox": (prox, lambda y, cb: pnp_drs(y, op, prox, callback=cb, **pnp)),
-        "PnP-ADMM Prox (old)": (prox, lambda y, cb: pnp_admm(y, op, prox, callback=cb, **pnp,
-                                                             **LEGACY_SETTINGS)),
-        "PnP-DRS Prox (old)": (prox, lambda y, cb: pnp_drs(y, op, prox, callback=cb, **pnp,
-                                                           **LEGACY_SETTINGS)),
-        "TV (PDHG) (old)": (None, lambda y, cb: tv(y, op, steps="balanced", callback=cb,
-                                                   **pdhg)),
+        "TV (PDHG)": (None, op, lambda y, cb: tv(y, op, callback=cb, **pdhg)),
+        "PnP-ADMM LPN": (lpn, op, lambda y, cb: pnp_admm(y, op, lpn, callback=cb, **pnp)),
+        "PnP-DRS LPN": (lpn, op, lambda y, cb: pnp_drs(y, op, lpn, callback=cb, **pnp)),
+        "PnP-ADMM Prox": (prox, op, lambda y, cb: pnp_admm(y, op, prox, callback=cb, **pnp)),
+        "PnP-DRS Prox": (prox, op, lambda y, cb: pnp_drs(y, op, prox, callback=cb, **pnp)),
+        **configurations(" (old)", old_projector),
+        **configurations(" (old solver)", op),
     }
     _, _, y, hu, _ = next(phantom_scans(op, [seed], [DOSES[dose]]))
     start = time.perf_counter()
     fbp = physics.mu_to_hu(op.fbp(y))
     rows = [{"dose": dose, "seed": seed, "method": "FBP (Hann)", **quality_row(fbp, hu),
              "s": time.perf_counter() - start}]
-    assert tuple(methods) == METHOD_NAMES
+    assert set(methods) == set(METHOD_NAMES)
     for name in names:
-        prior, solve = methods[name]
-        row = run(name, solve, y, op, prior, hu)
+        prior, projector, solve = methods[name]
+        row = run(name, solve, y, projector, prior, hu)
         rows.append({"dose": dose, "seed": seed, **row})
         print(f"{dose} seed {seed} {name}: {row['psnr_full_db']:.2f} dB", flush=True)
     return rows
