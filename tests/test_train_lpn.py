@@ -66,6 +66,27 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     train_lpn(other, out, resume=False)  # starting afresh is allowed
 
 
+def test_a_run_can_start_from_other_weights_and_its_card_says_so(tmp_path):
+    from dataclasses import replace
+
+    start = train_lpn(TINY, tmp_path / "start.safetensors")
+    start_card = json.loads((tmp_path / "start.json").read_text())
+    frozen = replace(TINY, stages=(Stage("l1", 2, 0.0),))  # a zero rate keeps the weights
+    out = train_lpn(frozen, tmp_path / "next.safetensors", init_from=start)
+    a, b = load_file(str(start)), load_file(str(out))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    record = json.loads((tmp_path / "next.json").read_text())["training"]["initialized_from"]
+    assert record["weights"] == "start.safetensors"
+    assert len(record["sha256"]) == 64 and record["sha256"] == start_card["sha256"]
+    assert record["steps"] == TINY.total_steps
+    scratch = train_lpn(frozen, tmp_path / "scratch.safetensors")
+    assert any(not torch.equal(a[k], v) for k, v in load_file(str(scratch)).items())
+    wider = replace(frozen, icnn=replace(TINY.icnn, channels=6))
+    with pytest.raises(ValueError, match="start.safetensors"):
+        train_lpn(wider, tmp_path / "wider.safetensors", init_from=start)
+
+
 
 def test_corpus_patients_join_training_validation_and_the_card(tmp_path, fake_corpus):
     from dataclasses import replace

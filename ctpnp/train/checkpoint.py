@@ -18,7 +18,24 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["Checkpoint"]
+from ctpnp.priors.weights import check_state_dict, load_weights
+
+__all__ = ["Checkpoint", "load_initial_weights"]
+
+
+def load_initial_weights(network: torch.nn.Module, path: str | Path) -> dict:
+    """Start ``network`` from the weights file ``path`` (same architecture, checked).
+
+    Returns:
+        the record a model card keeps of where a run started: the file's name, its
+        card's sha256 of the weights and its card's training record (data, steps,
+        time, device).
+    """
+    tensors, card = load_weights(path)
+    check_state_dict(network.state_dict(), tensors, path)
+    network.load_state_dict(tensors)
+    return {"weights": Path(path).name, "sha256": card.get("sha256"),
+            **card.get("training", {})}
 
 
 class Checkpoint:

@@ -25,7 +25,7 @@ from ctpnp.priors.icnn import ICNNConfig
 from ctpnp.priors.lpn import LPN, LPNPrior
 from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM, hu_to_unit
 from ctpnp.priors.weights import save_weights
-from ctpnp.train.checkpoint import Checkpoint
+from ctpnp.train.checkpoint import Checkpoint, load_initial_weights
 from ctpnp.train.data import PatchSampler, corpus_record, phantom_slices_hu, piecewise_smooth_hu
 from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.losses import l1_loss, proximal_matching_loss
@@ -214,6 +214,7 @@ def train_lpn(
     resume: bool = True,
     extra_slices_hu: Iterable[np.ndarray] = (),
     device: str | torch.device = "cpu",
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train an LPN and write ``out_path`` (safetensors) with its model card ``.json``.
 
@@ -229,6 +230,10 @@ def train_lpn(
             series, ``ctpnp.io.read_ct_series(folder).hu``) mixed into training.
         device: ``"cpu"`` or ``"cuda[:N]"``. Patches and noise are drawn on the
             CPU from the seeded generator, so a run is the same data on any device.
+        init_from: start from this LPN weights file (same architecture) instead
+            of the seeded initialization; its card's training record is kept in
+            the new card (``training.initialized_from``). A resumed run starts
+            from its checkpoint.
 
     Returns:
         ``out_path``.
@@ -238,7 +243,9 @@ def train_lpn(
     device = training_device(device)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        network = LPN(config.icnn, config.alpha).to(device)
+        network = LPN(config.icnn, config.alpha)
+    previous = load_initial_weights(network, init_from) if init_from is not None else None
+    network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.stages[0].lr)
     generator = torch.Generator().manual_seed(config.seed)
     ckpt = Checkpoint(out_path)
@@ -283,7 +290,8 @@ def train_lpn(
             report({"event": "checkpoint", "step": done, "path": str(ckpt.weights_path)})
 
     final = state["history"][-1] if state["history"] else validate(network, config, val_clean)
-    card = _model_card(network, config, state, final, len(extra), describe_device(device))
+    card = _model_card(network, config, state, final, len(extra), describe_device(device),
+                       previous)
     save_weights(out_path, network.state_dict(), card)
     report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
     return out_path
@@ -291,7 +299,7 @@ def train_lpn(
 
 def _model_card(
     network: LPN, config: LPNTrainConfig, state: dict, final: dict, n_extra_slices: int,
-    device: dict,
+    device: dict, previous: dict | None,
 ) -> dict:
     stride = config.stride or max(config.icnn.patch_size // 2, 1)
     return {
@@ -321,6 +329,7 @@ def _model_card(
             "device": device,
             "config": config.to_dict(),
             "history": state["history"],
+            "initialized_from": previous,
         },
         "validation": {"seeds": list(config.val_seeds),
                        "patients": corpus_record(config.val_patients),

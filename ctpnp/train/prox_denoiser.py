@@ -30,8 +30,8 @@ from ctpnp.data import patient_slices_hu
 from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, hessian_spectral_norm
 from ctpnp.priors.unet import UNetConfig
-from ctpnp.priors.weights import check_state_dict, load_weights, save_weights
-from ctpnp.train.checkpoint import Checkpoint
+from ctpnp.priors.weights import save_weights
+from ctpnp.train.checkpoint import Checkpoint, load_initial_weights
 from ctpnp.train.data import PatchSampler, corpus_record, phantom_slices_hu
 from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.lpn import psnr_unit_db
@@ -213,7 +213,7 @@ def train_prox_denoiser(
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         network = GradientStepDenoiser(config.unet)
-    previous = _load_init(network, init_from) if init_from is not None else None
+    previous = load_initial_weights(network, init_from) if init_from is not None else None
     network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.l2_lr)
     generator = torch.Generator().manual_seed(config.seed)
@@ -316,14 +316,6 @@ def _converged(state: dict, config: ProxTrainConfig) -> bool:
         and last.get("step") == state["step"]
         and last.get("val_max_hessian_norm", float("inf")) < config.stop_below
     )
-
-
-def _load_init(network: GradientStepDenoiser, path: str | Path) -> dict:
-    """Load ``path``'s tensors into ``network``; return its card's training record."""
-    tensors, card = load_weights(path)
-    check_state_dict(network.state_dict(), tensors, path)
-    network.load_state_dict(tensors)
-    return {"weights": Path(path).name, **card.get("training", {})}
 
 
 def _model_card(
