@@ -7,6 +7,7 @@ never a half-written series, and an interrupted write leaves no partial output.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -21,7 +22,9 @@ def staged_dir(final: Path | str) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``final``; on success rename it to ``final``.
 
     Raises:
-        FileExistsError: if ``final`` exists and is not an empty folder (never overwritten).
+        FileExistsError: if ``final`` exists and is not an empty folder (never
+            overwritten), before the work or, when another writer got there first,
+            after it (the temporary folder is then removed, ``final`` left as is).
     """
     final = Path(final)
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
@@ -32,9 +35,15 @@ def staged_dir(final: Path | str) -> Iterator[Path]:
     try:
         yield temporary
         temporary.chmod(0o755)
-        if final.exists():
-            final.rmdir()
-        temporary.rename(final)
+        try:
+            if final.exists():
+                final.rmdir()
+            temporary.rename(final)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise FileExistsError(f"{final}: another writer filled the output folder "
+                                  "meanwhile") from err
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

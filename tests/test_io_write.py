@@ -157,6 +157,16 @@ def test_output_is_never_partial_or_overwritten(tmp_path: Path) -> None:
     assert not (tmp_path / "nan").exists()
 
 
+def test_a_folder_another_writer_filled_meanwhile_is_left_as_it_is(tmp_path: Path) -> None:
+    final = tmp_path / "series"
+    with pytest.raises(FileExistsError, match="another writer"), staged_dir(final) as staging:
+        (staging / "mine.dcm").write_bytes(b"mine")
+        final.mkdir()
+        (final / "theirs.dcm").write_bytes(b"theirs")
+    assert [p.name for p in tmp_path.iterdir()] == ["series"]
+    assert [p.name for p in final.iterdir()] == ["theirs.dcm"]
+
+
 def test_laterality_is_copied_never_made_up(tmp_path: Path, source: CTSeries) -> None:
     """Laterality is Type 2C (paired body parts only): an output from a source naming an
     unpaired body part must not carry it, even empty; one from a source with it keeps the

@@ -1,6 +1,7 @@
 """The system-matrix backend against ODL + ASTRA (the reference), on the real ASTRA."""
 
 import gc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,6 +190,28 @@ def test_disk_cache_drops_the_least_recently_used_entries(tmp_path, monkeypatch)
     matrix_cache.store("third", matrix)
     assert {p.name for p in tmp_path.iterdir()} == {"first", "third"}
     assert first.exists()
+
+
+def test_two_processes_storing_one_matrix_at_once_both_get_the_entry(tmp_path, monkeypatch):
+    """The second writer finishes after the first has renamed its folder into place."""
+    monkeypatch.setenv("CTPNP_MATRIX_CACHE", str(tmp_path))
+    matrix = build_system_matrix(ODL["parallel"]._backend)
+    original_save = np.save
+    other_writer_ran = []
+
+    def save_after_the_other_writer(path, array, *args, **kwargs):
+        if Path(path).name == "data.npy" and not other_writer_ran:
+            other_writer_ran.append(True)
+            matrix_cache.store("key", matrix)  # the other process, all at once
+        return original_save(path, array, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", save_after_the_other_writer)
+    assert matrix_cache.store("key", matrix) == tmp_path / "key"
+    assert other_writer_ran
+    monkeypatch.setattr(np, "save", original_save)
+    data, *_ = matrix_cache.load("key", matrix.shape)
+    np.testing.assert_array_equal(data, matrix.data)
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]  # no staging folder left
 
 
 def test_disk_cache_can_be_turned_off(monkeypatch):

@@ -83,7 +83,7 @@ def test_a_run_can_start_from_other_weights_and_its_card_says_so(tmp_path):
     scratch = train_lpn(frozen, tmp_path / "scratch.safetensors")
     assert any(not torch.equal(a[k], v) for k, v in load_file(str(scratch)).items())
     wider = replace(frozen, icnn=replace(TINY.icnn, channels=6))
-    with pytest.raises(ValueError, match="start.safetensors"):
+    with pytest.raises(ValueError, match=r"start\.safetensors"):
         train_lpn(wider, tmp_path / "wider.safetensors", init_from=start)
 
 
