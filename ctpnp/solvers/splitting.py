@@ -29,10 +29,14 @@ State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 DEFAULT_RELAXATION = 1.5
 """The solvers' default relaxation ``alpha`` (over-relaxed; 1 is the plain iteration)."""
 
-DEFAULT_CG_MAXITER = 4
+DEFAULT_CG_MAXITER = 2
 """CG steps per data update by default: preconditioned steps reduce the residual
 several times more than plain ones, and a warm-started data step at a fixed point
-needs none, so the cap changes the path, never the fixed points."""
+needs none, so the cap changes the path, never the fixed points. Measured on the
+512² test phantom 9001 (2026-12-01): 2 steps reach 0.1 dB of the end in 16 / 14 s
+at 10⁴ / 10⁵ photons against 21 / 18 s with 4, in as many iterations, to the same
+PSNR within 0.002 dB; 1 step needs 2.5 times the iterations at 10⁵; at 256² 2 and 4
+steps take the same time."""
 
 DEFAULT_MAX_ITER = 100
 """Iteration cap of PnP-ADMM and PnP-DRS by default: the relative-change rule (``rtol``)
