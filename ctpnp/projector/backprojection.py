@@ -16,7 +16,11 @@ import torch
 
 from ctpnp.scanner.geometry import ScanGeometry
 
-VIEWS_PER_CHUNK = 16
+VIEWS_PER_CHUNK = {"cpu": 1, "cuda": 16}
+"""Views back-projected per vectorized step, per device type. On the CPU the step is
+bound by memory traffic and one view at a time is fastest (512², 360 views, one
+thread: 0.98 s against 1.36 s with 16 views a step and 5.3 s with 64); on a GPU
+larger steps mean fewer kernel launches."""
 
 
 def weighted_backprojection(
@@ -50,8 +54,9 @@ def weighted_backprojection(
     d_theta = geometry.angular_range_rad / geometry.n_views
     out = torch.zeros((batch, height * width), dtype=torch.float32, device=device)
     flat = filtered.reshape(batch, n_views, n_channels)
-    for start in range(0, n_views, VIEWS_PER_CHUNK):
-        theta = angles[start:start + VIEWS_PER_CHUNK, None]
+    chunk_views = VIEWS_PER_CHUNK.get(device.type, 1)
+    for start in range(0, n_views, chunk_views):
+        theta = angles[start:start + chunk_views, None]
         # pixel coordinates along the central ray and the detector axis
         along = -torch.sin(theta) * grid0 + torch.cos(theta) * grid1
         lateral = torch.cos(theta) * grid0 + torch.sin(theta) * grid1
@@ -65,7 +70,7 @@ def weighted_backprojection(
         fraction = index - left
         inside = (index >= 0) & (index <= n_channels - 1)
         left = left.long()
-        chunk = flat[:, start:start + VIEWS_PER_CHUNK]
+        chunk = flat[:, start:start + chunk_views]
         views = chunk.shape[1]
         gather_left = torch.gather(chunk, 2, left.expand(batch, views, -1))
         gather_right = torch.gather(chunk, 2, (left + 1).expand(batch, views, -1))
