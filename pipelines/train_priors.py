@@ -7,7 +7,12 @@ for a quick try.
 
 * ``LPN_RECIPE``'s schedule made the shipped ``lpn.safetensors`` on phantoms only
   (13 min on an H100); the recipe now adds the corpus's training patients and has
-  not been run with them yet (it needs a GPU to finish in hours).
+  not been run with them yet (it needs a GPU to finish in hours). On the CPU,
+  ``--only lpn`` runs ``LPN_CPU_RECIPE`` instead: the shipped phantom LPN trained
+  further on the corpus (8000 steps, 68 min on one core, 2026-12-01): whole-image
+  denoising at 50 HU on the validation slices 41.2 dB against 36.3, on real
+  validation slices +2.6 to +7.9 dB full window at 25-100 HU but a lower
+  soft-tissue SSIM; measured, not shipped yet (README, Benchmarks).
 * ``PROX_CPU_RECIPE`` trains the Prox-denoiser on real CT (the training
   patients of :data:`ctpnp.data.SPLITS`, fetched with ``ctpnp data fetch``)
   and generated phantoms: a three-scale U-Net (32/64/128 channels, 2 residual
