@@ -12,7 +12,9 @@ for a quick try.
   further on the corpus (8000 steps, 68 min on one core, 2026-12-01): whole-image
   denoising at 50 HU on the validation slices 41.2 dB against 36.3, on real
   validation slices +2.6 to +7.9 dB full window at 25-100 HU but a lower
-  soft-tissue SSIM; measured, not shipped yet (README, Benchmarks).
+  soft-tissue SSIM. In PnP-ADMM on the 256² validation grid its best settings read
+  35.4 / 40.0 dB at 10^4 / 10^5 photons (the Prox default 38.5 / 41.6) and most
+  points did not settle within 60 iterations: not shipped (README, Benchmarks).
 * ``PROX_CPU_RECIPE`` trains the Prox-denoiser on real CT (the training
   patients of :data:`ctpnp.data.SPLITS`, fetched with ``ctpnp data fetch``)
   and generated phantoms: a three-scale U-Net (32/64/128 channels, 2 residual
