@@ -216,3 +216,17 @@ def test_contrast_and_offset_jitter_stay_within_their_bounds():
     contrast = bone_hu - water_hu
     assert contrast.min() >= 900.0 - 1e-2 and contrast.max() <= 1100.0 + 1e-2
     assert contrast.std() > 20.0
+
+
+def test_the_sigma_weighted_loss_counts_each_level_by_its_relative_error():
+    from ctpnp.train.prox_denoiser import _l2_loss
+
+    clean = torch.zeros(2, 1, 4, 4)
+    ref_unit = TINY.sigma_ref_hu / 2000.0
+    sigma = torch.tensor([ref_unit, 2 * ref_unit])
+    # errors proportional to each patch's noise level: equal relative error
+    denoised = clean + sigma.reshape(-1, 1, 1, 1) * 0.1
+    plain = _l2_loss(denoised, clean, sigma, TINY)
+    weighted = _l2_loss(denoised, clean, sigma, replace(TINY, weight_by_sigma=True))
+    assert plain == pytest.approx(0.5 * (0.1 * ref_unit) ** 2 * (1 + 4), rel=1e-5)
+    assert weighted == pytest.approx((0.1 * ref_unit) ** 2, rel=1e-5)  # both count as at sigma_ref
