@@ -72,6 +72,13 @@ class Stopwatch:
         return timed
 
 
+def settled_index(trace, target_db: float) -> int | None:
+    """First index of a ``[(s, PSNR), ...]`` trace from which it stays within 0.1 dB
+    of ``target_db``; None if it never does."""
+    return next((i for i in range(len(trace))
+                 if all(abs(p - target_db) <= 0.1 for _, p in trace[i:])), None)
+
+
 def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: torch.Tensor
         ) -> dict:
     """One method on one scan: final quality, convergence in PSNR, time split."""
@@ -98,9 +105,7 @@ def run(name: str, solve: Callable, y: torch.Tensor, op: Tomography, prior, hu: 
     total = time.perf_counter() - start
     image = physics.mu_to_hu(result.x)
     scores = quality_row(image, hu)
-    final = scores["psnr_full_db"]
-    settled = next(i for i in range(len(trace))
-                   if all(abs(p - final) <= 0.1 for _, p in trace[i:]))
+    settled = settled_index(trace, scores["psnr_full_db"])
     iterations = max(len(trace), 1)
     return {
         "method": name, **scores,
@@ -134,15 +139,6 @@ METHOD_NAMES = DEFAULT_METHODS + tuple(f"{name}{suffix}" for suffix in OLD_SUFFI
                                        for name in ("PnP-ADMM Prox", "PnP-DRS Prox", "TV (PDHG)"))
 
 
-def seconds_to_reach(trace: list[list[float]], target_db: float) -> float | None:
-    """Seconds until a ``[[s, PSNR], ...]`` trace comes within 0.1 dB of ``target_db``
-    and stays there; None if it never does."""
-    for i, (seconds, _) in enumerate(trace):
-        if all(abs(p - target_db) <= 0.1 for _, p in trace[i:]):
-            return seconds
-    return None
-
-
 def pair_rows(rows: list[dict]) -> list[dict]:
     """Per scan, each ``name (old)`` or ``name (old solver)`` row against its ``name`` row:
     time ratio, PSNR change.
@@ -157,7 +153,8 @@ def pair_rows(rows: list[dict]) -> list[dict]:
         new = suffix and by_key.get((dose, seed, method.removesuffix(suffix)))
         if not new:
             continue
-        to_converged = seconds_to_reach(old["psnr_trace"], new["psnr_full_db"])
+        reached = settled_index(old["psnr_trace"], new["psnr_full_db"])
+        to_converged = None if reached is None else old["psnr_trace"][reached][0]
         pairs.append({"dose": dose, "seed": seed, "method": new["method"],
                       "against": suffix.strip(" ()"),
                       "s to 0.1 dB new": new["s to 0.1 dB"], "s to 0.1 dB old": old["s to 0.1 dB"],
@@ -260,6 +257,8 @@ def main() -> None:
     summary = mean_rows(rows)
     print_table("Mean over the test phantoms", summary)
     pairs = pair_rows(rows)
+    for row in rows:  # the traces served the pairs; the JSON keeps the results
+        row.pop("psnr_trace", None)
     if pairs:
         print_table("New configuration against the old one, same scans, same run", pairs)
     lpn, prox = load("lpn"), load("prox")
