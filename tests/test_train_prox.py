@@ -14,7 +14,7 @@ from ctpnp.priors import ProxDenoiserPrior, load
 from ctpnp.priors.unet import UNetConfig
 from ctpnp.train.data import PatchSampler
 from ctpnp.train.device import training_device
-from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
+from ctpnp.train.prox_denoiser import ProxTrainConfig, psnr_by_noise_band, train_prox_denoiser
 
 TINY = ProxTrainConfig(
     unet=UNetConfig(channels=(4, 8), blocks=1),
@@ -230,3 +230,17 @@ def test_the_sigma_weighted_loss_counts_each_level_by_its_relative_error():
     weighted = _l2_loss(denoised, clean, sigma, replace(TINY, weight_by_sigma=True))
     assert plain == pytest.approx(0.5 * (0.1 * ref_unit) ** 2 * (1 + 4), rel=1e-5)
     assert weighted == pytest.approx((0.1 * ref_unit) ** 2, rel=1e-5)  # both count as at sigma_ref
+
+
+def test_the_validation_psnr_per_noise_band_splits_the_levels_and_agrees_with_the_whole():
+    gen = torch.Generator().manual_seed(0)
+    sigma = torch.tensor([0.05, 0.005, 0.03, 0.075, 0.01, 0.02, 0.04])  # unsorted on purpose
+    clean = torch.rand(7, 1, 8, 8, generator=gen)
+    denoised = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=gen)
+    bands = psnr_by_noise_band(denoised, clean, sigma)
+    assert list(bands) == ["10-40 HU", "60-80 HU", "100-150 HU"]  # sizes 3, 2, 2
+    assert list(bands.values()) == sorted(bands.values(), reverse=True)
+    sizes = torch.tensor([3.0, 2.0, 2.0])
+    mse = torch.tensor([10 ** (-v / 10) for v in bands.values()])
+    whole = float((denoised - clean).pow(2).mean())
+    assert float((mse * sizes).sum() / sizes.sum()) == pytest.approx(whole, rel=1e-5)

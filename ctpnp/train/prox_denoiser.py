@@ -184,8 +184,28 @@ def validate(
     return {
         "val_psnr_db": psnr_unit_db(denoised, clean),
         "val_noisy_psnr_db": psnr_unit_db(noisy, clean),
+        "val_psnr_db_by_sigma_hu": psnr_by_noise_band(denoised, clean, sigma),
         "val_max_hessian_norm": float(hess.max()),
     }
+
+
+def psnr_by_noise_band(
+    denoised: torch.Tensor, clean: torch.Tensor, sigma_unit: torch.Tensor, bands: int = 3
+) -> dict[str, float]:
+    """PSNR (dB, peak 1) of ``(n, 1, p, p)`` patches per band of their noise levels ``(n,)``.
+
+    The patches, sorted by ``sigma_unit``, are split into ``bands`` groups of
+    (nearly) equal size, keyed ``"<lowest>-<highest> HU"``: a network that is
+    good on average can still be weak at the low levels that PnP at a high
+    dose uses, and the mean over all levels hides it.
+    """
+    order = torch.argsort(sigma_unit)
+    out: dict[str, float] = {}
+    for idx in order.tensor_split(bands):
+        if len(idx):
+            lo_hu, hi_hu = (float(sigma_unit[idx[k]]) * HU_PER_UNIT for k in (0, -1))
+            out[f"{lo_hu:.0f}-{hi_hu:.0f} HU"] = psnr_unit_db(denoised[idx], clean[idx])
+    return out
 
 
 def train_prox_denoiser(

@@ -95,6 +95,7 @@ def relax_prox_weights(
                                         norms_after, strict=True)],
         "hessian_norm_before": before["val_max_hessian_norm"],
         "val_psnr_db_before": before["val_psnr_db"],
+        "val_psnr_db_by_sigma_hu_before": before["val_psnr_db_by_sigma_hu"],
         **after,
     }
     kept = {k: v for k, v in card.items() if k not in _STORED}
