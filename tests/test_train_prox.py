@@ -244,31 +244,3 @@ def test_the_validation_psnr_per_noise_band_splits_the_levels_and_agrees_with_th
     mse = torch.tensor([10 ** (-v / 10) for v in bands.values()])
     whole = float((denoised - clean).pow(2).mean())
     assert float((mse * sizes).sum() / sizes.sum()) == pytest.approx(whole, rel=1e-5)
-
-
-PLAIN_FIRST = replace(TINY, l2_steps=4, plain_steps=2, finetune_steps=0)
-
-
-def test_plain_steps_come_first_and_a_run_resumes_across_the_switch(tmp_path,
-                                                                   run_until_checkpoint):
-    events = []
-    full = train_prox_denoiser(PLAIN_FIRST, tmp_path / "full" / "w.safetensors",
-                               progress=events.append)
-    assert [e["plain"] for e in events if e["event"] == "step"] == [True, True, False, False]
-    part = tmp_path / "part" / "w.safetensors"
-    run_until_checkpoint(partial(train_prox_denoiser, PLAIN_FIRST, part), 2)
-    train_prox_denoiser(PLAIN_FIRST, part)
-    a, b = load_file(str(full)), load_file(str(part))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
-    only_gradient_steps = train_prox_denoiser(replace(PLAIN_FIRST, plain_steps=0),
-                                              tmp_path / "gs" / "w.safetensors")
-    c = load_file(str(only_gradient_steps))
-    assert any(not torch.equal(a[name], c[name]) for name in a)
-
-
-def test_more_plain_steps_than_l2_steps_is_one_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="plain_steps"):
-        train_prox_denoiser(replace(TINY, plain_steps=TINY.l2_steps + 1),
-                            tmp_path / "w.safetensors")
-    assert not any(tmp_path.iterdir())
