@@ -28,6 +28,15 @@ for a quick try.
   for ``||Hess g|| = 0.98``, and PnP-ADMM with that network often did not settle
   within 100 iterations; the relaxed network converges in 7--60. A penalty phase
   before the relaxation denoises better but left PnP unchanged (README, Benchmarks).
+  Measured from the shipped weights and left out (validation PSNR before / after
+  relaxation; shipped 38.36 / 34.10 dB): more L2 steps (1 300 at 3e-4: 38.70 /
+  33.82, the largest norm 1.45, so gamma falls to 0.58-0.78 at 32-150 HU);
+  larger patches at the same pixels a step (96², 14 a step: 38.23 before, at
+  the same 1 300 steps); each patch's error weighted by ``(sigma_ref / sigma)^2``
+  (2 400 steps: 38.36 / 34.17, the norm up at 22-32 HU); a plain-residual start
+  (training ``N = u - R`` directly: 2.3x cheaper a step, but 2 000 such steps
+  reach the batch error of about 550 gradient-step ones; the gradient-step
+  network's own ``N`` is no denoiser, 14-17 dB).
 * ``PROX_PNP_RECIPE`` fine-tunes the shipped Prox-denoiser's weights on PnP-ADMM
   iterates by restarted JFB under its dose rule (:mod:`ctpnp.train.pnp_finetune`),
   then relaxes it again. Measured on the 256² validation scans with the default

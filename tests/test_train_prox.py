@@ -218,20 +218,6 @@ def test_contrast_and_offset_jitter_stay_within_their_bounds():
     assert contrast.std() > 20.0
 
 
-def test_the_sigma_weighted_loss_counts_each_level_by_its_relative_error():
-    from ctpnp.train.prox_denoiser import _l2_loss
-
-    clean = torch.zeros(2, 1, 4, 4)
-    ref_unit = TINY.sigma_ref_hu / 2000.0
-    sigma = torch.tensor([ref_unit, 2 * ref_unit])
-    # errors proportional to each patch's noise level: equal relative error
-    denoised = clean + sigma.reshape(-1, 1, 1, 1) * 0.1
-    plain = _l2_loss(denoised, clean, sigma, TINY)
-    weighted = _l2_loss(denoised, clean, sigma, replace(TINY, weight_by_sigma=True))
-    assert plain == pytest.approx(0.5 * (0.1 * ref_unit) ** 2 * (1 + 4), rel=1e-5)
-    assert weighted == pytest.approx((0.1 * ref_unit) ** 2, rel=1e-5)  # both count as at sigma_ref
-
-
 def test_the_validation_psnr_per_noise_band_splits_the_levels_and_agrees_with_the_whole():
     gen = torch.Generator().manual_seed(0)
     sigma = torch.tensor([0.05, 0.005, 0.03, 0.075, 0.01, 0.02, 0.04])  # unsorted on purpose

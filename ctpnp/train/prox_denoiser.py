@@ -4,10 +4,7 @@ Training patches come from generated phantoms (``train_seeds``) and patients of
 the real-CT corpus (``real_patients``, :mod:`ctpnp.data`); validation patches
 from other phantom seeds and patients (``val_seeds``, ``val_patients``).
 Stage 1 minimises ``||D_sigma(u + sigma n) - u||^2`` (mean per pixel) with
-``sigma`` uniform in the configured HU range (with ``weight_by_sigma``, each
-patch's error divided by ``(sigma / sigma_ref)^2``, so that every level counts
-by its error relative to its noise rather than the largest levels dominating),
-its learning rate constant or
+``sigma`` uniform in the configured HU range, its learning rate constant or
 decaying from ``l2_lr`` to ``l2_lr_final`` along a cosine. Stage 2 adds ``penalty_weight *
 max(||Hess g_sigma||, 1 - eps)`` (power iteration by double backprop,
 :func:`ctpnp.priors.prox_denoiser.hessian_spectral_norm`) and stops as soon as
@@ -65,8 +62,6 @@ class ProxTrainConfig:
         penalty_batch: patches (of the same batch) the Hessian penalty is computed on.
         sigma_hu_range: noise std range (HU), sampled uniformly.
         sigma_ref_hu: level at which the prior reports its potential (HU).
-        weight_by_sigma: weight each patch's squared error by ``(sigma_ref / sigma)^2``
-            (plain mean squared error when false).
         l2_steps: stage-1 optimizer steps (lr ``l2_lr``, decaying to ``l2_lr_final``
             along a cosine when that is given).
         finetune_steps: maximal stage-2 steps (lr ``finetune_lr``).
@@ -96,7 +91,6 @@ class ProxTrainConfig:
     penalty_batch: int = 4
     sigma_hu_range: tuple[float, float] = (10.0, 150.0)
     sigma_ref_hu: float = 50.0
-    weight_by_sigma: bool = False
     l2_steps: int = 1500
     l2_lr: float = 1e-3
     l2_lr_final: float | None = None
@@ -277,7 +271,7 @@ def train_prox_denoiser(
         sigma = lo + (hi - lo) * torch.rand(config.batch_size, generator=generator)
         noisy = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=generator)
         clean, sigma, noisy = clean.to(device), sigma.to(device), noisy.to(device)
-        loss = _l2_loss(network(noisy, sigma, create_graph=True), clean, sigma, config)
+        loss = (network(noisy, sigma, create_graph=True) - clean).pow(2).mean()
         record = {"mse": loss.item()}
         if finetune:
             k = config.penalty_batch
@@ -313,17 +307,6 @@ def train_prox_denoiser(
     save_weights(out_path, network.state_dict(), card)
     report({"event": "done", "path": str(out_path), **final, "elapsed_s": state["elapsed_s"]})
     return out_path
-
-
-def _l2_loss(denoised: torch.Tensor, clean: torch.Tensor, sigma: torch.Tensor,
-             config: ProxTrainConfig) -> torch.Tensor:
-    """Mean squared error of ``(N, 1, p, p)`` patches at levels ``sigma`` ``(N,)``
-    (normalized units), per patch weighted by ``(sigma_ref / sigma)^2`` when
-    ``config.weight_by_sigma``."""
-    per_patch = (denoised - clean).pow(2).flatten(1).mean(1)
-    if config.weight_by_sigma:
-        per_patch = per_patch * (config.sigma_ref_hu / HU_PER_UNIT / sigma).pow(2)
-    return per_patch.mean()
 
 
 def _l2_lr(config: ProxTrainConfig, step: int) -> float:
