@@ -11,14 +11,21 @@ at each dose gives one point of the dose rule
 rule is stored in the model card beside the prior's weights, with the grid
 and its results. The rule can also be refined by restarted JFB (``ctpnp tune``).
 
+The same grid measures what a stronger or unconstrained denoiser would give
+(never a default): ``bm3d`` (a denoiser, not a prox; PnP-ADMM need not
+settle with it, so give ``--iterations``) and ``--unrelaxed`` (a
+Prox-denoiser at gamma = 1, the network before its relaxation: not an exact
+prox). Neither can write a card.
+
 Every grid point runs until PnP-ADMM's own stopping rule (relative change below
 ``--rtol``, at most ``--iterations``), so the rule is chosen for the converged
 result, not for an early stop; rows record the iterations each point took.
 
 Run: ``.venv/bin/python pipelines/calibrate/tune_pnp.py prox [--sigmas-hu 25 50 100]
 [--data-scales 0.03 0.1 0.3] [--real-ct FILE ...] [--also RESULTS.json ...]
-[--write-card]`` (a 9-point grid at 256² takes about 1 s per iteration on one
-core with the 1 M-parameter Prox-denoiser).
+[--write-card] [--unrelaxed]`` (a 9-point grid at 256² takes about 1 s per
+iteration on one core with the 1 M-parameter Prox-denoiser; BM3D about 12 s for
+4 points).
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ import torch
 from ctpnp import ScanGeometry, Tomography, evaluation, physics
 from ctpnp.priors import load
 from ctpnp.priors.registry import available, shipped_weights
+from ctpnp.priors.relaxation import Relaxation
 from ctpnp.quality import quality_row
+from ctpnp.registry import PRIORS
 from ctpnp.solvers import pnp_admm
 from ctpnp.solvers.parameters import fit_dose_rule
 from ctpnp.train.pnp_parameters import store_pnp_parameters
@@ -53,10 +62,23 @@ def main() -> None:
                         help="PnP-ADMM's relative-change stopping threshold")
     parser.add_argument("--write-card", action="store_true",
                         help="store the fitted rule in the prior's model card (pnp-admm)")
+    parser.add_argument("--unrelaxed", action="store_true",
+                        help="a Prox-denoiser at gamma = 1 (not an exact prox; measures what "
+                             "the relaxation costs)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    code_only = args.prior in PRIORS and not PRIORS[args.prior].learned
     weights = shipped_weights(args.prior) if args.prior in available() else args.prior
-    prior = load(weights)
+    prior = load(args.prior if code_only else weights)
+    model = args.prior if code_only else prior.card.get("model", "prior")
+    if args.unrelaxed:
+        if not hasattr(prior, "network") or not hasattr(prior.network, "relaxation"):
+            parser.error(f"--unrelaxed needs a Prox-denoiser, not {args.prior!r}")
+        prior.network.relaxation = Relaxation.constant(1.0)
+        model += "_unrelaxed"
+    if args.write_card and (code_only or args.unrelaxed):
+        parser.error("--write-card stores a rule for a learned prior as shipped: not with "
+                     f"{args.prior!r}{' --unrelaxed' if args.unrelaxed else ''}")
     op = Tomography(ScanGeometry.clinical_fan((args.size, args.size), evaluation.PIXEL_MM,
                                               args.views))
     grid = [(s, d) for s in args.sigmas_hu for d in args.data_scales]
@@ -75,8 +97,10 @@ def main() -> None:
                          "diverged": bool(result.diverged[k]),
                          "iters": int(result.n_iter[k]), "converged": bool(result.converged[k])})
         print(f"{dose} seed {seed}: done", flush=True)
-    weights_sha256 = prior.card["sha256"]
     # the weights' sha256 names the prior, whatever path it was loaded from
+    weights_sha256 = "code" if code_only else prior.card["sha256"]
+    if args.unrelaxed:
+        weights_sha256 += ":gamma=1"
     pool = evaluation.pooled(rows, args.also, size=args.size, views=args.views,
                              iterations=args.iterations, rtol=args.rtol,
                              weights_sha256=weights_sha256)
@@ -86,13 +110,13 @@ def main() -> None:
           "iterations)\n")
     print(evaluation.markdown_table(pool))
     print(f"chosen per dose: {chosen}")
-    record = {"prior": args.prior, "size": args.size, "pixel_mm": evaluation.PIXEL_MM,
-              "views": args.views, "weights_sha256": weights_sha256,
-              "seeds": args.seeds, "real_ct": args.real_ct,
+    record = {"prior": args.prior, "unrelaxed": args.unrelaxed, "size": args.size,
+              "pixel_mm": evaluation.PIXEL_MM, "views": args.views,
+              "weights_sha256": weights_sha256, "seeds": args.seeds, "real_ct": args.real_ct,
               "iterations": args.iterations, "rtol": args.rtol,
               "also": [str(p) for p in args.also],
               "chosen": chosen, "rows": pool}
-    name = evaluation.results_name(args, f"tune_pnp_{prior.card.get('model', 'prior')}",
+    name = evaluation.results_name(args, f"tune_pnp_{model}",
                                    list(chosen))
     if len(chosen) < 2:
         print(f"wrote {evaluation.write_record(RESULTS_DIR / f'{name}.json', record)}")
