@@ -13,9 +13,11 @@
 #           (STEPS_SCALE multiplies PROX_GPU_RECIPE's steps, MINUTES bounds the
 #           training; the weights, cards and log come back through $OUT)
 #
-# A run stopped by MINUTES leaves its checkpoint under .device/trained there; it
-# comes back through $OUT, and a later call that carries it resumes (the same
-# STEPS_SCALE). Training on the CPU to try the flow: DEVICE=cpu STEPS_SCALE=0.001.
+# A run stopped by MINUTES still returns its checkpoint through $OUT, but it cannot
+# travel back for a resume: with the wheels, 57 MiB + 13 MiB is over the limit
+# (train_priors imports ODL and ASTRA only through the PnP fine-tuning module).
+# Size STEPS_SCALE so that one call finishes. Training on the CPU to try the
+# flow: DEVICE=cpu STEPS_SCALE=0.01.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -38,6 +38,7 @@ import torch
 
 from ctpnp import ScanGeometry, Tomography, evaluation, physics
 from ctpnp.priors import load
+from ctpnp.priors.prox_denoiser import ProxDenoiserPrior
 from ctpnp.priors.registry import available, shipped_weights
 from ctpnp.priors.relaxation import Relaxation
 from ctpnp.quality import quality_row
@@ -69,10 +70,10 @@ def main() -> None:
     torch.set_num_threads(1)
     code_only = args.prior in PRIORS and not PRIORS[args.prior].learned
     weights = shipped_weights(args.prior) if args.prior in available() else args.prior
-    prior = load(args.prior if code_only else weights)
+    prior = load(args.prior)
     model = args.prior if code_only else prior.card.get("model", "prior")
     if args.unrelaxed:
-        if not hasattr(prior, "network") or not hasattr(prior.network, "relaxation"):
+        if not isinstance(prior, ProxDenoiserPrior):
             parser.error(f"--unrelaxed needs a Prox-denoiser, not {args.prior!r}")
         prior.network.relaxation = Relaxation.constant(1.0)
         model += "_unrelaxed"
