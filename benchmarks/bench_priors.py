@@ -16,7 +16,7 @@ a table and writes ``benchmarks/results/bench_priors.json`` (a run of some sets 
 priors, with ``--weights`` or ``--quick``, writes ``bench_priors_<what ran>.json``).
 
 Run: ``.venv/bin/python benchmarks/bench_priors.py [--sets real phantoms]
-[--priors prox lpn bm3d tv] [--weights FILE [--label NAME]] [--quick]``.
+[--priors prox lpn gmm bm3d tv] [--weights FILE [--label NAME]] [--quick]``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ LUNG2_TV_SLICES = (25, 45)
 PHANTOM_TEST_SEEDS = (200_000, 200_001, 200_002, 200_003)
 PHANTOM_TV_SEEDS = (300_000, 300_001)
 TV_WEIGHTS = tuple(float(w) for w in np.geomspace(2.0, 500.0, 9))
-PRIORS = ("lpn", "prox", "bm3d", "tv")
+PRIORS = ("lpn", "prox", "gmm", "bm3d", "tv")
 
 
 def _stack_mu(slices_hu: list[np.ndarray]) -> list[torch.Tensor]:

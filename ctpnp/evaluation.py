@@ -180,11 +180,15 @@ def pooled(rows: list[dict], also: list[Path], **settings) -> list[dict]:
     return list(unique.values())
 
 
-def best_per_dose(rows: list[dict], setting: tuple[str, ...], score: str = "psnr_full_db"
-                  ) -> dict[str, dict]:
+def best_per_dose(rows: list[dict], setting: tuple[str, ...], score: str = "psnr_full_db",
+                  *, settled_first: bool = False) -> dict[str, dict]:
     """For each dose, the ``setting`` values (row keys) with the best mean ``score`` over
     the dose's scans, among the settings run on every one of them, with that mean, the
-    mean ``variance`` and the scans. ``ValueError`` when no setting ran on every scan."""
+    mean ``variance`` and the scans. With ``settled_first``, settings whose solver stopped
+    by its rule on every scan (rows' ``"converged"``) come first: a point that ran into
+    the iteration cap is chosen only when no setting settled everywhere, so a default is
+    chosen for its fixed point, not for an early stop. ``ValueError`` when no setting ran
+    on every scan."""
     best = {}
     for dose in dict.fromkeys(r["dose"] for r in rows):
         dose_rows = [r for r in rows if r["dose"] == dose]
@@ -196,7 +200,10 @@ def best_per_dose(rows: list[dict], setting: tuple[str, ...], score: str = "psnr
                     if sorted({str(r["seed"]) for r in group}) == scans_run}
         if not complete:
             raise ValueError(f"{dose}: no setting was run on every scan ({scans_run})")
-        values, group = max(complete.items(), key=lambda item: _mean(item[1], score))
+        settled = {values: group for values, group in complete.items()
+                   if settled_first and all(r.get("converged", True) for r in group)}
+        values, group = max((settled or complete).items(),
+                            key=lambda item: _mean(item[1], score))
         best[dose] = {**dict(zip(setting, values, strict=True)), score: _mean(group, score),
                       "variance": _mean(group, "variance"), "scans": scans_run}
     return best

@@ -75,6 +75,7 @@ from ctpnp.data import SPLITS
 from ctpnp.priors.icnn import ICNNConfig
 from ctpnp.priors.registry import shipped_weights
 from ctpnp.priors.unet import UNetConfig
+from ctpnp.train.gmm import GMMTrainConfig, fit_patch_gmm
 from ctpnp.train.lpn import LPNTrainConfig, Stage, train_lpn
 from ctpnp.train.pnp_finetune import PnPFinetuneConfig, finetune_on_pnp
 from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
@@ -168,7 +169,23 @@ trained on phantoms (``--from``; by default the shipped weights) rather than fro
 scratch, 8000 steps of 64 patches at lower rates (about 0.5 s a step on one core: 68 min)."""
 
 
-def scaled(config: ProxTrainConfig | PnPFinetuneConfig | LPNTrainConfig, factor: float):
+GMM_RECIPE = GMMTrainConfig(
+    patch_size=8,
+    components=96,
+    rank=16,
+    stride=2,
+    n_patches=250_000,
+    iterations=40,
+    train_seeds=TRAIN_SEEDS[:32],
+    real_patients=SPLITS["train"],
+    val_patients=SPLITS["validation"],
+)
+"""The Gaussian-mixture patch prior: 8x8 patches, 96 components cut to rank 16 + isotropic,
+EM on 250 000 patches of the training patients and phantoms."""
+
+
+def scaled(config: ProxTrainConfig | PnPFinetuneConfig | LPNTrainConfig | GMMTrainConfig,
+           factor: float):
     """``config`` with every stage's step count multiplied by ``factor`` (a stage keeps >= 1)."""
     def n(steps: int) -> int:
         return max(1, round(steps * factor)) if steps else 0
@@ -178,6 +195,8 @@ def scaled(config: ProxTrainConfig | PnPFinetuneConfig | LPNTrainConfig, factor:
                        finetune_steps=n(config.finetune_steps))
     if isinstance(config, PnPFinetuneConfig):
         return replace(config, steps=n(config.steps))
+    if isinstance(config, GMMTrainConfig):
+        return replace(config, iterations=n(config.iterations))
     return replace(config, stages=tuple(replace(s, steps=n(s.steps)) for s in config.stages))
 
 
@@ -198,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("trained_priors"),
                         help="folder for the weights, cards and checkpoints")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]'")
-    parser.add_argument("--only", choices=["prox", "prox-pnp", "lpn"],
+    parser.add_argument("--only", choices=["prox", "prox-pnp", "lpn", "gmm"],
                         help="train one prior only; 'prox-pnp' fine-tunes a Prox-denoiser "
                              "with a dose rule on PnP iterates (run only when asked)")
     parser.add_argument("--from", dest="from_weights", type=Path,
@@ -232,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                                          target_norm=PROX_RELAX_TARGET)
             _printer("prox-pnp")({"event": "relaxed", "fine_tuned_seconds": tuned["seconds"],
                                   **relaxed})
+        if args.only in (None, "gmm"):
+            fit_patch_gmm(scaled(GMM_RECIPE, args.steps_scale), args.out / "gmm.safetensors",
+                          progress=_printer("gmm"), device=args.device)
         if args.only in (None, "lpn"):
             on_cpu = args.device == "cpu"
             recipe = LPN_CPU_RECIPE if on_cpu else LPN_RECIPE

@@ -36,9 +36,16 @@ def test_load_documents_and_accepts_every_prior_name():
         assert callable(resolve(entry.target)), name
 
 
+def _learned_tensors(prior) -> list[torch.Tensor]:
+    """A learned prior's weights: a network's parameters or the patch mixture's tensors."""
+    if hasattr(prior, "gmm"):
+        return list(prior.gmm.tensors().values())
+    return list(prior.network.parameters())
+
+
 @pytest.mark.parametrize("name", [n for n, e in PRIORS.items() if e.learned])
 def test_learned_priors_load_onto_the_device_asked_for(name):
     prior = load(name, device="meta")  # a device without data: only placement is checked
-    assert {p.device.type for p in prior.network.parameters()} == {"meta"}
-    assert {p.device.type for p in load(name).network.parameters()} == {"cpu"}
+    assert {p.device.type for p in _learned_tensors(prior)} == {"meta"}
+    assert {p.device.type for p in _learned_tensors(load(name))} == {"cpu"}
     assert isinstance(prior.prox(torch.zeros(1, 1, 8, 8, device="meta"), 0.002), torch.Tensor)

@@ -1,5 +1,5 @@
 """Priors for plug-and-play CT reconstruction: learned proximal networks,
-the gradient-step Prox-denoiser, TV and BM3D.
+the gradient-step Prox-denoiser, the Gaussian-mixture patch prior, TV and BM3D.
 
 Every prior works on mu images ``(B, 1, H, W)`` float32 in 1/mm and offers
 ``prox(x, sigma)`` (``sigma``: Gaussian noise std in 1/mm); where defined also
@@ -9,6 +9,7 @@ Get one with :func:`load` (``load(name, device=...)``).
 
 from ctpnp.priors.base import HasLogPriorMap, HasPotential, Prior
 from ctpnp.priors.bm3d import BM3DPrior
+from ctpnp.priors.gmm import GMMPatchPrior
 from ctpnp.priors.lpn import LPN, LPNPrior
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, ProxDenoiserPrior
 from ctpnp.priors.registry import available, load
@@ -17,6 +18,7 @@ from ctpnp.priors.tv import TVPrior
 __all__ = [
     "LPN",
     "BM3DPrior",
+    "GMMPatchPrior",
     "GradientStepDenoiser",
     "HasLogPriorMap",
     "HasPotential",

@@ -1,7 +1,7 @@
 """Load priors by name or weights file, on a device.
 
 The names are those of :data:`ctpnp.registry.PRIORS`: priors built from code
-(``tv``, ``bm3d``) and learned priors (``lpn``, ``prox``) whose shipped weights
+(``tv``, ``bm3d``) and learned priors (``lpn``, ``prox``, ``gmm``) whose shipped weights
 are ``ctpnp/priors/weights/<name>.safetensors``. ``load(path)`` reads any
 weights file and dispatches on the ``"model"`` entry of its card.
 """
@@ -58,6 +58,7 @@ def load(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> Pri
 
     Names: ``"lpn"`` (learned proximal network: exact prox, potential,
     log-prior map), ``"prox"`` (gradient-step Prox-denoiser: prox, potential,
+    log-prior map), ``"gmm"`` (Gaussian-mixture patch prior: exact prox, potential,
     log-prior map), ``"tv"`` (total variation: prox, potential, log-prior map)
     and ``"bm3d"`` (BM3D: prox only); see :data:`ctpnp.registry.PRIORS`. Priors
     built from code work on the device of the images they get.

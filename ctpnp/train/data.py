@@ -13,13 +13,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from ctpnp.priors.normalization import HU_PER_UNIT, hu_to_unit
+from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM, hu_to_unit
 
 __all__ = [
+    "NORMALIZATION_RECORD",
     "PatchSampler",
     "corpus_record",
     "phantom_slices_hu",
     "piecewise_smooth_hu",
+    "training_data_record",
 ]
 
 
@@ -67,6 +69,32 @@ def phantom_slices_hu(seeds: Iterable[int], size: int = 512, pixel_mm: float = 0
     geometry = ScanGeometry.parallel(image_shape=(size, size), pixel_mm=pixel_mm, n_views=1)
     for seed in seeds:
         yield np.asarray(random_anatomy(seed).rasterize(geometry), dtype=np.float32)
+
+
+NORMALIZATION_RECORD = {
+    "unit": "u = (HU + 1000) / 2000 = mu / (2 mu_water)",
+    "hu_window": [-1000.0, 1000.0],
+    "mu_water_per_mm": MU_WATER_PER_MM,
+}
+"""What a model card records of the intensity normalization the priors are trained in."""
+
+
+def training_data_record(config, phantoms: str = "anatomy", **counts: int) -> dict:
+    """What a model card records of a run's training data: the phantom kind and seeds, the
+    corpus patients (:func:`corpus_record`), ``counts`` (e.g. ``patches``), the phantom
+    grid and the augmentations. ``config`` has ``train_seeds``, ``real_patients``,
+    ``slice_size``, ``pixel_mm``, ``jitter_scale`` and ``jitter_offset_hu``."""
+    return {
+        "phantoms": phantoms,
+        "train_seeds": list(config.train_seeds),
+        "real_patients": corpus_record(config.real_patients),
+        **counts,
+        "slice_size": config.slice_size,
+        "pixel_mm": config.pixel_mm,
+        "augmentations": ["rot90", "horizontal flip",
+                          f"contrast x (1 +- {config.jitter_scale})",
+                          f"offset +- {config.jitter_offset_hu} HU"],
+    }
 
 
 def corpus_record(patients: Iterable[str]) -> list[dict]:

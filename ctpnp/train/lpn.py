@@ -23,10 +23,17 @@ import torch
 from ctpnp.data import patient_slices_hu
 from ctpnp.priors.icnn import ICNNConfig
 from ctpnp.priors.lpn import LPN, LPNPrior
-from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM, hu_to_unit
+from ctpnp.priors.normalization import HU_PER_UNIT, hu_to_unit
 from ctpnp.priors.weights import save_weights
 from ctpnp.train.checkpoint import Checkpoint, load_initial_weights
-from ctpnp.train.data import PatchSampler, corpus_record, phantom_slices_hu, piecewise_smooth_hu
+from ctpnp.train.data import (
+    NORMALIZATION_RECORD,
+    PatchSampler,
+    corpus_record,
+    phantom_slices_hu,
+    piecewise_smooth_hu,
+    training_data_record,
+)
 from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.losses import l1_loss, proximal_matching_loss
 from ctpnp.versions import package_versions
@@ -307,22 +314,8 @@ def _model_card(
         "architecture": {**network.architecture(), "stride": stride},
         "sigma_train_unit": config.sigma_unit,
         "sigma_train_hu": config.sigma_unit * HU_PER_UNIT,
-        "normalization": {
-            "unit": "u = (HU + 1000) / 2000 = mu / (2 mu_water)",
-            "hu_window": [-1000.0, 1000.0],
-            "mu_water_per_mm": MU_WATER_PER_MM,
-        },
-        "data": {
-            "phantoms": config.phantoms,
-            "train_seeds": list(config.train_seeds),
-            "real_patients": corpus_record(config.real_patients),
-            "extra_slices": n_extra_slices,
-            "slice_size": config.slice_size,
-            "pixel_mm": config.pixel_mm,
-            "augmentations": ["rot90", "horizontal flip",
-                              f"contrast x (1 +- {config.jitter_scale})",
-                              f"offset +- {config.jitter_offset_hu} HU"],
-        },
+        "normalization": NORMALIZATION_RECORD,
+        "data": training_data_record(config, config.phantoms, extra_slices=n_extra_slices),
         "training": {
             "steps": state["step"],
             "wall_time_s": round(state["elapsed_s"], 1),

@@ -27,12 +27,18 @@ from pathlib import Path
 import torch
 
 from ctpnp.data import patient_slices_hu
-from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM
+from ctpnp.priors.normalization import HU_PER_UNIT
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, hessian_spectral_norm
 from ctpnp.priors.unet import UNetConfig
 from ctpnp.priors.weights import save_weights
 from ctpnp.train.checkpoint import Checkpoint, load_initial_weights
-from ctpnp.train.data import PatchSampler, corpus_record, phantom_slices_hu
+from ctpnp.train.data import (
+    NORMALIZATION_RECORD,
+    PatchSampler,
+    corpus_record,
+    phantom_slices_hu,
+    training_data_record,
+)
 from ctpnp.train.device import describe_device, training_device
 from ctpnp.train.lpn import psnr_unit_db
 from ctpnp.versions import package_versions
@@ -350,22 +356,8 @@ def _model_card(
         "sigma_range_unit": list(config.sigma_range_unit),
         "sigma_range_hu": list(config.sigma_hu_range),
         "sigma_ref_unit": config.sigma_ref_hu / HU_PER_UNIT,
-        "normalization": {
-            "unit": "u = (HU + 1000) / 2000 = mu / (2 mu_water)",
-            "hu_window": [-1000.0, 1000.0],
-            "mu_water_per_mm": MU_WATER_PER_MM,
-        },
-        "data": {
-            "phantoms": "anatomy",
-            "train_seeds": list(config.train_seeds),
-            "real_patients": corpus_record(config.real_patients),
-            "extra_slices": 0,
-            "slice_size": config.slice_size,
-            "pixel_mm": config.pixel_mm,
-            "augmentations": ["rot90", "horizontal flip",
-                              f"contrast x (1 +- {config.jitter_scale})",
-                              f"offset +- {config.jitter_offset_hu} HU"],
-        },
+        "normalization": NORMALIZATION_RECORD,
+        "data": training_data_record(config, extra_slices=0),
         "training": {
             "steps": state["step"],
             "l2_steps": config.l2_steps,

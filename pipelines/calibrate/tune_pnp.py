@@ -61,6 +61,9 @@ def main() -> None:
                         help="iteration cap; each grid point stops by --rtol first")
     parser.add_argument("--rtol", type=float, default=1e-4,
                         help="PnP-ADMM's relative-change stopping threshold")
+    parser.add_argument("--settled-first", action="store_true",
+                        help="choose among the settings that stopped by the rule on every "
+                             "scan when there are any (never for an iteration cap)")
     parser.add_argument("--write-card", action="store_true",
                         help="store the fitted rule in the prior's model card (pnp-admm)")
     parser.add_argument("--unrelaxed", action="store_true",
@@ -105,7 +108,8 @@ def main() -> None:
     pool = evaluation.pooled(rows, args.also, size=args.size, views=args.views,
                              iterations=args.iterations, rtol=args.rtol,
                              weights_sha256=weights_sha256)
-    chosen = evaluation.best_per_dose(pool, ("sigma_hu", "data_scale"))
+    chosen = evaluation.best_per_dose(pool, ("sigma_hu", "data_scale"),
+                                      settled_first=args.settled_first)
     print(f"\nPnP-ADMM grid for {args.prior} on validation scans, {args.size}² at "
           f"{evaluation.PIXEL_MM} mm, to rtol {args.rtol:g} (at most {args.iterations} "
           "iterations)\n")
@@ -115,7 +119,7 @@ def main() -> None:
               "pixel_mm": evaluation.PIXEL_MM, "views": args.views,
               "weights_sha256": weights_sha256, "seeds": args.seeds, "real_ct": args.real_ct,
               "iterations": args.iterations, "rtol": args.rtol,
-              "also": [str(p) for p in args.also],
+              "settled_first": args.settled_first, "also": [str(p) for p in args.also],
               "chosen": chosen, "rows": pool}
     name = evaluation.results_name(args, f"tune_pnp_{model}",
                                    list(chosen))

@@ -1,0 +1,275 @@
+"""Gaussian-mixture patch prior: the exact MMSE patch denoiser, averaged, is an exact prox.
+
+Model. Patches ``x`` of ``p x p`` pixels (``d = p^2``, normalized intensity ``u
+= mu / (2 mu_water)``, :mod:`ctpnp.priors.normalization`) follow a mixture of
+``K`` Gaussians. Each covariance is kept in low-rank-plus-isotropic form
+(``r`` leading eigenvectors ``U_k`` with variances ``lambda_k``, variance
+``c_k`` in every other direction), so one denoising step costs ``O(d r K)`` per
+patch instead of ``O(d^2 K)``.
+
+Denoiser. With noise of std ``sigma`` the noisy patches follow the same
+mixture with ``sigma^2`` added to every variance, ``p_sigma``, and the MMSE
+(Tweedie) denoiser of a patch is ``y + sigma^2 grad log p_sigma(y)``. The image
+denoiser averages it over all patches of a circular grid with stride ``s``
+(every pixel lies in exactly ``(p / s)^2`` patches; the image is first padded
+with air to a multiple of ``s``)::
+
+    D_sigma(y) = y - grad g_sigma(y),  g_sigma(y) = -sigma^2 / c  sum_i log p_sigma(P_i y),
+
+with ``c = (p / s)^2``. ``1/2 ||y||^2 - g_sigma(y)`` is convex (its Hessian is
+the average of the patch posterior covariances over ``sigma^2``, positive
+semi-definite by Tweedie's second-order identity), so ``D_sigma = grad`` of a
+convex function: the proximal operator of a (possibly nonconvex) ``phi_sigma``
+(Gribonval & Nikolova, 2020), by construction, with no relaxation. Its value at
+a prox output is known exactly, as for any gradient-step denoiser::
+
+    phi_sigma(D_sigma(z)) = g_sigma(z) - 1/2 ||z - D_sigma(z)||^2,
+
+reported, like the other priors, as ``R = phi_sigma / sigma^2`` in nats (up to a
+constant). ``-log p_sigma`` of each patch is also a direct patch likelihood: the
+log-prior map spreads it over the patch's pixels.
+
+Every operation is a closed-form torch expression, differentiable in the
+image and in ``sigma`` (learning PnP parameters by JFB), on any device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit, unit_to_mu
+from ctpnp.priors.weights import check_state_dict
+
+__all__ = ["GMMPatchPrior", "PatchGMM", "patch_grid", "patch_log_joint", "patch_posterior"]
+
+_CHUNK_PATCHES = 16384  # patches per block: bounds the (K, n, r) work arrays (~70 MB at K=64, r=16)
+
+
+@dataclass
+class PatchGMM:
+    """A Gaussian mixture on flattened ``p x p`` patches (normalized intensity).
+
+    Shapes (``K`` components, ``d = p^2``, rank ``r``): ``means (K, d)``,
+    ``basis (K, d, r)`` orthonormal columns, ``variances (K, r)`` along them and
+    ``residual_variance (K,)`` in the orthogonal complement (unit^2),
+    ``log_weights (K,)`` (log mixture weights, summing to 1).
+    """
+
+    means: torch.Tensor
+    basis: torch.Tensor
+    variances: torch.Tensor
+    residual_variance: torch.Tensor
+    log_weights: torch.Tensor
+
+    TENSORS = ("means", "basis", "variances", "residual_variance", "log_weights")
+
+    @property
+    def patch_size(self) -> int:
+        """Patch side ``p`` (pixels)."""
+        return math.isqrt(self.means.shape[1])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors by name (what a weights file holds)."""
+        return {name: getattr(self, name) for name in self.TENSORS}
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> PatchGMM:
+        """A copy on ``device`` in ``dtype``."""
+        return PatchGMM(**{k: v.to(device=device, dtype=dtype) for k, v in self.tensors().items()})
+
+    @classmethod
+    def from_covariances(cls, means: torch.Tensor, covariances: torch.Tensor,
+                         log_weights: torch.Tensor, rank: int) -> PatchGMM:
+        """Keep the ``rank`` leading eigenvectors of each ``(K, d, d)`` covariance; the
+        rest of its spectrum becomes one variance, the mean of the dropped eigenvalues."""
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariances)  # ascending
+        d = means.shape[1]
+        if not 0 < rank <= d:
+            raise ValueError(f"rank must be in 1..{d}, got {rank}")
+        kept = eigenvalues[:, d - rank:]
+        residual = (eigenvalues[:, : d - rank].mean(1) if rank < d
+                    else eigenvalues[:, 0])  # unused when nothing is dropped
+        return cls(means, eigenvectors[:, :, d - rank:].contiguous(), kept, residual, log_weights)
+
+
+def patch_log_joint(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | float
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``log pi_k + log N(y; mu_k, Sigma_k + sigma^2 I)`` for patches ``y`` ``(n, d)``: ``(K, n)``
+    nats, and the terms :func:`patch_posterior` reuses (projections ``z (K, n, r)``, noisy
+    variances ``(K, n|1, r)`` and ``(K, n|1)``, noise variance ``(n|1, 1)``).
+
+    ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``.
+    """
+    d, rank = gmm.basis.shape[1], gmm.basis.shape[2]
+    s2 = torch.as_tensor(noise_var, dtype=y.dtype, device=y.device).reshape(-1, 1)  # (n|1, 1)
+    lam = gmm.variances[:, None, :] + s2[None]  # (K, n|1, r)
+    res = gmm.residual_variance[:, None] + s2.T  # (K, n|1)
+    z = torch.einsum("nd,kdr->knr", y, gmm.basis) - torch.einsum(
+        "kd,kdr->kr", gmm.means, gmm.basis)[:, None]  # (K, n, r): y - mu_k along U_k
+    e2 = ((y * y).sum(1)[None] - 2 * gmm.means @ y.T
+          + (gmm.means * gmm.means).sum(1)[:, None])  # (K, n): ||y - mu_k||^2
+    mahalanobis = (z * z / lam).sum(2) + (e2 - (z * z).sum(2)).clamp(min=0) / res
+    log_det = lam.log().sum(2) + (d - rank) * res.log()
+    log_joint = (gmm.log_weights[:, None] - 0.5 * (mahalanobis + log_det)
+                 - 0.5 * d * math.log(2 * math.pi))
+    return log_joint, (z, lam, res, s2)
+
+
+def patch_posterior(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MMSE denoised patches and ``-log p_sigma`` of noisy patches ``y`` ``(n, d)``.
+
+    ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``. Returns
+    ``(posterior mean (n, d), negative log density (n,) in nats)``.
+    """
+    log_joint, (z, lam, res, s2) = patch_log_joint(gmm, y, noise_var)
+    w = torch.softmax(log_joint, 0)  # (K, n) responsibilities
+    # grad(-log p_sigma)(y) = sum_k w_k (Sigma_k + sigma^2 I)^-1 (y - mu_k)
+    b = w / res  # (K, n)
+    score = (b.sum(0)[:, None] * y - b.T @ gmm.means
+             + torch.einsum("knr,kdr->nd", w[..., None] * z * (1 / lam - 1 / res[..., None]),
+                            gmm.basis))
+    return y - s2 * score, -torch.logsumexp(log_joint, 0)
+
+
+def patch_grid(height: int, width: int, stride: int) -> tuple[int, int]:
+    """The padded canvas ``(H', W')``: ``(height, width)`` rounded up to multiples of ``stride``."""
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
+
+class GMMPatchPrior:
+    """Gaussian-mixture patch prior on mu images ``(B, 1, H, W)`` (1/mm).
+
+    Args:
+        gmm: the patch mixture (normalized intensity).
+        stride: patch grid stride; must divide the patch size.
+        sigma_ref_unit: noise level at which :meth:`potential` and
+            :meth:`log_prior_map` evaluate ``g_sigma`` and ``phi_sigma``.
+        card: the model card it was loaded with (informational).
+    """
+
+    def __init__(self, gmm: PatchGMM, stride: int, sigma_ref_unit: float,
+                 card: dict | None = None) -> None:
+        p = gmm.patch_size
+        if stride < 1 or p % stride:
+            raise ValueError(f"stride {stride} must divide the patch size {p}")
+        self.gmm = gmm
+        self.stride = stride
+        self.sigma_ref_unit = float(sigma_ref_unit)
+        self.card = card or {}
+
+    @classmethod
+    def from_weights(cls, tensors: dict[str, torch.Tensor], card: dict, source: str, *,
+                     device: str | torch.device = "cpu") -> GMMPatchPrior:
+        """Build from a weights file's tensors and card (``architecture``: ``patch_size``,
+        ``components``, ``rank``, ``stride``; ``sigma_ref_unit``); anything missing or
+        mismatched raises ``ValueError`` naming ``source``."""
+        try:
+            arch = card["architecture"]
+            k, p, r = int(arch["components"]), int(arch["patch_size"]), int(arch["rank"])
+            stride, ref = int(arch["stride"]), float(card["sigma_ref_unit"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"model card of {source} is not a valid GMM card: {err!r}") from None
+        d = p * p
+        expected = {"means": torch.empty(k, d), "basis": torch.empty(k, d, r),
+                    "variances": torch.empty(k, r), "residual_variance": torch.empty(k),
+                    "log_weights": torch.empty(k)}
+        check_state_dict(expected, tensors, source)
+        gmm = PatchGMM(**{n: tensors[n] for n in PatchGMM.TENSORS}).to(device)
+        return cls(gmm, stride, ref, card=card)
+
+    # -- the patch grid -------------------------------------------------------------------
+
+    def _patches(self, u: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(B * n, d)`` patches of ``u`` ``(B, 1, H, W)`` on the circular grid of the
+        air-padded canvas, and the canvas size."""
+        p, s = self.gmm.patch_size, self.stride
+        h, w = patch_grid(u.shape[-2], u.shape[-1], s)
+        canvas = F.pad(u, (0, w - u.shape[-1], 0, h - u.shape[-2]))  # air = 0
+        wrapped = F.pad(canvas, (0, p - s, 0, p - s), mode="circular")
+        cols = F.unfold(wrapped, p, stride=s)  # (B, d, n)
+        return cols.transpose(1, 2).reshape(-1, p * p), (h, w)
+
+    def _average(self, patches: torch.Tensor, batch: int, canvas: tuple[int, int],
+                 shape: tuple[int, int]) -> torch.Tensor:
+        """Inverse of :meth:`_patches`: sum the patches back, wrap, divide by the coverage,
+        crop to ``shape``; ``(B, 1, H, W)``."""
+        p, s = self.gmm.patch_size, self.stride
+        h, w = canvas
+        cols = patches.reshape(batch, -1, p * p).transpose(1, 2)
+        full = F.fold(cols, (h + p - s, w + p - s), p, stride=s)
+        out = full[..., :h, :w].clone()
+        out[..., : p - s, :] += full[..., h:, :w]
+        out[..., :, : p - s] += full[..., :h, w:]
+        out[..., : p - s, : p - s] += full[..., h:, w:]
+        return out[..., : shape[0], : shape[1]] / (p // s) ** 2
+
+    def denoise_unit(self, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(D_sigma(u), -log p_sigma per patch (B, n) in nats)`` for images ``u`` ``(B, 1,
+        H, W)`` and noise stds ``s`` ``(B,)``, both in normalized intensity."""
+        y, canvas = self._patches(u)
+        per_image = y.shape[0] // u.shape[0]
+        noise_var = (s * s).repeat_interleave(per_image)
+        outs, nll = zip(*(patch_posterior(self.gmm, y[a:a + _CHUNK_PATCHES],
+                                          noise_var[a:a + _CHUNK_PATCHES])
+                          for a in range(0, y.shape[0], _CHUNK_PATCHES)), strict=True)
+        denoised = self._average(torch.cat(outs), u.shape[0], canvas, u.shape[-2:])
+        return denoised, torch.cat(nll).reshape(u.shape[0], per_image)
+
+    # -- the prior's contract -------------------------------------------------------------
+
+    def sigma_unit(self, sigma_mu: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` normalized noise std of ``sigma_mu`` (1/mm, float or ``(B,)``)."""
+        s = torch.as_tensor(sigma_mu_to_unit(sigma_mu), dtype=like.dtype, device=like.device)
+        return s.reshape(-1).expand(like.shape[0])
+
+    def prox(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """``D_sigma(x)`` on mu images ``(B, 1, H, W)`` (1/mm); ``sigma``: 1/mm, float or
+        ``(B,)``."""
+        u = mu_to_unit(x)
+        return unit_to_mu(self.denoise_unit(u, self.sigma_unit(sigma, u))[0])
+
+    def prox_and_potential(self, z: torch.Tensor, sigma: float | torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(D_sigma(z), R(D_sigma(z)))``: mu ``(B, 1, H, W)`` and nats ``(B,)``, exact.
+
+        ``R(D(z)) = phi_sigma(D(z)) / sigma^2 = (1/c) sum_i -log p_sigma(P_i z) - 1/2
+        ||z - D(z)||^2 / sigma^2`` (normalized units)."""
+        u = mu_to_unit(z)
+        s = self.sigma_unit(sigma, u)
+        denoised, nll = self.denoise_unit(u, s)
+        coverage = (self.gmm.patch_size // self.stride) ** 2
+        step = (u - denoised).flatten(1).pow(2).sum(1)
+        return unit_to_mu(denoised), nll.sum(1) / coverage - 0.5 * step / s**2
+
+    def potential(self, x: torch.Tensor) -> torch.Tensor:
+        """``g_sigma(x) / sigma^2 = (1/c) sum_i -log p_sigma(P_i x)`` at ``sigma_ref_unit``,
+        nats ``(B,)``: the patch likelihood of the image (the objective gradient-step PnP
+        monitors). Not ``phi_sigma(x)``, which is known exactly only at prox outputs."""
+        u = mu_to_unit(x)
+        _, nll = self.denoise_unit(u, self._sigma_ref(u))
+        return nll.sum(1) / (self.gmm.patch_size // self.stride) ** 2
+
+    def log_prior_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel terms of ``R(D(x))`` at ``sigma_ref_unit``, nats per pixel ``(B, 1, H, W)``.
+
+        Each patch's ``-log p_sigma`` is spread evenly over its pixels, less ``1/2 (x -
+        D(x))_i^2 / sigma^2``; the map sums to the second output of
+        :meth:`prox_and_potential` at ``z = x`` when ``H`` and ``W`` are multiples of the
+        stride (otherwise the share of the air padding is left out).
+        """
+        u = mu_to_unit(x)
+        s = self._sigma_ref(u)
+        denoised, nll = self.denoise_unit(u, s)
+        d = self.gmm.patch_size ** 2
+        y, canvas = self._patches(u)
+        spread = self._average((nll.reshape(-1, 1) / d).expand_as(y), u.shape[0], canvas,
+                               u.shape[-2:])
+        return spread - 0.5 * (u - denoised).pow(2) / self.sigma_ref_unit**2
+
+    def _sigma_ref(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.full((like.shape[0],), self.sigma_ref_unit, dtype=like.dtype,
+                          device=like.device)
