@@ -17,7 +17,7 @@ one slice at the low dose, all methods side by side in the soft-tissue window,
 with a zoom.
 
 Run: ``.venv/bin/python benchmarks/bench_real_ct.py [--size 256] [--slices lung2/30 ...]
-[--methods fbp tv pnp-admm:prox pnp-admm:lpn]`` (``ctpnp data fetch lung2`` first;
+[--methods fbp tv pnp-admm:gmm pnp-admm:prox pnp-admm:lpn]`` (``ctpnp data fetch lung2`` first;
 at 256² about 2 minutes per scan and dose on one core); writes
 ``benchmarks/results/bench_real_ct_<size>.json`` and ``bench_real_ct_<size>.png``.
 """
@@ -35,14 +35,15 @@ from ctpnp import ScanGeometry, Tomography
 from ctpnp.evaluation import DOSES, PIXEL_MM, real_ct_scans
 from ctpnp.figures.panels import side_by_side
 from ctpnp.quality import SOFT_TISSUE_WINDOW, quality_row
+from ctpnp.registry import DEFAULT_PRIOR
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 
 TEST_SLICES = ("lung2/10", "lung2/30", "lung2/50", "693_J2KI.dcm")
 """Real slices no default was chosen on (the rules saw lung2/20, lung2/40 and the
 Hitachi head)."""
-METHODS = ("fbp", "tv", "pnp-admm:prox", "pnp-admm:lpn")
-DEFAULT_PNP, OTHER_PNP = "pnp-admm:prox", "pnp-admm:lpn"
+DEFAULT_PNP, OTHER_PNP = f"pnp-admm:{DEFAULT_PRIOR}", "pnp-admm:lpn"
+METHODS = tuple(dict.fromkeys(("fbp", "tv", DEFAULT_PNP, "pnp-admm:prox", OTHER_PNP)))
 GOALS_DB = {"full": 1.0, "soft": 0.5, "lpn_within": 0.5}
 """The priors issue's margins of the default PnP over TV, and of the LPN to the default."""
 METRICS = ("psnr_full_db", "psnr_soft_db", "ssim_full", "ssim_soft")

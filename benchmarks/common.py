@@ -13,7 +13,7 @@ import torch
 from ctpnp import Tomography, physics
 from ctpnp.evaluation import markdown_table, write_record
 from ctpnp.priors import load
-from ctpnp.registry import PNP_METHODS, solver
+from ctpnp.registry import DEFAULT_PRIOR, PNP_METHODS, solver
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -79,7 +79,7 @@ def write_json(name: str, payload: dict) -> Path:
 def default_reconstruction(method: str, y: torch.Tensor, op: Tomography, priors: dict,
                            **stopping: float) -> tuple[torch.Tensor, int, bool]:
     """``method`` (``name`` or ``name:prior``, e.g. ``pnp-admm:lpn``; PnP without a prior
-    uses ``prox``) on ``y`` with its defaults, the stopping settings ``stopping``
+    uses the default prior) on ``y`` with its defaults, the stopping settings ``stopping``
     (``max_iter``, ``rtol``) overridden when given: the ``(1, 1, H, W)`` HU image, the
     iterations run (1 for FBP) and whether its rule stopped it. Loaded priors are kept
     in ``priors`` by name."""
@@ -88,7 +88,7 @@ def default_reconstruction(method: str, y: torch.Tensor, op: Tomography, priors:
         return physics.mu_to_hu(op.fbp(y)), 1, True
     function = solver(name)
     if name in PNP_METHODS:
-        prior_name = prior or "prox"
+        prior_name = prior or DEFAULT_PRIOR
         if prior_name not in priors:
             priors[prior_name] = load(prior_name)
         result = function(y, op, priors[prior_name], **stopping)

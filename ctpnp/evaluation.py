@@ -135,8 +135,9 @@ def add_validation_options(parser: argparse.ArgumentParser) -> None:
                         help="validation phantoms (random-anatomy seeds)")
     parser.add_argument("--real-ct", nargs="*", choices=REAL_CT_SLICES, default=[],
                         help="real validation slices (pydicom test files)")
-    parser.add_argument("--photons", type=float, nargs="+", default=list(DOSES.values()),
-                        help="the doses to run (of the benchmark's two)")
+    parser.add_argument("--photons", type=float, nargs="*", default=list(DOSES.values()),
+                        help="the doses to run (of the benchmark's two); none: choose from "
+                             "the --also files alone")
     parser.add_argument("--also", type=Path, nargs="*", default=[],
                         help="results files of earlier runs (same size and views) whose rows "
                              "join this run's before the choice")

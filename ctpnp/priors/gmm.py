@@ -46,7 +46,7 @@ from ctpnp.priors.weights import check_state_dict
 
 __all__ = ["GMMPatchPrior", "PatchGMM", "patch_grid", "patch_log_joint", "patch_posterior"]
 
-_CHUNK_PATCHES = 16384  # patches per block: bounds the (K, n, r) work arrays (~70 MB at K=64, r=16)
+_CHUNK_PATCHES = 16384  # patches per block: bounds the (n, K, r) work arrays (~100 MB at K=96)
 
 
 @dataclass
@@ -97,23 +97,26 @@ class PatchGMM:
 
 def patch_log_joint(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | float
                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """``log pi_k + log N(y; mu_k, Sigma_k + sigma^2 I)`` for patches ``y`` ``(n, d)``: ``(K, n)``
-    nats, and the terms :func:`patch_posterior` reuses (projections ``z (K, n, r)``, noisy
-    variances ``(K, n|1, r)`` and ``(K, n|1)``, noise variance ``(n|1, 1)``).
+    """``log pi_k + log N(y; mu_k, Sigma_k + sigma^2 I)`` for patches ``y`` ``(n, d)``: ``(n, K)``
+    nats, and the terms :func:`patch_posterior` reuses (projections ``z (n, K, r)``, noisy
+    variances ``(n|1, K, r)`` and ``(n|1, K)``, noise variance ``(n|1, 1)``).
 
-    ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``.
+    ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``. The projections on all
+    ``K`` bases are one matrix product ``(n, d) @ (d, K r)``.
     """
-    d, rank = gmm.basis.shape[1], gmm.basis.shape[2]
+    k, d, rank = gmm.basis.shape
     s2 = torch.as_tensor(noise_var, dtype=y.dtype, device=y.device).reshape(-1, 1)  # (n|1, 1)
-    lam = gmm.variances[:, None, :] + s2[None]  # (K, n|1, r)
-    res = gmm.residual_variance[:, None] + s2.T  # (K, n|1)
-    z = torch.einsum("nd,kdr->knr", y, gmm.basis) - torch.einsum(
-        "kd,kdr->kr", gmm.means, gmm.basis)[:, None]  # (K, n, r): y - mu_k along U_k
-    e2 = ((y * y).sum(1)[None] - 2 * gmm.means @ y.T
-          + (gmm.means * gmm.means).sum(1)[:, None])  # (K, n): ||y - mu_k||^2
-    mahalanobis = (z * z / lam).sum(2) + (e2 - (z * z).sum(2)).clamp(min=0) / res
+    lam = gmm.variances[None] + s2[..., None]  # (n|1, K, r)
+    res = gmm.residual_variance[None] + s2  # (n|1, K)
+    bases = gmm.basis.permute(1, 0, 2).reshape(d, k * rank)
+    mean_coords = torch.einsum("kd,kdr->kr", gmm.means, gmm.basis)
+    z = (y @ bases).reshape(-1, k, rank) - mean_coords  # (n, K, r): y - mu_k along U_k
+    e2 = ((y * y).sum(1, keepdim=True) - 2 * y @ gmm.means.T
+          + (gmm.means * gmm.means).sum(1))  # (n, K): ||y - mu_k||^2
+    z2 = z * z
+    mahalanobis = (z2 / lam).sum(2) + (e2 - z2.sum(2)).clamp(min=0) / res
     log_det = lam.log().sum(2) + (d - rank) * res.log()
-    log_joint = (gmm.log_weights[:, None] - 0.5 * (mahalanobis + log_det)
+    log_joint = (gmm.log_weights - 0.5 * (mahalanobis + log_det)
                  - 0.5 * d * math.log(2 * math.pi))
     return log_joint, (z, lam, res, s2)
 
@@ -126,13 +129,14 @@ def patch_posterior(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | fl
     ``(posterior mean (n, d), negative log density (n,) in nats)``.
     """
     log_joint, (z, lam, res, s2) = patch_log_joint(gmm, y, noise_var)
-    w = torch.softmax(log_joint, 0)  # (K, n) responsibilities
+    k, d, rank = gmm.basis.shape
+    w = torch.softmax(log_joint, 1)  # (n, K) responsibilities
     # grad(-log p_sigma)(y) = sum_k w_k (Sigma_k + sigma^2 I)^-1 (y - mu_k)
-    b = w / res  # (K, n)
-    score = (b.sum(0)[:, None] * y - b.T @ gmm.means
-             + torch.einsum("knr,kdr->nd", w[..., None] * z * (1 / lam - 1 / res[..., None]),
-                            gmm.basis))
-    return y - s2 * score, -torch.logsumexp(log_joint, 0)
+    b = w / res  # (n, K)
+    along = (w[..., None] * z * (1 / lam - 1 / res[..., None])).reshape(-1, k * rank)
+    bases = gmm.basis.permute(1, 0, 2).reshape(d, k * rank)
+    score = b.sum(1, keepdim=True) * y - b @ gmm.means + along @ bases.T
+    return y - s2 * score, -torch.logsumexp(log_joint, 1)
 
 
 def patch_grid(height: int, width: int, stride: int) -> tuple[int, int]:

@@ -131,18 +131,18 @@ def _em_step(x: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor,
     log_resp, total = [], 0.0
     for a in range(0, x.shape[0], _CHUNK):
         joint, _ = patch_log_joint(gmm, x[a:a + _CHUNK].float(), 0.0)
-        log_p = torch.logsumexp(joint, 0)
+        log_p = torch.logsumexp(joint, 1, keepdim=True)
         total += float(log_p.double().sum())
         log_resp.append((joint - log_p).double())
-    resp = torch.cat(log_resp, 1).exp()  # (K, n)
-    counts = resp.sum(1)
+    resp = torch.cat(log_resp).exp()  # (n, K)
+    counts = resp.sum(0)
     d = x.shape[1]
-    new_means = (resp @ x) / counts[:, None].clamp(min=1e-12)
+    new_means = (resp.T @ x) / counts[:, None].clamp(min=1e-12)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
     new_cov = torch.empty_like(covariances)
     for k in range(means.shape[0]):
         centred = x - new_means[k]
-        new_cov[k] = (centred * resp[k, :, None]).T @ centred / counts[k].clamp(min=1e-12)
+        new_cov[k] = (centred * resp[:, k, None]).T @ centred / counts[k].clamp(min=1e-12)
     new_cov += floor * eye
     starved = torch.nonzero(counts < d).flatten()
     if len(starved):
