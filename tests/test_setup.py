@@ -34,7 +34,7 @@ def test_ctpnp_info_reports_versions_and_cuda():
     assert lines["odl"].strip() == "1.0.0"
     assert "ASTRA CUDA" in completed.stdout
     shipped = [line for line in completed.stdout.splitlines() if "validation PSNR" in line]
-    assert {line.split()[0] for line in shipped} == {"lpn", "prox"}
+    assert {line.split()[0] for line in shipped} == {"gmm", "lpn", "prox"}
 
 
 def test_an_error_inside_a_command_is_one_line_and_debug_shows_the_traceback(tmp_path):
