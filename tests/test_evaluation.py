@@ -25,6 +25,7 @@ TV_RULE = ROOT / "ctpnp" / "solvers" / "tv_weight.json"
 @pytest.mark.parametrize(("name", "setting", "choice"), [
     ("tune_pnp_prox_256_converged", ("sigma_hu", "data_scale"), "chosen"),
     ("tune_pnp_lpn_256_validation", ("sigma_hu", "data_scale"), "chosen"),
+    ("tune_pnp_gmm_256", ("sigma_hu", "data_scale"), "chosen"),
     ("tune_tv_256_converged", ("c (mm)",), "best"),
 ])
 def test_the_shipped_choices_follow_from_their_rows(name, setting, choice):
