@@ -85,14 +85,17 @@ def _train(args: argparse.Namespace) -> int:
     from ctpnp.train.lpn import LPNTrainConfig, train_lpn
     from ctpnp.train.prox_denoiser import ProxTrainConfig, train_prox_denoiser
 
-    if args.model == "prox" and args.data is not None:
+    if args.model != "lpn" and args.data is not None:
         raise ValueError("--data (extra training slices) is supported for the lpn only")
     if args.model == "lpn" and args.corpus:
         raise ValueError("--corpus (real CT training patients) is supported for the prox "
-                         "denoiser only; the lpn takes --data")
-    if args.model == "lpn" and args.keep_best:
+                         "denoiser and the gmm only; the lpn takes --data")
+    if args.model != "prox" and args.keep_best:
         raise ValueError("--keep-best (best check below the Hessian target) is for the prox "
                          "denoiser only")
+    if args.model == "gmm" and args.restart:
+        raise ValueError("--restart is for the networks; a gmm fit resumes its checkpoint "
+                         "(<out>.ckpt.*): remove it to start again")
     training_device(args.device)  # a missing GPU is one line before any progress bar
     extra_slices_hu = ()
     if args.data is not None:
@@ -101,13 +104,25 @@ def _train(args: argparse.Namespace) -> int:
         series = int(args.series) if args.series and args.series.isdigit() else args.series
         extra_slices_hu = read_ct_series(args.data, series=series).hu
     out = args.out or Path(f"{args.model}.safetensors")
-    with _training_bar(f"training {args.model}") as progress:
-        if args.model == "prox":
-            corpus = {}
-            if args.corpus:
-                from ctpnp.data import SPLITS
+    corpus = {}
+    if args.corpus:
+        from ctpnp.data import SPLITS
 
-                corpus = {"real_patients": SPLITS["train"], "val_patients": SPLITS["validation"]}
+        corpus = {"real_patients": SPLITS["train"], "val_patients": SPLITS["validation"]}
+    with _training_bar(f"training {args.model}") as progress:
+        if args.model == "gmm":
+            from ctpnp.train.gmm import GMMTrainConfig, fit_patch_gmm
+
+            config = GMMTrainConfig(**corpus)
+
+            def em_progress(event: dict) -> None:  # one bar step per EM pass
+                if event["event"] == "em":
+                    progress({"event": "step", "step": event["iteration"],
+                              "total_steps": config.iterations,
+                              "loss": -event["loglik_nats"]})
+
+            fit_patch_gmm(config, out, progress=em_progress, device=args.device)
+        elif args.model == "prox":
             train_prox_denoiser(ProxTrainConfig(keep_best=args.keep_best, **corpus), out,
                                 progress=progress, resume=not args.restart, device=args.device)
         else:
@@ -303,7 +318,7 @@ def _no_arguments(_: argparse.ArgumentParser) -> None:
 
 
 def _train_arguments(train: argparse.ArgumentParser) -> None:
-    train.add_argument("model", choices=["lpn", "prox"], help="which prior")
+    train.add_argument("model", choices=["lpn", "prox", "gmm"], help="which prior")
     train.add_argument("--out", type=Path,
                        help="weights file to write, model card beside it (default: <model>"
                             ".safetensors); pipelines/train_priors.py has the shipped recipes")
@@ -311,8 +326,8 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--data", type=Path, help="folder with a normal-dose CT series to add")
     train.add_argument("--series", help="SeriesInstanceUID or index when --data holds several")
     train.add_argument("--corpus", action="store_true",
-                       help="prox only: add the real CT corpus's training patients (and its "
-                            "validation patients to the checks); `ctpnp data fetch` first")
+                       help="prox and gmm: add the real CT corpus's training patients (and "
+                            "its validation patients to the checks); `ctpnp data fetch` first")
     train.add_argument("--restart", action="store_true",
                        help="ignore an existing checkpoint instead of resuming")
     train.add_argument("--keep-best", action="store_true",

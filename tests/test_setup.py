@@ -5,6 +5,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,4 +79,17 @@ def test_keep_best_for_the_lpn_is_refused_before_any_training(tmp_path):
     assert completed.returncode == 1
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and "--keep-best" in lines[0] and "prox" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    (["--keep-best"], "--keep-best"), (["--restart"], "--restart"),
+    (["--data", "."], "--data")])
+def test_options_a_gmm_fit_has_no_use_for_are_refused_before_any_fit(tmp_path, options, named):
+    completed = subprocess.run(
+        [sys.executable, "-m", "ctpnp.cli", "train", "gmm", *options,
+         "--out", str(tmp_path / "gmm.safetensors")], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0]
     assert list(tmp_path.iterdir()) == []
