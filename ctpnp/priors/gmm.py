@@ -216,10 +216,13 @@ class GMMPatchPrior:
         H, W)`` and noise stds ``s`` ``(B,)``, both in normalized intensity."""
         y, canvas = self._patches(u)
         per_image = y.shape[0] // u.shape[0]
-        noise_var = (s * s).repeat_interleave(per_image)
-        outs, nll = zip(*(patch_posterior(self.gmm, y[a:a + _CHUNK_PATCHES],
-                                          noise_var[a:a + _CHUNK_PATCHES])
-                          for a in range(0, y.shape[0], _CHUNK_PATCHES)), strict=True)
+        # one noise level per block (blocks never straddle images): the noisy variances
+        # stay (1, K, r) instead of one copy per patch
+        blocks = [(b, a, min(a + _CHUNK_PATCHES, (b + 1) * per_image))
+                  for b in range(u.shape[0])
+                  for a in range(b * per_image, (b + 1) * per_image, _CHUNK_PATCHES)]
+        outs, nll = zip(*(patch_posterior(self.gmm, y[a:end], s[b] * s[b])
+                          for b, a, end in blocks), strict=True)
         denoised = self._average(torch.cat(outs), u.shape[0], canvas, u.shape[-2:])
         return denoised, torch.cat(nll).reshape(u.shape[0], per_image)
 
