@@ -167,15 +167,15 @@ def test_relaxation_brings_the_hessian_norm_to_its_target_at_every_knot(tmp_path
 def test_corpus_patients_join_the_training_and_validation_slices_and_the_card(tmp_path,
                                                                               fake_corpus):
     from ctpnp.data import SOURCES, SPLITS
-    from ctpnp.train.prox_denoiser import training_slices
+    from ctpnp.train.data import split_slices_hu
 
     train, val = SPLITS["train"][:1], SPLITS["validation"][:1]
     fake_corpus((*train, *val))
     config = replace(TINY, real_patients=train, val_patients=val, l2_steps=2, finetune_steps=1)
-    slices = training_slices(config)
+    slices = split_slices_hu(config)
     assert len(slices) == len(config.train_seeds) + 2  # phantoms first, then both slices
     np.testing.assert_allclose([s.mean() for s in slices[-2:]], [0.0, 100.0], atol=1e-3)
-    assert len(training_slices(config, "validation")) == len(config.val_seeds) + 2
+    assert len(split_slices_hu(config, "validation")) == len(config.val_seeds) + 2
 
     train_prox_denoiser(config, tmp_path / "w.safetensors")
     card = json.loads((tmp_path / "w.json").read_text())

@@ -99,7 +99,8 @@ def patch_log_joint(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | fl
                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """``log pi_k + log N(y; mu_k, Sigma_k + sigma^2 I)`` for patches ``y`` ``(n, d)``: ``(n, K)``
     nats, and the terms :func:`patch_posterior` reuses (projections ``z (n, K, r)``, noisy
-    variances ``(n|1, K, r)`` and ``(n|1, K)``, noise variance ``(n|1, 1)``).
+    variances ``(n|1, K, r)`` and ``(n|1, K)``, noise variance ``(n|1, 1)``, the bases side
+    by side ``(d, K r)``).
 
     ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``. The projections on all
     ``K`` bases are one matrix product ``(n, d) @ (d, K r)``.
@@ -118,7 +119,7 @@ def patch_log_joint(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | fl
     log_det = lam.log().sum(2) + (d - rank) * res.log()
     log_joint = (gmm.log_weights - 0.5 * (mahalanobis + log_det)
                  - 0.5 * d * math.log(2 * math.pi))
-    return log_joint, (z, lam, res, s2)
+    return log_joint, (z, lam, res, s2, bases)
 
 
 def patch_posterior(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | float
@@ -128,13 +129,12 @@ def patch_posterior(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | fl
     ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``. Returns
     ``(posterior mean (n, d), negative log density (n,) in nats)``.
     """
-    log_joint, (z, lam, res, s2) = patch_log_joint(gmm, y, noise_var)
-    k, d, rank = gmm.basis.shape
+    log_joint, (z, lam, res, s2, bases) = patch_log_joint(gmm, y, noise_var)
+    k, _, rank = gmm.basis.shape
     w = torch.softmax(log_joint, 1)  # (n, K) responsibilities
     # grad(-log p_sigma)(y) = sum_k w_k (Sigma_k + sigma^2 I)^-1 (y - mu_k)
     b = w / res  # (n, K)
     along = (w[..., None] * z * (1 / lam - 1 / res[..., None])).reshape(-1, k * rank)
-    bases = gmm.basis.permute(1, 0, 2).reshape(d, k * rank)
     score = b.sum(1, keepdim=True) * y - b @ gmm.means + along @ bases.T
     return y - s2 * score, -torch.logsumexp(log_joint, 1)
 
@@ -272,8 +272,8 @@ class GMMPatchPrior:
         s = self._sigma_ref(u)
         denoised, nll = self.denoise_unit(u, s)
         d = self.gmm.patch_size ** 2
-        y, canvas = self._patches(u)
-        spread = self._average((nll.reshape(-1, 1) / d).expand_as(y), u.shape[0], canvas,
+        canvas = patch_grid(u.shape[-2], u.shape[-1], self.stride)
+        spread = self._average((nll.reshape(-1, 1) / d).expand(-1, d), u.shape[0], canvas,
                                u.shape[-2:])
         return spread - 0.5 * (u - denoised).pow(2) / self.sigma_ref_unit**2
 

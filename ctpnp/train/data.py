@@ -21,6 +21,7 @@ __all__ = [
     "corpus_record",
     "phantom_slices_hu",
     "piecewise_smooth_hu",
+    "split_slices_hu",
     "training_data_record",
 ]
 
@@ -95,6 +96,18 @@ def training_data_record(config, phantoms: str = "anatomy", **counts: int) -> di
                           f"contrast x (1 +- {config.jitter_scale})",
                           f"offset +- {config.jitter_offset_hu} HU"],
     }
+
+
+def split_slices_hu(config, which: str = "train") -> list[np.ndarray]:
+    """The HU slices of a run's ``"train"`` or ``"validation"`` set: phantoms, then every
+    slice of the patients. ``config`` has ``train_seeds`` / ``real_patients`` and
+    ``val_seeds`` / ``val_patients``, ``slice_size`` and ``pixel_mm``."""
+    from ctpnp.data import patient_slices_hu
+
+    seeds, patients = ((config.train_seeds, config.real_patients) if which == "train"
+                       else (config.val_seeds, config.val_patients))
+    return [*phantom_slices_hu(seeds, config.slice_size, config.pixel_mm),
+            *patient_slices_hu(patients)]
 
 
 def corpus_record(patients: Iterable[str]) -> list[dict]:

@@ -27,7 +27,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ctpnp.atomic import staged_file
-from ctpnp.data import patient_slices_hu
 from ctpnp.priors.gmm import GMMPatchPrior, PatchGMM, patch_log_joint
 from ctpnp.priors.normalization import HU_PER_UNIT
 from ctpnp.priors.weights import save_weights
@@ -35,7 +34,7 @@ from ctpnp.train.data import (
     NORMALIZATION_RECORD,
     PatchSampler,
     corpus_record,
-    phantom_slices_hu,
+    split_slices_hu,
     training_data_record,
 )
 from ctpnp.train.device import describe_device
@@ -98,12 +97,8 @@ class GMMTrainConfig:
 
 def _sampler(config: GMMTrainConfig, which: str, size: int, seed: int) -> PatchSampler:
     """Patches of ``size`` pixels of the ``"train"`` (augmented) or ``"validation"`` set."""
-    seeds, patients = ((config.train_seeds, config.real_patients) if which == "train"
-                       else (config.val_seeds, config.val_patients))
-    slices = [*phantom_slices_hu(seeds, config.slice_size, config.pixel_mm),
-              *patient_slices_hu(patients)]
     jitter = which == "train"
-    return PatchSampler(slices, size, torch.Generator().manual_seed(seed),
+    return PatchSampler(split_slices_hu(config, which), size, torch.Generator().manual_seed(seed),
                         jitter_scale=config.jitter_scale if jitter else 0.0,
                         jitter_offset_hu=config.jitter_offset_hu if jitter else 0.0)
 

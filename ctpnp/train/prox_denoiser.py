@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-from ctpnp.data import patient_slices_hu
 from ctpnp.priors.normalization import HU_PER_UNIT
 from ctpnp.priors.prox_denoiser import GradientStepDenoiser, hessian_spectral_norm
 from ctpnp.priors.unet import UNetConfig
@@ -36,7 +35,7 @@ from ctpnp.train.data import (
     NORMALIZATION_RECORD,
     PatchSampler,
     corpus_record,
-    phantom_slices_hu,
+    split_slices_hu,
     training_data_record,
 )
 from ctpnp.train.device import describe_device, training_device
@@ -46,7 +45,6 @@ from ctpnp.versions import package_versions
 __all__ = [
     "ProxTrainConfig",
     "train_prox_denoiser",
-    "training_slices",
     "validation_patches",
 ]
 
@@ -146,14 +144,6 @@ class ProxTrainConfig:
         return cls(**d)
 
 
-def training_slices(config: ProxTrainConfig, which: str = "train") -> list:
-    """The HU slices of the run's ``"train"`` or ``"validation"`` set: phantoms, then patients."""
-    seeds, patients = ((config.train_seeds, config.real_patients) if which == "train"
-                       else (config.val_seeds, config.val_patients))
-    return [*phantom_slices_hu(seeds, config.slice_size, config.pixel_mm),
-            *patient_slices_hu(patients)]
-
-
 def validation_patches(
     config: ProxTrainConfig, n: int, seed: int = 12345
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -163,7 +153,7 @@ def validation_patches(
     drawn from ``seed`` so repeated calls give the same patches.
     """
     gen = torch.Generator().manual_seed(seed)
-    clean = PatchSampler(training_slices(config, "validation"), config.patch_size, gen).sample(n)
+    clean = PatchSampler(split_slices_hu(config, "validation"), config.patch_size, gen).sample(n)
     sigma = torch.linspace(*config.sigma_range_unit, n)
     noisy = clean + sigma.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=gen)
     return clean, noisy, sigma
@@ -251,7 +241,7 @@ def train_prox_denoiser(
         best = ckpt.load_extra()
 
     sampler = PatchSampler(
-        training_slices(config), config.patch_size, generator,
+        split_slices_hu(config), config.patch_size, generator,
         jitter_scale=config.jitter_scale, jitter_offset_hu=config.jitter_offset_hu,
     )
     val = tuple(t.to(device) for t in validation_patches(config, config.n_val_patches))
