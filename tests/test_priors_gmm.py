@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ctpnp.physics import hu_to_mu
-from ctpnp.priors.gmm import GMMPatchPrior, PatchGMM, patch_posterior
+from ctpnp.priors.gmm import GMMPatchPrior, PatchGMM, patch_peak_nll, patch_posterior
 from ctpnp.priors.normalization import mu_to_unit, sigma_unit_to_mu
 
 
@@ -117,3 +117,20 @@ def test_stride_must_divide_the_patch_and_bad_cards_name_the_file():
     wrong = dict(card, architecture=dict(card["architecture"], rank=6))
     with pytest.raises(ValueError, match=r"wrong\.safetensors"):
         GMMPatchPrior.from_weights(tensors, wrong, "wrong.safetensors")
+
+
+def test_patch_terms_count_from_the_peak_bound():
+    """Every patch term is >= 0 and reaches about 0 at a component's mean."""
+    gmm = _random_gmm(8)
+    prior = GMMPatchPrior(gmm, 2, 0.05)
+    s = torch.tensor([0.05, 0.01], dtype=torch.float64)
+    u = mu_to_unit(torch.cat([_image(9), _image(10)]))
+    _, nll = prior.denoise_unit(u, s)
+    assert nll.min() >= 0
+    # an image tiled with the likeliest component's mean: its patches sit at a peak
+    best = int(gmm.log_weights.argmax())
+    tile = gmm.means[best].reshape(1, 1, 4, 4).repeat(1, 1, 2, 2)
+    _, at_mean = GMMPatchPrior(gmm, 4, 0.05).denoise_unit(tile, s[:1])
+    raw = patch_posterior(gmm, gmm.means[best:best + 1], 0.05**2)[1]
+    torch.testing.assert_close(at_mean[0, 0], raw[0] - patch_peak_nll(gmm, 0.05**2))
+    assert float(at_mean.max()) < 0.1 * float(nll.mean())

@@ -27,7 +27,11 @@ a prox output is known exactly, as for any gradient-step denoiser::
 
 reported, like the other priors, as ``R = phi_sigma / sigma^2`` in nats (up to a
 constant). ``-log p_sigma`` of each patch is also a direct patch likelihood: the
-log-prior map spreads it over the patch's pixels.
+log-prior map spreads it over the patch's pixels. Every patch term is counted
+from the mixture's peak-density bound, ``-log p_sigma(y) + log sum_k pi_k
+N(mu_k; mu_k, Sigma_k + sigma^2 I) >= 0`` (:func:`patch_peak_nll`), so a patch
+term reads "nats less plausible than the best a patch could be" and the map is
+mostly positive, its log meaningful.
 
 Every operation is a closed-form torch expression, differentiable in the
 image and in ``sigma`` (learning PnP parameters by JFB), on any device.
@@ -44,7 +48,8 @@ import torch.nn.functional as F
 from ctpnp.priors.normalization import mu_to_unit, sigma_mu_to_unit, unit_to_mu
 from ctpnp.priors.weights import check_state_dict
 
-__all__ = ["GMMPatchPrior", "PatchGMM", "patch_grid", "patch_log_joint", "patch_posterior"]
+__all__ = ["GMMPatchPrior", "PatchGMM", "patch_grid", "patch_log_joint", "patch_peak_nll",
+           "patch_posterior"]
 
 _CHUNK_PATCHES = 16384  # patches per block: bounds the (n, K, r) work arrays (~100 MB at K=96)
 
@@ -139,6 +144,17 @@ def patch_posterior(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | fl
     return y - s2 * score, -torch.logsumexp(log_joint, 1)
 
 
+def patch_peak_nll(gmm: PatchGMM, noise_var: torch.Tensor | float) -> torch.Tensor:
+    """``-log sum_k pi_k N(mu_k; mu_k, Sigma_k + sigma^2 I)`` (nats, a scalar tensor): a lower
+    bound of ``-log p_sigma(y)`` over all patches ``y``, since each component's density
+    peaks at its mean. ``noise_var``: ``sigma^2`` (unit^2), a float or a scalar tensor."""
+    d, rank = gmm.means.shape[1], gmm.basis.shape[2]
+    s2 = torch.as_tensor(noise_var, dtype=gmm.means.dtype, device=gmm.means.device)
+    log_det = ((gmm.variances + s2).log().sum(1)
+               + (d - rank) * (gmm.residual_variance + s2).log())
+    return -torch.logsumexp(gmm.log_weights - 0.5 * log_det, 0) + 0.5 * d * math.log(2 * math.pi)
+
+
 def patch_grid(height: int, width: int, stride: int) -> tuple[int, int]:
     """The padded canvas ``(H', W')``: ``(height, width)`` rounded up to multiples of ``stride``."""
     return -(-height // stride) * stride, -(-width // stride) * stride
@@ -212,8 +228,9 @@ class GMMPatchPrior:
         return out[..., : shape[0], : shape[1]] / (p // s) ** 2
 
     def denoise_unit(self, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(D_sigma(u), -log p_sigma per patch (B, n) in nats)`` for images ``u`` ``(B, 1,
-        H, W)`` and noise stds ``s`` ``(B,)``, both in normalized intensity."""
+        """``(D_sigma(u), -log p_sigma per patch above its peak bound (B, n) in nats, >= 0)``
+        for images ``u`` ``(B, 1, H, W)`` and noise stds ``s`` ``(B,)``, both in normalized
+        intensity."""
         y, canvas = self._patches(u)
         per_image = y.shape[0] // u.shape[0]
         # one noise level per block (blocks never straddle images): the noisy variances
@@ -224,7 +241,8 @@ class GMMPatchPrior:
         outs, nll = zip(*(patch_posterior(self.gmm, y[a:end], s[b] * s[b])
                           for b, a, end in blocks), strict=True)
         denoised = self._average(torch.cat(outs), u.shape[0], canvas, u.shape[-2:])
-        return denoised, torch.cat(nll).reshape(u.shape[0], per_image)
+        peak = torch.stack([patch_peak_nll(self.gmm, v * v) for v in s])  # (B,)
+        return denoised, torch.cat(nll).reshape(u.shape[0], per_image) - peak[:, None]
 
     # -- the prior's contract -------------------------------------------------------------
 
