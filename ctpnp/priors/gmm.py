@@ -51,7 +51,7 @@ from ctpnp.priors.weights import check_state_dict
 __all__ = ["GMMPatchPrior", "PatchGMM", "patch_grid", "patch_log_joint", "patch_peak_nll",
            "patch_posterior"]
 
-_CHUNK_PATCHES = 16384  # patches per block: bounds the (n, K, r) work arrays (~100 MB at K=96)
+_CHUNK_PATCHES = 4096  # patches per block: (n, K, r) work arrays of ~25 MB at K=96, r=16
 
 
 @dataclass
@@ -103,44 +103,50 @@ class PatchGMM:
 def patch_log_joint(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | float
                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """``log pi_k + log N(y; mu_k, Sigma_k + sigma^2 I)`` for patches ``y`` ``(n, d)``: ``(n, K)``
-    nats, and the terms :func:`patch_posterior` reuses (projections ``z (n, K, r)``, noisy
-    variances ``(n|1, K, r)`` and ``(n|1, K)``, noise variance ``(n|1, 1)``, the bases side
+    nats, and the terms :func:`patch_posterior` reuses (whitened projections ``t (n, K,
+    r)``, noisy residual variances ``(K,)``, the noise variance, the whitened bases side
     by side ``(d, K r)``).
 
-    ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``. The projections on all
-    ``K`` bases are one matrix product ``(n, d) @ (d, K r)``.
+    ``noise_var``: ``sigma^2`` (unit^2), a float or a scalar tensor. With ``lambda`` and
+    ``c`` the noisy variances along ``U_k`` and across it, the Mahalanobis distance is
+    ``||y - mu_k||^2 / c - sum_j t_j^2`` with ``t = a * U_k^T (y - mu_k)``, ``a^2 = 1/c -
+    1/lambda`` (``lambda >= c``: the kept directions are the leading ones), so every
+    component's projection comes out of one matrix product ``(n, d) @ (d, K r)`` with
+    its mean subtracted in the same call.
     """
     k, d, rank = gmm.basis.shape
-    s2 = torch.as_tensor(noise_var, dtype=y.dtype, device=y.device).reshape(-1, 1)  # (n|1, 1)
-    lam = gmm.variances[None] + s2[..., None]  # (n|1, K, r)
-    res = gmm.residual_variance[None] + s2  # (n|1, K)
-    bases = gmm.basis.permute(1, 0, 2).reshape(d, k * rank)
-    mean_coords = torch.einsum("kd,kdr->kr", gmm.means, gmm.basis)
-    z = (y @ bases).reshape(-1, k, rank) - mean_coords  # (n, K, r): y - mu_k along U_k
-    e2 = ((y * y).sum(1, keepdim=True) - 2 * y @ gmm.means.T
-          + (gmm.means * gmm.means).sum(1))  # (n, K): ||y - mu_k||^2
-    z2 = z * z
-    mahalanobis = (z2 / lam).sum(2) + (e2 - z2.sum(2)).clamp(min=0) / res
-    log_det = lam.log().sum(2) + (d - rank) * res.log()
+    s2 = torch.as_tensor(noise_var, dtype=y.dtype, device=y.device)
+    lam = gmm.variances + s2  # (K, r)
+    res = gmm.residual_variance + s2  # (K,)
+    a = (1 / res[:, None] - 1 / lam).clamp(min=0).sqrt()  # (K, r)
+    whitened = (gmm.basis * a[:, None, :]).permute(1, 0, 2).reshape(d, k * rank)
+    offsets = torch.einsum("kd,kdr->kr", gmm.means, gmm.basis) * a  # (K, r)
+    t = torch.addmm(offsets.reshape(1, -1), y, whitened, alpha=1, beta=-1)  # (n, K r)
+    e2 = torch.addmm((gmm.means * gmm.means).sum(1)[None], y, gmm.means.T, alpha=-2)
+    e2 += (y * y).sum(1, keepdim=True)  # (n, K): ||y - mu_k||^2
+    t = t.reshape(-1, k, rank)
+    mahalanobis = e2 / res - torch.linalg.vector_norm(t, dim=2).square()
+    log_det = lam.log().sum(1) + (d - rank) * res.log()
     log_joint = (gmm.log_weights - 0.5 * (mahalanobis + log_det)
                  - 0.5 * d * math.log(2 * math.pi))
-    return log_joint, (z, lam, res, s2, bases)
+    return log_joint, (t, res, s2, whitened)
 
 
 def patch_posterior(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | float
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """MMSE denoised patches and ``-log p_sigma`` of noisy patches ``y`` ``(n, d)``.
 
-    ``noise_var``: ``sigma^2`` (unit^2), a float or ``(n,)``. Returns
+    ``noise_var``: ``sigma^2`` (unit^2), a float or a scalar tensor. Returns
     ``(posterior mean (n, d), negative log density (n,) in nats)``.
     """
-    log_joint, (z, lam, res, s2, bases) = patch_log_joint(gmm, y, noise_var)
+    log_joint, (t, res, s2, whitened) = patch_log_joint(gmm, y, noise_var)
     k, _, rank = gmm.basis.shape
     w = torch.softmax(log_joint, 1)  # (n, K) responsibilities
     # grad(-log p_sigma)(y) = sum_k w_k (Sigma_k + sigma^2 I)^-1 (y - mu_k)
+    #                       = sum_k w_k [(y - mu_k) / c_k - U_k a_k t_k]
     b = w / res  # (n, K)
-    along = (w[..., None] * z * (1 / lam - 1 / res[..., None])).reshape(-1, k * rank)
-    score = b.sum(1, keepdim=True) * y - b @ gmm.means + along @ bases.T
+    along = (w[..., None] * t).reshape(-1, k * rank)
+    score = b.sum(1, keepdim=True) * y - b @ gmm.means - along @ whitened.T
     return y - s2 * score, -torch.logsumexp(log_joint, 1)
 
 
