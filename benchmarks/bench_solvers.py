@@ -131,7 +131,8 @@ def mean_rows(rows: list[dict]) -> list[dict]:
             for (dose, method), group in groups.items()]
 
 
-DEFAULT_METHODS = ("TV (PDHG)", "PnP-ADMM LPN", "PnP-DRS LPN", "PnP-ADMM Prox", "PnP-DRS Prox")
+DEFAULT_METHODS = ("TV (PDHG)", "PnP-ADMM LPN", "PnP-DRS LPN", "PnP-ADMM Prox", "PnP-DRS Prox",
+                   "PnP-ADMM GMM", "PnP-DRS GMM")
 """Run when ``--methods`` is not given; the others compare configurations."""
 OLD_SUFFIXES = (" (old)", " (old solver)")
 """Configurations before issue 18: solver and projector, solver alone."""
@@ -179,7 +180,7 @@ def scan_rows(size: int, views: int, iterations: int | None, names: tuple[str, .
     warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
     geometry = ScanGeometry.clinical_fan((size, size), PIXEL_MM, views)
     op = Tomography(geometry, backend=backend)
-    lpn, prox = load("lpn"), load("prox")
+    lpn, prox, gmm = load("lpn"), load("prox"), load("gmm")
     pnp = {} if iterations is None else {"max_iter": iterations}
     pdhg = {} if iterations is None else {"max_iter": 30 * iterations}
     old_pdhg = {**pdhg, "rtol": 0.0} if old_tv_to_cap else pdhg
@@ -202,6 +203,8 @@ def scan_rows(size: int, views: int, iterations: int | None, names: tuple[str, .
         "PnP-DRS LPN": (lpn, op, lambda y, cb: pnp_drs(y, op, lpn, callback=cb, **pnp)),
         "PnP-ADMM Prox": (prox, op, lambda y, cb: pnp_admm(y, op, prox, callback=cb, **pnp)),
         "PnP-DRS Prox": (prox, op, lambda y, cb: pnp_drs(y, op, prox, callback=cb, **pnp)),
+        "PnP-ADMM GMM": (gmm, op, lambda y, cb: pnp_admm(y, op, gmm, callback=cb, **pnp)),
+        "PnP-DRS GMM": (gmm, op, lambda y, cb: pnp_drs(y, op, gmm, callback=cb, **pnp)),
         **configurations(" (old)", old_projector),
         **configurations(" (old solver)", op),
     }
@@ -261,7 +264,6 @@ def main() -> None:
         row.pop("psnr_trace", None)
     if pairs:
         print_table("New configuration against the old one, same scans, same run", pairs)
-    lpn, prox = load("lpn"), load("prox")
     subset = subset_suffix(args.methods, DEFAULT_METHODS)
     backend = ("" if args.backend == "auto" else f"_{args.backend}") + (
         "_old_tv_to_cap" if args.old_tv_to_cap else "")
@@ -269,8 +271,8 @@ def main() -> None:
         "pairs": pairs, "methods": args.methods, "backend": args.backend,
         "size": args.size, "pixel_mm": PIXEL_MM, "views": args.views, "doses": DOSES,
         "test_seeds": args.seeds, "jobs": args.jobs, "old_tv_to_cap": args.old_tv_to_cap,
-        "pnp_parameters": {"lpn": lpn.card.get("pnp_parameters"),
-                           "prox": prox.card.get("pnp_parameters")},
+        "pnp_parameters": {name: load(name).card.get("pnp_parameters")
+                           for name in ("lpn", "prox", "gmm")},
         "windows_hu": {"full": FULL_WINDOW, "soft": SOFT_TISSUE_WINDOW},
         "rows": rows})
 
