@@ -210,7 +210,8 @@ def best_per_dose(rows: list[dict], setting: tuple[str, ...], score: str = "psnr
     return best
 
 
-def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
+def best_interpolated(rows: list[dict], score: str = "psnr_full_db", *,
+                      settled_first: bool = False) -> dict:
     """The best setting of one group of rows (one grid size and dose) when the scans
     were run at settings that differ from scan to scan.
 
@@ -218,7 +219,10 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
     e.g. TV's ``c`` relative to the scan's noise), ``score``, ``variance`` and,
     for PnP, ``sigma_hu``. Per ``sigma_hu``, each scan's score is interpolated
     linearly in ``setting`` on :data:`INTERPOLATION_POINTS` points of the range
-    that every scan covers, and averaged over the scans.
+    that every scan covers, and averaged over the scans; when every scan ran one and
+    the same setting, that point is the range (and its edge). With ``settled_first``,
+    only the rows whose solver stopped by its rule (``"converged"``) are interpolated,
+    as long as they leave a choice, as in :func:`best_per_dose`.
 
     Returns:
         ``sigma_hu`` (None without), ``setting`` (the best, no longer a log),
@@ -230,6 +234,14 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
         ValueError: no strength was run on every scan with a common range.
     """
     scans = sorted({str(r["seed"]) for r in rows})
+    if settled_first:
+        settled = [r for r in rows if r.get("converged", True)]
+        if {str(r["seed"]) for r in settled} == set(scans):
+            try:
+                return {**best_interpolated(settled, score), "settled": True,
+                        "variance": float(np.mean([r["variance"] for r in rows]))}
+            except ValueError:
+                pass  # nothing settled on every scan: choose among all rows
     strengths = sorted({r.get("sigma_hu") for r in rows}, key=lambda s: s or 0.0)
     best: dict | None = None
     means: dict[float | None, list[list[float]]] = {}
@@ -239,19 +251,20 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db") -> dict:
             points = sorted((r["setting"], r[score]) for r in rows
                             if str(r["seed"]) == scan and r.get("sigma_hu") == strength)
             curves.append(points)
-        if any(len(c) < 2 for c in curves):
-            continue  # this strength was not run on every scan with two settings
+        if not all(curves):
+            continue  # this strength was not run on every scan
         low = max(c[0][0] for c in curves)
         high = min(c[-1][0] for c in curves)
-        if low >= high:
+        if low > high:
             continue
-        grid = np.linspace(low, high, INTERPOLATION_POINTS)
+        # one common setting (a grid of strengths at one data scale) is a range of one point
+        grid = np.linspace(low, high, INTERPOLATION_POINTS if low < high else 1)
         mean = np.mean([np.interp(grid, *zip(*c, strict=True)) for c in curves], axis=0)
         means[strength] = np.stack([grid, mean], 1).tolist()
         k = int(mean.argmax())
         if best is None or mean[k] > best[score]:
             best = {"sigma_hu": strength, "setting": float(np.exp(grid[k])),
-                    score: float(mean[k]), "on_edge": k in (0, INTERPOLATION_POINTS - 1)}
+                    score: float(mean[k]), "on_edge": k in (0, len(grid) - 1)}
     if best is None:
         raise ValueError(f"no setting range was run on every scan of the group ({scans})")
     return {**best, "variance": float(np.mean([r["variance"] for r in rows])), "scans": scans,

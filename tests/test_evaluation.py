@@ -122,6 +122,13 @@ def test_interpolated_choice_pools_scans_run_at_shifted_settings():
     assert math.log(best_interpolated(rising)["setting"]) == pytest.approx(3.0)
     with pytest.raises(ValueError, match="every scan"):
         best_interpolated(_curve(0, 0.0) + _curve(1, 10.0))
+    # strengths run at one common setting: the better mean wins, on the edge of its point
+    at_one = [{**r, "sigma_hu": s, "psnr_full_db": r["psnr_full_db"] + bonus}
+              for s, bonus in ((50.0, 0.0), (100.0, 0.7))
+              for r in _curve(0, 0.0) + _curve(1, 0.0) if r["setting"] == 1.0]
+    one = best_interpolated(at_one)
+    assert one["sigma_hu"] == 100.0 and one["on_edge"] and math.log(one["setting"]) == 1.0
+    assert one["psnr_full_db"] == pytest.approx(39.5 + 0.7)  # both scans read 39.5 at 1
 
 
 def test_pooling_joins_earlier_rows_once_and_refuses_other_settings(tmp_path):
@@ -161,3 +168,16 @@ def test_corpus_validation_slices_are_read_from_the_cache_clamped_and_resampled(
     assert image.shape == (1, 1, 4, 4)
     assert torch.equal(image[0, 0, :2], torch.full((2, 4), 100.0))
     assert torch.equal(image[0, 0, 2:], torch.full((2, 4), -1000.0))  # padding became air
+
+
+def test_interpolated_choice_can_prefer_settled_points():
+    rows = _curve(0, 0.0) + _curve(1, 0.5)
+    # the stronger data weights ran into the iteration cap on one scan
+    rows = [{**r, "converged": not (r["seed"] == 1 and r["setting"] >= 2.0)} for r in rows]
+    assert not best_interpolated(rows)["on_edge"]
+    settled = best_interpolated(rows, settled_first=True)
+    assert settled["settled"] and settled["variance"] == pytest.approx(1.5e-4)
+    assert math.log(settled["setting"]) == pytest.approx(1.5) and settled["on_edge"]
+    # nothing settled on one scan: the choice falls back to every row
+    none = [{**r, "converged": r["seed"] == 0} for r in rows]
+    assert "settled" not in best_interpolated(none, settled_first=True)

@@ -126,6 +126,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true",
                         help="store the rule where the solvers read it")
     parser.add_argument("--name", help="results file name, without .json")
+    parser.add_argument("--settled-first", action="store_true",
+                        help="interpolate only the grid points that stopped by the solver's "
+                             "rule on their scan, where they leave a choice")
     args = parser.parse_args()
     prior, files = (args.inputs[0], args.inputs[1:]) if args.kind == "pnp" else (
         None, args.inputs)
@@ -141,7 +144,8 @@ def main() -> None:
     groups: dict[tuple[int, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["size"], row["dose"]), []).append(row)
-    best = {f"{size} {dose}": evaluation.best_interpolated(group)
+    best = {f"{size} {dose}": evaluation.best_interpolated(group,
+                                                           settled_first=args.settled_first)
             for (size, dose), group in groups.items()}
     table = [{"group": name, "v": b["variance"], "sigma (HU)": b["sigma_hu"] or "",
               "setting": b["setting"], "psnr full (dB)": b["psnr_full_db"],
@@ -150,6 +154,7 @@ def main() -> None:
     print(evaluation.markdown_table(table))
     variances = [b["variance"] for b in best.values()]
     record = {"kind": args.kind, "prior": prior, "files": [str(p) for p in paths],
+              "settled_first": args.settled_first,
               "best": {name: {k: v for k, v in b.items() if k != "curves"}
                        for name, b in best.items()}}
     settings = [b["setting"] for b in best.values()]
