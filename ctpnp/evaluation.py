@@ -71,6 +71,8 @@ of the corpus's validation patient ``lung2`` (``ctpnp data fetch lung2`` first).
 
 INTERPOLATION_POINTS = 97
 """Points of the common grid of :func:`best_interpolated`."""
+_SAME_SETTING = 1e-9
+"""Log settings closer than this are one (noise variances re-estimated in float)."""
 
 Scan = tuple[str, int | str, torch.Tensor, torch.Tensor, float]
 """``(dose name, seed or file name, y (1, 1, views, channels), reference HU (1, 1, H, W),
@@ -255,10 +257,11 @@ def best_interpolated(rows: list[dict], score: str = "psnr_full_db", *,
             continue  # this strength was not run on every scan
         low = max(c[0][0] for c in curves)
         high = min(c[-1][0] for c in curves)
-        if low > high:
+        if low > high + _SAME_SETTING:
             continue
         # one common setting (a grid of strengths at one data scale) is a range of one point
-        grid = np.linspace(low, high, INTERPOLATION_POINTS if low < high else 1)
+        grid = (np.linspace(low, high, INTERPOLATION_POINTS) if high - low > _SAME_SETTING
+                else np.array([low]))
         mean = np.mean([np.interp(grid, *zip(*c, strict=True)) for c in curves], axis=0)
         means[strength] = np.stack([grid, mean], 1).tolist()
         k = int(mean.argmax())
