@@ -97,7 +97,7 @@ PRIORS: dict[str, PriorEntry] = {
 DEFAULT_METHOD = "pnp-admm"
 """Method of ``ctpnp reconstruct`` when none is given."""
 
-DEFAULT_PRIOR = "prox"
+DEFAULT_PRIOR = "gmm"
 """Prior of the PnP methods when none is given."""
 
 

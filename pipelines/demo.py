@@ -5,7 +5,7 @@
 2. Simulate a low-dose clinical fan-beam scan: project the slice upsampled to a
    grid twice as fine as the reconstruction's (no inverse crime), Poisson noise.
 3. Reconstruct with FBP (Hann), TV (PDHG) and PnP-ADMM with the default prior
-   (``ctpnp.registry.DEFAULT_PRIOR``, the Prox-denoiser) and its dose
+   (``ctpnp.registry.DEFAULT_PRIOR``, the Gaussian-mixture patch prior) and its dose
    rule; all defaults, nothing tuned on this slice.
 4. Write each image as NIfTI (HU) and ``demo.png`` with PSNR/SSIM in the titles.
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from ctpnp.apps.study import DEFAULT_CONFIG, StudyConfigError, load_config, run_study
+from ctpnp.apps.study.config import DEFAULT_IMPLAUSIBILITY
 from ctpnp.apps.study.measure import implausibility
 from ctpnp.apps.study.run import plan
 from ctpnp.priors import load as load_prior
@@ -99,12 +100,13 @@ def test_case_keys_name_the_priors_weights_and_rules(study):
     settings = load_config(config)
     keys = {case.id: case.key(settings) for case in plan(settings)}
     lpn_case = next(key for case_id, key in keys.items() if case_id.endswith("pnp_admm_lpn"))
-    assert lpn_case["priors"] == {"lpn": fingerprint("lpn"), "prox": fingerprint("prox")}
+    scorer = DEFAULT_IMPLAUSIBILITY  # the tiny config names none
+    assert lpn_case["priors"] == {name: fingerprint(name) for name in ("lpn", "prox", scorer)}
     assert all(key["priors"].keys() >= {"prox"} for key in keys.values())  # the log prior
-    shipped = hashlib.sha256(calibration_path("prox").read_bytes()).hexdigest()
+    shipped = hashlib.sha256(calibration_path(scorer).read_bytes()).hexdigest()
     for case_id, key in keys.items():  # references have no data, so no implausibility
         assert key["implausibility"] == (None if case_id.endswith("__reference") else
-                                         {"prior": "prox", "fingerprint": fingerprint("prox"),
+                                         {"prior": scorer, "fingerprint": fingerprint(scorer),
                                           "sha256": shipped}), case_id
 
 
@@ -118,7 +120,7 @@ def test_implausibility_of_every_reconstruction_agrees_with_its_map_and_error(st
     """Each record's verdict and detection are those of its stored map and its stored image's
     error; references store no map; the thresholds are the calibration's."""
     _, out, _ = study
-    calibration = load_calibration("prox", fingerprint("prox"))
+    calibration = load_calibration(DEFAULT_IMPLAUSIBILITY, fingerprint(DEFAULT_IMPLAUSIBILITY))
     thresholds = [d.threshold_z for d in calibration.doses]
     cases = _cases(out)
     references = {r["scene"]: arrays for r, arrays in cases.values() if r["method"] is None}

@@ -53,10 +53,10 @@ SCENE_SOURCES = ("anatomy", "phantom", "pydicom_ct")
 ``phantom``: a shipped analytic definition scaled into the field of view;
 ``pydicom_ct``: the CT slice shipped with pydicom (a real image)."""
 
-LOG_PRIOR_CHOICES = ("lpn", "prox")
+LOG_PRIOR_CHOICES = ("lpn", "prox", "gmm")
 """Priors that offer ``log_prior_map``."""
 
-DEFAULT_IMPLAUSIBILITY = "prox"
+DEFAULT_IMPLAUSIBILITY = "gmm"
 """The prior whose quality calibration scores the reconstructions when the file names none."""
 
 
