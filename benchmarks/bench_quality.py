@@ -29,8 +29,9 @@ largest region score; ``flagged`` is the fraction of the kind's scans flagged
 fraction of clean slices flagged at each dose, and the cost of the maps against
 a PnP iteration.
 
-Run: ``.venv/bin/python benchmarks/bench_quality.py [--figure PNG]`` (about 15
-minutes on one core). Writes ``benchmarks/results/bench_quality.json``.
+Run: ``.venv/bin/python benchmarks/bench_quality.py [--prior NAME] [--figure PNG]``
+(about 15 minutes on one core). Writes ``benchmarks/results/bench_quality.json``
+(``bench_quality_<prior>.json`` for another prior than the default).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from ctpnp.quality import (
 )
 from ctpnp.quality import validation as cases
 from ctpnp.quality.detection import FAILED_RMSE_HU, auroc, detection_scores
+from ctpnp.registry import DEFAULT_PRIOR
 from ctpnp.simulation import phantom_scan
 from ctpnp.solvers.common import pnp_settings
 
@@ -205,7 +207,7 @@ def _cost(op: Tomography, prior, y: torch.Tensor) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prior", default="prox")
+    parser.add_argument("--prior", default=DEFAULT_PRIOR)
     parser.add_argument("--figure", type=Path,
                         help="PNG of the highest-scoring phantom case (synthetic, so that the "
                              "figure holds no patient image)")
@@ -268,7 +270,8 @@ def main() -> None:
                                calibration.region_px, args.figure,
                                f"{shown.kind} {shown.name}: implausibility of PnP-ADMM "
                                f"({args.prior})")
-    write_json("bench_quality", {
+    suffix = "" if args.prior == DEFAULT_PRIOR else f"_{args.prior}"
+    write_json(f"bench_quality{suffix}", {
         "prior": args.prior, "fingerprint": calibration.fingerprint, "size": SIZE,
         "failed_rmse_hu": FAILED_RMSE_HU,
         "threshold_z_by_log10_variance": thresholds, "rows": rows,
