@@ -15,7 +15,7 @@ validation patient ``lung2`` (between the two slices the defaults were chosen
 on; ``ctpnp data fetch lung2`` first), 256² at 0.8 mm, clinical fan, 360 views,
 both doses of :data:`ctpnp.evaluation.DOSES`.
 
-Run: ``.venv/bin/python benchmarks/bench_defaults_converged.py [--methods tv pnp-admm:prox ...]
+Run: ``.venv/bin/python benchmarks/bench_defaults_converged.py [--methods tv pnp-admm:gmm ...]
 [--seeds 9001] [--real-ct lung2/30]``; writes ``benchmarks/results/bench_defaults_converged.json``.
 """
 
@@ -33,8 +33,8 @@ from ctpnp.quality import quality_row
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 
-DEFAULT_METHODS = ("tv", "pnp-admm:prox", "pnp-admm:lpn", "pnp-drs:prox", "pnp-drs:lpn",
-                   "pnp-pgd:prox")
+DEFAULT_METHODS = ("tv", "pnp-admm:gmm", "pnp-drs:gmm", "pnp-admm:prox", "pnp-admm:lpn",
+                   "pnp-drs:prox", "pnp-drs:lpn", "pnp-pgd:prox")
 """``method`` or ``method:prior`` (PnP) as checked by default."""
 
 
