@@ -49,7 +49,8 @@ TOLERANCE_DB = 0.05
 
 CHECK_STOP = {"TV (PDHG)": {"max_iter": 50, "rtol": 0.0},
               "PnP-ADMM LPN": {"max_iter": 5, "rtol": 0.0},
-              "PnP-ADMM Prox": {"max_iter": 5, "rtol": 0.0}}
+              "PnP-ADMM Prox": {"max_iter": 5, "rtol": 0.0},
+              "PnP-ADMM GMM": {"max_iter": 5, "rtol": 0.0}}
 """The CPU check runs each iterative method for a fixed count on both devices (a
 default run stops by its tolerance, and an iteration more or less on one device
 would hide or fake a difference; a converged 512² TV on the CPU takes minutes)."""
@@ -57,12 +58,13 @@ would hide or fake a difference; a converged 512² TV on the CPU takes minutes).
 
 def methods(op: Tomography) -> dict[str, Callable[..., SolverResult | torch.Tensor]]:
     """Each method with its defaults on ``op``'s device: ``(y, **stop) -> result``."""
-    lpn, prox = load("lpn", device=op.device), load("prox", device=op.device)
+    lpn, prox, gmm = (load(name, device=op.device) for name in ("lpn", "prox", "gmm"))
     return {
         "FBP (Hann)": lambda y, **_: op.fbp(y),
         "TV (PDHG)": lambda y, **stop: tv(y, op, **stop),
         "PnP-ADMM LPN": lambda y, **stop: pnp_admm(y, op, lpn, **stop),
         "PnP-ADMM Prox": lambda y, **stop: pnp_admm(y, op, prox, **stop),
+        "PnP-ADMM GMM": lambda y, **stop: pnp_admm(y, op, gmm, **stop),
     }
 
 

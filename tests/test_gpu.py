@@ -66,7 +66,7 @@ def test_projections_copy_nothing_to_the_host(ops, scan):
 
 def test_loaded_priors_follow_the_device(ops, scan):
     _, gpu = ops
-    for name in ("lpn", "prox"):
+    for name in ("lpn", "prox", "gmm"):
         prior = load(name, device="cuda")
         x = gpu.fbp(scan[0].cuda())
         assert prior.prox(x, 0.001).device.type == "cuda", name
@@ -105,7 +105,7 @@ def _max_psnr_difference(on_cpu: torch.Tensor, on_gpu: torch.Tensor, hu: torch.T
                   - psnr_hu(physics.mu_to_hu(on_gpu.cpu()), hu)).abs().max())
 
 
-@pytest.mark.parametrize("prior_name", ["tv", "prox", "lpn"])
+@pytest.mark.parametrize("prior_name", ["tv", "prox", "lpn", "gmm"])
 @pytest.mark.parametrize("solve", [pnp_admm, pnp_drs, pnp_pgd])
 def test_pnp_solvers_on_cuda_give_the_cpu_result(ops, cpu_with_cuda_kernels, scan, solve,
                                                  prior_name):
