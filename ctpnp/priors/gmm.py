@@ -116,17 +116,15 @@ def patch_log_joint(gmm: PatchGMM, y: torch.Tensor, noise_var: torch.Tensor | fl
     """
     k, d, rank = gmm.basis.shape
     s2 = torch.as_tensor(noise_var, dtype=y.dtype, device=y.device)
-    lam = gmm.variances + s2  # (K, r)
-    res = gmm.residual_variance + s2  # (K,)
+    lam, res, log_det = _noisy_spectrum(gmm, s2)
     a = (1 / res[:, None] - 1 / lam).clamp(min=0).sqrt()  # (K, r)
     whitened = (gmm.basis * a[:, None, :]).permute(1, 0, 2).reshape(d, k * rank)
     offsets = torch.einsum("kd,kdr->kr", gmm.means, gmm.basis) * a  # (K, r)
-    t = torch.addmm(offsets.reshape(1, -1), y, whitened, alpha=1, beta=-1)  # (n, K r)
+    t = torch.addmm(offsets.reshape(1, -1), y, whitened, beta=-1)  # (n, K r)
     e2 = torch.addmm((gmm.means * gmm.means).sum(1)[None], y, gmm.means.T, alpha=-2)
     e2 += (y * y).sum(1, keepdim=True)  # (n, K): ||y - mu_k||^2
     t = t.reshape(-1, k, rank)
     mahalanobis = e2 / res - torch.linalg.vector_norm(t, dim=2).square()
-    log_det = lam.log().sum(1) + (d - rank) * res.log()
     log_joint = (gmm.log_weights - 0.5 * (mahalanobis + log_det)
                  - 0.5 * d * math.log(2 * math.pi))
     return log_joint, (t, res, s2, whitened)
@@ -154,11 +152,20 @@ def patch_peak_nll(gmm: PatchGMM, noise_var: torch.Tensor | float) -> torch.Tens
     """``-log sum_k pi_k N(mu_k; mu_k, Sigma_k + sigma^2 I)`` (nats, a scalar tensor): a lower
     bound of ``-log p_sigma(y)`` over all patches ``y``, since each component's density
     peaks at its mean. ``noise_var``: ``sigma^2`` (unit^2), a float or a scalar tensor."""
-    d, rank = gmm.means.shape[1], gmm.basis.shape[2]
     s2 = torch.as_tensor(noise_var, dtype=gmm.means.dtype, device=gmm.means.device)
-    log_det = ((gmm.variances + s2).log().sum(1)
-               + (d - rank) * (gmm.residual_variance + s2).log())
+    _, _, log_det = _noisy_spectrum(gmm, s2)
+    d = gmm.means.shape[1]
     return -torch.logsumexp(gmm.log_weights - 0.5 * log_det, 0) + 0.5 * d * math.log(2 * math.pi)
+
+
+def _noisy_spectrum(gmm: PatchGMM, s2: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each component's variances with the noise variance ``s2`` added: along its basis
+    ``(K, r)``, across it ``(K,)``, and ``log det(Sigma_k + s2 I)`` ``(K,)``."""
+    d, rank = gmm.means.shape[1], gmm.basis.shape[2]
+    lam = gmm.variances + s2
+    res = gmm.residual_variance + s2
+    return lam, res, lam.log().sum(1) + (d - rank) * res.log()
 
 
 def patch_grid(height: int, width: int, stride: int) -> tuple[int, int]:
