@@ -57,6 +57,7 @@ def _info(_: argparse.Namespace) -> int:
     from ctpnp.priors.registry import available, shipped_weights
     from ctpnp.priors.weights import card_path as card_path_of
     from ctpnp.projector import cuda_available
+    from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR
     from ctpnp.versions import package_versions
 
     for name, version in package_versions().items():
@@ -77,6 +78,7 @@ def _info(_: argparse.Namespace) -> int:
         print(f"  {name:13s} {card_path.with_suffix('.safetensors').name}: trained "
               f"{minutes:.0f} min on {device}, validation PSNR "
               f"{validation.get('val_psnr_db', float('nan')):.2f} dB")
+    print(f"default {DEFAULT_METHOD} with prior {DEFAULT_PRIOR}")
     return 0
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ctpnp.registry import DEFAULT_METHOD, DEFAULT_PRIOR
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +38,7 @@ def test_ctpnp_info_reports_versions_and_cuda():
     assert "ASTRA CUDA" in completed.stdout
     shipped = [line for line in completed.stdout.splitlines() if "validation PSNR" in line]
     assert {line.split()[0] for line in shipped} == {"gmm", "lpn", "prox"}
+    assert lines["default"].split() == [DEFAULT_METHOD, "with", "prior", DEFAULT_PRIOR]
 
 
 def test_an_error_inside_a_command_is_one_line_and_debug_shows_the_traceback(tmp_path):
