@@ -5,9 +5,10 @@ import torch
 
 from ctpnp.physics import hu_to_mu, mu_to_hu
 from ctpnp.priors import load
+from ctpnp.priors.gmm import GMMPatchPrior, PatchGMM, patch_posterior
 from ctpnp.quality import psnr_hu
 from ctpnp.train.data import phantom_slices_hu
-from ctpnp.train.gmm import GMMTrainConfig, fit_patch_gmm
+from ctpnp.train.gmm import GMMTrainConfig, fit_patch_gmm, validate_gmm
 
 CONFIG = GMMTrainConfig(components=6, rank=6, patch_size=4, stride=2, n_patches=6000,
                         iterations=4, tol_nats=0.0, train_seeds=(0, 1), val_seeds=(100_000,),
@@ -81,3 +82,22 @@ def test_the_jacobian_estimate_is_the_largest_eigenvalue_of_the_image_denoiser()
         torch.testing.assert_close(jac, jac.T, rtol=1e-8, atol=1e-10)
         assert exact.min() > 0
         torch.testing.assert_close(estimate[i], exact.max(), rtol=1e-4, atol=1e-8)
+
+
+def test_the_validation_log_likelihood_is_the_mixture_density_of_the_clean_patches():
+    """The card's log-likelihood is the patches' density, not the prior's terms counted
+    from its peak bound."""
+    torch.manual_seed(0)
+    d = 16
+    factors = 0.02 * torch.randn(3, d, d, dtype=torch.float64)
+    gmm = PatchGMM.from_covariances(0.5 + 0.1 * torch.randn(3, d, dtype=torch.float64),
+                                    factors @ factors.transpose(1, 2)
+                                    + 1e-3 * torch.eye(d, dtype=torch.float64),
+                                    torch.log_softmax(torch.randn(3, dtype=torch.float64), 0), d)
+    prior = GMMPatchPrior(gmm, 4, 0.05)
+    clean = gmm.means[0].reshape(1, 1, 4, 4).repeat(2, 1, 2, 2)  # patches on the grid
+    clean = clean + 0.01 * torch.randn(clean.shape, dtype=torch.float64)
+    card = validate_gmm(prior, clean, torch.full((2,), 0.05, dtype=torch.float64))
+    patches = torch.nn.functional.unfold(clean, 4, stride=4).transpose(1, 2).reshape(-1, d)
+    expected = -patch_posterior(gmm, patches, 0.0)[1].mean()
+    assert card["val_loglik_nats"] == pytest.approx(float(expected), abs=2e-3)
