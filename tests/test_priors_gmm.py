@@ -125,12 +125,12 @@ def test_patch_terms_count_from_the_peak_bound():
     prior = GMMPatchPrior(gmm, 2, 0.05)
     s = torch.tensor([0.05, 0.01], dtype=torch.float64)
     u = mu_to_unit(torch.cat([_image(9), _image(10)]))
-    _, nll = prior.denoise_unit(u, s)
+    _, nll = prior.patch_terms(u, s)
     assert nll.min() >= 0
     # an image tiled with the likeliest component's mean: its patches sit at a peak
     best = int(gmm.log_weights.argmax())
     tile = gmm.means[best].reshape(1, 1, 4, 4).repeat(1, 1, 2, 2)
-    _, at_mean = GMMPatchPrior(gmm, 4, 0.05).denoise_unit(tile, s[:1])
+    _, at_mean = GMMPatchPrior(gmm, 4, 0.05).patch_terms(tile, s[:1])
     raw = patch_posterior(gmm, gmm.means[best:best + 1], 0.05**2)[1]
     torch.testing.assert_close(at_mean[0, 0], raw[0] - patch_peak_nll(gmm, 0.05**2))
     assert float(at_mean.max()) < 0.1 * float(nll.mean())

@@ -85,8 +85,8 @@ def test_the_jacobian_estimate_is_the_largest_eigenvalue_of_the_image_denoiser()
 
 
 def test_the_validation_log_likelihood_is_the_mixture_density_of_the_clean_patches():
-    """The card's log-likelihood is the patches' density, not the prior's terms counted
-    from its peak bound."""
+    """The card's log-likelihood is the patches' density (the prior's own terms count from
+    its peak bound)."""
     torch.manual_seed(0)
     d = 16
     factors = 0.02 * torch.randn(3, d, d, dtype=torch.float64)

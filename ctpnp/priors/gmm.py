@@ -241,9 +241,8 @@ class GMMPatchPrior:
         return out[..., : shape[0], : shape[1]] / (p // s) ** 2
 
     def denoise_unit(self, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(D_sigma(u), -log p_sigma per patch above its peak bound (B, n) in nats, >= 0)``
-        for images ``u`` ``(B, 1, H, W)`` and noise stds ``s`` ``(B,)``, both in normalized
-        intensity."""
+        """``(D_sigma(u), -log p_sigma per patch (B, n) in nats)`` for images ``u`` ``(B, 1,
+        H, W)`` and noise stds ``s`` ``(B,)``, both in normalized intensity."""
         y, canvas = self._patches(u)
         per_image = y.shape[0] // u.shape[0]
         # one noise level per block (blocks never straddle images): the noisy variances
@@ -254,8 +253,15 @@ class GMMPatchPrior:
         outs, nll = zip(*(patch_posterior(self.gmm, y[a:end], s[b] * s[b])
                           for b, a, end in blocks), strict=True)
         denoised = self._average(torch.cat(outs), u.shape[0], canvas, u.shape[-2:])
+        return denoised, torch.cat(nll).reshape(u.shape[0], per_image)
+
+    def patch_terms(self, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`denoise_unit` with each patch's ``-log p_sigma`` counted from the mixture's
+        peak bound (:func:`patch_peak_nll`): ``(D_sigma(u), (B, n) nats >= 0)``, the terms
+        of the potential and the log-prior map."""
+        denoised, nll = self.denoise_unit(u, s)
         peak = torch.stack([patch_peak_nll(self.gmm, v * v) for v in s])  # (B,)
-        return denoised, torch.cat(nll).reshape(u.shape[0], per_image) - peak[:, None]
+        return denoised, nll - peak[:, None]
 
     # -- the prior's contract -------------------------------------------------------------
 
@@ -278,7 +284,7 @@ class GMMPatchPrior:
         ||z - D(z)||^2 / sigma^2`` (normalized units)."""
         u = mu_to_unit(z)
         s = self.sigma_unit(sigma, u)
-        denoised, nll = self.denoise_unit(u, s)
+        denoised, nll = self.patch_terms(u, s)
         coverage = (self.gmm.patch_size // self.stride) ** 2
         step = (u - denoised).flatten(1).pow(2).sum(1)
         return unit_to_mu(denoised), nll.sum(1) / coverage - 0.5 * step / s**2
@@ -288,7 +294,7 @@ class GMMPatchPrior:
         nats ``(B,)``: the patch likelihood of the image (the objective gradient-step PnP
         monitors). Not ``phi_sigma(x)``, which is known exactly only at prox outputs."""
         u = mu_to_unit(x)
-        _, nll = self.denoise_unit(u, self._sigma_ref(u))
+        _, nll = self.patch_terms(u, self._sigma_ref(u))
         return nll.sum(1) / (self.gmm.patch_size // self.stride) ** 2
 
     def log_prior_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -301,7 +307,7 @@ class GMMPatchPrior:
         """
         u = mu_to_unit(x)
         s = self._sigma_ref(u)
-        denoised, nll = self.denoise_unit(u, s)
+        denoised, nll = self.patch_terms(u, s)
         d = self.gmm.patch_size ** 2
         canvas = patch_grid(u.shape[-2], u.shape[-1], self.stride)
         spread = self._average((nll.reshape(-1, 1) / d).expand(-1, d), u.shape[0], canvas,
