@@ -21,7 +21,9 @@ alone (the prior residual's and the prior asymmetry's z), and as baselines the
 data-consistency z alone, the prior-map z alone, the local standard
 deviation of the image (HU) and the spread (HU) of the prior's denoisings of the
 reconstruction under the eight flips and quarter turns, at the reconstruction's σ
-(:func:`ctpnp.quality.equivariant_spread_hu`). Per kind, over the regions of the kind's scans:
+(:func:`ctpnp.quality.equivariant_spread_hu`), and two candidate definitions: the sums
+of the residual, asymmetry and prior-map z-scores and of the residual and prior-map
+z-scores. Per kind, over the regions of the kind's scans:
 AUROC for "region RMSE > 50 HU" and Spearman's rho between score and region
 RMSE; the scan AUROC ranks the kind's scans against the clean 10⁵ scans by their
 largest region score; ``flagged`` is the fraction of the kind's scans flagged
@@ -29,9 +31,14 @@ largest region score; ``flagged`` is the fraction of the kind's scans flagged
 fraction of clean slices flagged at each dose, and the cost of the maps against
 a PnP iteration.
 
-Run: ``.venv/bin/python benchmarks/bench_quality.py [--prior NAME] [--figure PNG]``
-(about 15 minutes on one core). Writes ``benchmarks/results/bench_quality.json``
-(``bench_quality_<prior>.json`` for another prior than the default).
+``--slices calibration`` builds the same kinds of cases from the calibration's own slices
+(lung2 14 and 44, the Hitachi head, phantoms 5003-5004, the clean calibration slices):
+where a definition is chosen, so that the benchmark's cases stay unseen.
+
+Run: ``.venv/bin/python benchmarks/bench_quality.py [--prior NAME] [--slices
+calibration] [--figure PNG]`` (about 15 minutes on one core). Writes
+``benchmarks/results/bench_quality.json`` (``bench_quality_calibration.json`` for the
+calibration's slices, ``_<prior>`` appended for another prior than the default).
 """
 
 from __future__ import annotations
@@ -73,13 +80,17 @@ warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too sl
 
 SIZE = 256
 FAILURE_PHOTONS = 1e5
-FAILURE_SLICES = (("lung2", 15), ("lung2", 45), ("head_ge", 0))
-CLEAN_SLICES = tuple((patient, k) for patient, indices in cases.BENCHMARK_SLICES.items()
-                     for k in indices)
-PHANTOM_SEEDS = (*VALIDATION_SEEDS, 5002)
+SLICE_SETS = {
+    "benchmark": {"failure": (("lung2", 15), ("lung2", 45), ("head_ge", 0)),
+                  "clean": cases.BENCHMARK_SLICES, "phantoms": (*VALIDATION_SEEDS, 5002)},
+    "calibration": {"failure": (("lung2", 14), ("lung2", 44), ("head_hitachi", 0)),
+                    "clean": cases.CALIBRATION_SLICES, "phantoms": (5003, 5004)},
+}
+"""The cases' slices: ``benchmark`` measures the indicator; ``calibration`` (the slices the
+statistics are fitted on, other phantoms) is where a change of its definition is chosen."""
 KINDS = ("metal", "bubble", "lesion", "views60", "overreg", "phantom")
 SCORES = ("implausibility", "residual_z", "asymmetry_z", "data_z", "prior_z", "local_std_hu",
-          "equivariant_spread_hu")
+          "equivariant_spread_hu", "residual_asymmetry_prior_z", "residual_prior_z")
 METAL_MU_PER_MM, METAL_RADIUS_MM = 0.5, 3.0
 BUBBLE_RADIUS_MM, LESION_RADIUS_MM = 5.0, 10.0
 
@@ -156,7 +167,10 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
     scores = {"implausibility": z.implausibility, "residual_z": z.residual,
               "asymmetry_z": z.asymmetry, "data_z": z.data, "prior_z": z.prior,
               "local_std_hu": torch.where(inside, local_std, nan),
-              "equivariant_spread_hu": torch.where(inside, spread, nan)}
+              "equivariant_spread_hu": torch.where(inside, spread, nan),
+              # candidate definitions: sums of z-scores (a dose's centring moves no ranking)
+              "residual_asymmetry_prior_z": z.residual + z.asymmetry + z.prior,
+              "residual_prior_z": z.residual + z.prior}
     return Case(kind, name, photons, torch.where(inside, rmse, nan)[0, 0].numpy(),
                 {k: v[0, 0].numpy() for k, v in scores.items()}, verdict.flagged,
                 verdict.threshold_z, hu[0, 0].numpy(), z.implausibility[0, 0].numpy())
@@ -211,7 +225,13 @@ def main() -> None:
     parser.add_argument("--figure", type=Path,
                         help="PNG of the highest-scoring phantom case (synthetic, so that the "
                              "figure holds no patient image)")
+    parser.add_argument("--slices", choices=list(SLICE_SETS), default="benchmark",
+                        help="benchmark: measure the indicator; calibration: the calibration's "
+                             "own slices, to choose among candidate definitions")
     args = parser.parse_args()
+    failure_slices = SLICE_SETS[args.slices]["failure"]
+    clean_slices = tuple((patient, k) for patient, indices
+                         in SLICE_SETS[args.slices]["clean"].items() for k in indices)
     prior = load(args.prior)
     calibration = load_calibration(args.prior, fingerprint(args.prior))
     op = Tomography(cases.geometry(SIZE))
@@ -228,12 +248,12 @@ def main() -> None:
               f"{np.nanmax(case.implausibility):5.2f}, flagged {case.flagged!s:5s} "
               f"({time.perf_counter() - start:4.1f} s)", flush=True)
 
-    references = {(p, k): cases.corpus_slice_hu(p, k, SIZE) for p, k in CLEAN_SLICES}
+    references = {(p, k): cases.corpus_slice_hu(p, k, SIZE) for p, k in clean_slices}
     for (patient, index), reference_hu in references.items():
         for photons in DOSES.values():
             run("clean", f"{patient}:{index}", photons, reference_hu,
                 cases.scan(reference_hu, op.geometry, photons, seed=index))
-    for number, (patient, index) in enumerate(FAILURE_SLICES):
+    for number, (patient, index) in enumerate(failure_slices):
         name, reference_hu = f"{patient}:{index}", references[(patient, index)]
         y = cases.scan(reference_hu, op.geometry, FAILURE_PHOTONS, seed=index)
         for kind in ("metal", "bubble", "lesion"):
@@ -245,7 +265,7 @@ def main() -> None:
             operator=op_sparse)
         sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)
         run("overreg", name, FAILURE_PHOTONS, reference_hu, y, sigma_mu_per_mm=4 * sigma)
-    for seed in PHANTOM_SEEDS:
+    for seed in SLICE_SETS[args.slices]["phantoms"]:
         y, reference_hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * SIZE),
                                        op.geometry, FAILURE_PHOTONS, seed)
         run("phantom", f"seed {seed}", FAILURE_PHOTONS, reference_hu, y)
@@ -254,7 +274,7 @@ def main() -> None:
     clean_rates = {f"{photons:g}": float(np.mean([c.flagged for c in all_cases
                                                   if c.kind == "clean" and c.photons == photons]))
                    for photons in DOSES.values()}
-    cost = _cost(op, prior, cases.scan(references[CLEAN_SLICES[0]], op.geometry, 1e4))
+    cost = _cost(op, prior, cases.scan(references[clean_slices[0]], op.geometry, 1e4))
     print_table(f"Quality indicator, {args.prior} prior, {SIZE}² (regions of "
                 f"{calibration.region_px}² px; failed = region RMSE > {FAILED_RMSE_HU:g} HU)",
                 rows)
@@ -270,9 +290,11 @@ def main() -> None:
                                calibration.region_px, args.figure,
                                f"{shown.kind} {shown.name}: implausibility of PnP-ADMM "
                                f"({args.prior})")
-    suffix = "" if args.prior == DEFAULT_PRIOR else f"_{args.prior}"
+    suffix = ("" if args.slices == "benchmark" else f"_{args.slices}") + (
+        "" if args.prior == DEFAULT_PRIOR else f"_{args.prior}")
     write_json(f"bench_quality{suffix}", {
         "prior": args.prior, "fingerprint": calibration.fingerprint, "size": SIZE,
+        "slices": args.slices,
         "failed_rmse_hu": FAILED_RMSE_HU,
         "threshold_z_by_log10_variance": thresholds, "rows": rows,
         "clean_flag_rate": clean_rates, "cost": cost,

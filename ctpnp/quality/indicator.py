@@ -17,7 +17,12 @@ not added: on reconstructions of validation slices with inserted failures
 calibration's slices, not the benchmark's) the sum of the two denoiser
 features ranked failed regions best (region AUROC 0.69–0.96 per kind), while
 adding the data z-score lowered it on clean slices and the prior map carried
-almost no contrast between regions. The dose is read from the post-log noise
+almost no contrast between regions. Re-checked for the GMM patch prior, whose map
+does carry contrast (``benchmarks/bench_quality.py --slices calibration``,
+2026-12-02): adding its prior-map z-score (mean region AUROC over the kinds and the
+clean slices 0.836, lower on the lesion and the clean regions) or putting it in
+place of the asymmetry (0.836) is no clear gain over the residual and asymmetry
+(0.832), so the definition stays one for every prior. The dose is read from the post-log noise
 variance (the solvers' estimate), and the statistics are interpolated linearly
 in its log between the calibrated doses (held constant beyond them).
 
