@@ -68,7 +68,9 @@ def test_results_do_not_depend_on_the_batch(scan):
     y, _ = scan
     both = pnp_admm(y, OP, TVPrior(), max_iter=8)
     second = pnp_admm(y[1:], OP, TVPrior(), max_iter=8)
-    torch.testing.assert_close(both.x[1:], second.x, rtol=1e-4, atol=1e-7)
+    # float32 reductions round differently for another batch shape (a few ulp an iteration,
+    # 4e-7 /mm after 8 measured on 2 threads); coupling between the items would be far larger
+    torch.testing.assert_close(both.x[1:], second.x, rtol=1e-4, atol=2e-6)  # 2e-6 /mm = 0.1 HU
     assert int(both.n_iter[1]) == int(second.n_iter[0])
 
 

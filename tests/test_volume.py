@@ -63,7 +63,8 @@ def test_pnp_admm_with_tv_prior_runs_per_slice(sinograms, tmp_path):
                                 params={"max_iter": 5}, device="cpu")
     batched = reconstruct_volume(sinograms[:2], GEOMETRY, tmp_path / "two", prior="tv",
                                  params={"max_iter": 5}, batch_size=2, device="cpu")
-    np.testing.assert_allclose(batched.volume, single.volume, rtol=1e-5, atol=1e-7)
+    # batch-shape rounding of float32 reductions only (see test_solvers): 2e-6 /mm = 0.1 HU
+    np.testing.assert_allclose(batched.volume, single.volume, rtol=1e-5, atol=2e-6)
     info = json.loads((tmp_path / "one" / "slice_00001.json").read_text())
     assert set(info) == {"n_iter", "converged", "diverged"}
 
