@@ -22,9 +22,9 @@ does carry contrast (``benchmarks/bench_quality.py --slices calibration``,
 2026-12-02): adding its prior-map z-score (mean region AUROC over the kinds and the
 clean slices 0.836, lower on the lesion and the clean regions) or putting it in
 place of the asymmetry (0.836) is no clear gain over the residual and asymmetry
-(0.832), so the definition stays one for every prior. The dose is read from the post-log noise
-variance (the solvers' estimate), and the statistics are interpolated linearly
-in its log between the calibrated doses (held constant beyond them).
+(0.832), so the definition stays one for every prior. The dose is read from the
+post-log noise variance (the solvers' estimate), and the statistics are interpolated
+linearly in its log between the calibrated doses (held constant beyond them).
 
 Per slice, the **score** is the largest implausibility of its regions; the
 slice is **flagged** when the score exceeds the threshold at its dose, chosen
