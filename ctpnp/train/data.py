@@ -9,6 +9,7 @@ Slices come from any iterable of 2D HU arrays: generated phantoms
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from ctpnp.priors.normalization import HU_PER_UNIT, MU_WATER_PER_MM, hu_to_unit
 __all__ = [
     "NORMALIZATION_RECORD",
     "PatchSampler",
+    "SliceSplit",
     "corpus_record",
     "phantom_slices_hu",
     "piecewise_smooth_hu",
@@ -80,11 +82,37 @@ NORMALIZATION_RECORD = {
 """What a model card records of the intensity normalization the priors are trained in."""
 
 
-def training_data_record(config, phantoms: str = "anatomy", **counts: int) -> dict:
+@dataclass(frozen=True)
+class SliceSplit:
+    """The slices a prior is trained and validated on, and how its patches are augmented:
+    the fields every training config shares (each config adds its own).
+
+    Attributes:
+        train_seeds / val_seeds: ``ctpnp.phantoms.random_anatomy`` seeds of the training /
+            validation phantom slices.
+        real_patients / val_patients: corpus patients (:data:`ctpnp.data.SPLITS`) added to
+            the training / validation slices.
+        jitter_scale / jitter_offset_hu: per-patch contrast scale and HU offset
+            augmentation of the training patches (:class:`PatchSampler`).
+        slice_size / pixel_mm: phantom slices are ``slice_size^2`` pixels of ``pixel_mm`` mm.
+        seed: RNG seed of the run (initialization, patches, augmentation, noise).
+    """
+
+    train_seeds: tuple[int, ...] = tuple(range(32))
+    val_seeds: tuple[int, ...] = (100_000, 100_001)
+    real_patients: tuple[str, ...] = ()
+    val_patients: tuple[str, ...] = ()
+    jitter_scale: float = 0.0
+    jitter_offset_hu: float = 0.0
+    slice_size: int = 512
+    pixel_mm: float = 0.8
+    seed: int = 0
+
+
+def training_data_record(config: SliceSplit, phantoms: str = "anatomy", **counts: int) -> dict:
     """What a model card records of a run's training data: the phantom kind and seeds, the
     corpus patients (:func:`corpus_record`), ``counts`` (e.g. ``patches``), the phantom
-    grid and the augmentations. ``config`` has ``train_seeds``, ``real_patients``,
-    ``slice_size``, ``pixel_mm``, ``jitter_scale`` and ``jitter_offset_hu``."""
+    grid and the augmentations."""
     return {
         "phantoms": phantoms,
         "train_seeds": list(config.train_seeds),
@@ -98,10 +126,9 @@ def training_data_record(config, phantoms: str = "anatomy", **counts: int) -> di
     }
 
 
-def split_slices_hu(config, which: str = "train") -> list[np.ndarray]:
+def split_slices_hu(config: SliceSplit, which: str = "train") -> list[np.ndarray]:
     """The HU slices of a run's ``"train"`` or ``"validation"`` set: phantoms, then every
-    slice of the patients. ``config`` has ``train_seeds`` / ``real_patients`` and
-    ``val_seeds`` / ``val_patients``, ``slice_size`` and ``pixel_mm``."""
+    slice of the patients."""
     from ctpnp.data import patient_slices_hu
 
     seeds, patients = ((config.train_seeds, config.real_patients) if which == "train"

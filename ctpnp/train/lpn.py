@@ -29,6 +29,7 @@ from ctpnp.train.checkpoint import Checkpoint, load_initial_weights
 from ctpnp.train.data import (
     NORMALIZATION_RECORD,
     PatchSampler,
+    SliceSplit,
     corpus_record,
     phantom_slices_hu,
     piecewise_smooth_hu,
@@ -69,8 +70,9 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class LPNTrainConfig:
-    """Everything that defines an LPN training run (stored in checkpoints and the model card).
+class LPNTrainConfig(SliceSplit):
+    """Everything that defines an LPN training run (stored in checkpoints and the model card):
+    the slices and augmentation of :class:`~ctpnp.train.data.SliceSplit`, and
 
     Attributes:
         icnn: network architecture.
@@ -82,18 +84,10 @@ class LPNTrainConfig:
         stages: the schedule (L1 first, then proximal matching with shrinking gamma).
         phantoms: ``"anatomy"`` (``ctpnp.phantoms.random_anatomy``) or
             ``"piecewise_smooth"`` (:func:`ctpnp.train.data.piecewise_smooth_hu`).
-        train_seeds: phantom seeds for training slices.
-        val_seeds: held-out phantom seeds for validation PSNR.
-        real_patients / val_patients: corpus patients (:data:`ctpnp.data.SPLITS`)
-            added to the training slices / validated on (``val_slices_per_patient``
-            evenly spaced slices of each, whole-image prox).
-        jitter_scale / jitter_offset_hu: per-patch contrast scale and HU offset
-            augmentation (:class:`~ctpnp.train.data.PatchSampler`).
-        slice_size: phantom slices are ``slice_size^2`` pixels ...
-        pixel_mm: ... of this size (mm).
+        val_slices_per_patient: evenly spaced slices of each validation patient
+            (whole-image prox).
         checkpoint_every: steps between checkpoints.
         progress_every: steps between progress reports.
-        seed: RNG seed for patch sampling, augmentation and noise.
     """
 
     icnn: ICNNConfig = field(default_factory=ICNNConfig)
@@ -108,18 +102,9 @@ class LPNTrainConfig:
         Stage("proximal_matching", 1000, 5e-5, 0.8),
     )
     phantoms: Literal["anatomy", "piecewise_smooth"] = "anatomy"
-    train_seeds: tuple[int, ...] = tuple(range(32))
-    val_seeds: tuple[int, ...] = (100_000, 100_001)
-    real_patients: tuple[str, ...] = ()
-    val_patients: tuple[str, ...] = ()
     val_slices_per_patient: int = 2
-    jitter_scale: float = 0.0
-    jitter_offset_hu: float = 0.0
-    slice_size: int = 512
-    pixel_mm: float = 0.8
     checkpoint_every: int = 200
     progress_every: int = 20
-    seed: int = 0
 
     @property
     def total_steps(self) -> int:

@@ -34,6 +34,7 @@ from ctpnp.train.checkpoint import Checkpoint, load_initial_weights
 from ctpnp.train.data import (
     NORMALIZATION_RECORD,
     PatchSampler,
+    SliceSplit,
     corpus_record,
     split_slices_hu,
     training_data_record,
@@ -56,8 +57,10 @@ _SEQUENCES = ("sigma_hu_range", "train_seeds", "val_seeds", "real_patients", "va
 
 
 @dataclass(frozen=True)
-class ProxTrainConfig:
-    """Everything that defines a Prox-denoiser training run (stored in checkpoints and the card).
+class ProxTrainConfig(SliceSplit):
+    """Everything that defines a Prox-denoiser training run (stored in checkpoints and the
+    card): the slices and augmentation of :class:`~ctpnp.train.data.SliceSplit` (16
+    training phantoms by default), and
 
     Attributes:
         unet: architecture of the residual network.
@@ -79,14 +82,7 @@ class ProxTrainConfig:
             ``stop_below`` (the last weights when no check was).
         val_power_iters: power iterations of the validation check.
         n_val_patches: validation patches (noise levels spread over the range).
-        train_seeds / val_seeds: ``ctpnp.phantoms.random_anatomy`` seeds.
-        real_patients / val_patients: corpus patients (:data:`ctpnp.data.SPLITS`)
-            added to the training / validation slices.
-        jitter_scale / jitter_offset_hu: per-patch contrast scale and HU offset
-            augmentation (:class:`~ctpnp.train.data.PatchSampler`).
-        slice_size / pixel_mm: phantom rasterization.
         checkpoint_every / progress_every: steps between checkpoints / reports.
-        seed: RNG seed (init, patches, noise).
     """
 
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -109,16 +105,8 @@ class ProxTrainConfig:
     val_power_iters: int = 20
     n_val_patches: int = 32
     train_seeds: tuple[int, ...] = tuple(range(16))
-    val_seeds: tuple[int, ...] = (100_000, 100_001)
-    real_patients: tuple[str, ...] = ()
-    val_patients: tuple[str, ...] = ()
-    jitter_scale: float = 0.0
-    jitter_offset_hu: float = 0.0
-    slice_size: int = 512
-    pixel_mm: float = 0.8
     checkpoint_every: int = 100
     progress_every: int = 20
-    seed: int = 0
 
     @property
     def sigma_range_unit(self) -> tuple[float, float]:
