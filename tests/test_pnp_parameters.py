@@ -22,6 +22,7 @@ from ctpnp.solvers.parameters import (
     PnPParameters,
     fit_dose_rule,
     learned_parameters,
+    learned_relaxation,
     log_linear_in_variance,
 )
 from ctpnp.solvers.tv import default_weight_mm, weight_rule
@@ -85,6 +86,9 @@ def test_the_dose_rule_in_a_model_card_becomes_the_default(tmp_path):
     assert learned_parameters(prior, "pnp-drs") == rule  # same fixed points as ADMM
     assert learned_parameters(prior, "pnp-pgd") is None
     assert prior.card["pnp_parameters"]["pnp-admm"]["training"] == {"method": "test"}
+    assert learned_relaxation(prior, "pnp-admm") is None  # the solvers' default
+    store_pnp_parameters(weights, "pnp-admm", rule, {"method": "test"}, relaxation=1.0)
+    assert learned_relaxation(load(weights), "pnp-drs") == 1.0
 
     y = physics.simulate_low_dose(torch.full((2, 1, 24, 23), 2.0), 1e4, seed=0)
     sigma, weight = pnp_settings(prior, "pnp-admm", y, None, None)

@@ -9,7 +9,8 @@ from ctpnp.linalg import conjugate_gradient
 from ctpnp.phantoms import load
 from ctpnp.solvers import pnp_admm, pnp_drs, pnp_pgd
 from ctpnp.solvers.preconditioner import FourierPreconditioner, gram_spectrum
-from ctpnp.solvers.splitting import LEGACY_SETTINGS
+from ctpnp.solvers.parameters import PnPParameters
+from ctpnp.solvers.splitting import DEFAULT_RELAXATION, LEGACY_SETTINGS
 
 GEOMETRY = ScanGeometry.clinical_fan((64, 64), 3.0, 120)
 OP = Tomography(GEOMETRY)
@@ -93,6 +94,25 @@ def test_relaxation_reaches_the_fixed_point_in_fewer_iterations(y):
     errors = {alpha: float((pnp_admm(y, OP, prior, relaxation=alpha, **common).x - exact).norm()
                            / exact.norm()) for alpha in (1.0, 1.5)}
     assert errors[1.5] < 0.7 * errors[1.0], errors
+
+
+@pytest.mark.parametrize("solve", [pnp_admm, pnp_drs])
+def test_a_relaxation_stored_with_the_dose_rule_is_the_default(y, solve):
+    """A prior whose card stores ``relaxation`` with its PnP-ADMM rule gets it (DRS shares
+    ADMM's entry); without one the solvers' default; a bad one is refused by name."""
+    prior = _Quadratic(lam=0.05 * OP.norm() ** 2)
+    common = {"sigma_mu_per_mm": 2.0 / OP.norm(), "data_weight": 1.0,
+              "enforce_nonnegative": False, "rtol": 0.0, "max_iter": 5, "anderson": 0}
+    plain = solve(y, OP, prior, relaxation=1.0, **common).x
+    default = solve(y, OP, prior, **common).x
+    assert float((plain - default).norm() / plain.norm()) > 1e-3
+    prior.card = {"pnp_parameters": {"pnp-admm": {**PnPParameters().to_card(),
+                                                  "relaxation": 1.0}}}
+    assert torch.equal(solve(y, OP, prior, **common).x, plain)
+    assert torch.equal(solve(y, OP, prior, relaxation=DEFAULT_RELAXATION, **common).x, default)
+    prior.card["pnp_parameters"]["pnp-admm"]["relaxation"] = 2.5
+    with pytest.raises(ValueError, match=r"pnp_parameters\.pnp-.*relaxation must be in"):
+        solve(y, OP, prior, **common)
 
 
 @pytest.mark.parametrize("solve", [pnp_admm, pnp_drs])

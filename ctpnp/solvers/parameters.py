@@ -14,7 +14,10 @@ every dose. They are learned per prior and solver by restarted JFB
 points of validation grids (:func:`fit_dose_rule`, ``pipelines/calibrate/tune_pnp.py``
 per grid size, ``pipelines/calibrate/fit_rules.py`` through several sizes),
 and saved in the prior's model card under ``"pnp_parameters"`` with a record of
-how they were obtained; solvers use them by default when present.
+how they were obtained; solvers use them by default when present. An entry may
+also hold the ``relaxation`` its grid was run at (:func:`learned_relaxation`):
+the over-relaxed iteration that settles faster with one prior can cycle with
+another.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "PnPParameters",
     "fit_dose_rule",
     "learned_parameters",
+    "learned_relaxation",
     "log_linear_in_variance",
     "settings",
 ]
@@ -155,3 +159,24 @@ def learned_parameters(prior, solver: str) -> PnPParameters | None:
         raise ValueError(f"model card {CARD_KEY}.{solver}: non-finite values or "
                          f"reference_variance {reference} != {REFERENCE_VARIANCE}")
     return PnPParameters(*values)
+
+
+def learned_relaxation(prior, solver: str) -> float | None:
+    """The relaxation ``alpha`` stored with ``solver``'s rule in the prior's card, if any.
+
+    Raises:
+        ValueError: the entry's ``relaxation`` is not a number in (0, 2).
+    """
+    card = getattr(prior, "card", None) or {}
+    entries = card.get(CARD_KEY, {})
+    entry = entries.get(solver, entries.get(SAME_FIXED_POINTS.get(solver))) or {}
+    if "relaxation" not in entry:
+        return None
+    try:
+        alpha = float(entry["relaxation"])
+    except (TypeError, ValueError):
+        alpha = math.nan
+    if not 0.0 < alpha < 2.0:
+        raise ValueError(f"model card {CARD_KEY}.{solver}.relaxation must be in (0, 2), "
+                         f"got {entry['relaxation']!r}")
+    return alpha

@@ -19,6 +19,7 @@ from ctpnp.solvers.common import denoiser, initial_image, keep_active, pnp_setti
 from ctpnp.solvers.data_fidelity import LeastSquares
 from ctpnp.solvers.equivariance import Mode
 from ctpnp.solvers.monitor import Callback, Monitor, SolverResult, StoppingRule
+from ctpnp.solvers.parameters import learned_relaxation
 
 __all__ = ["DEFAULT_ANDERSON", "DEFAULT_CG_MAXITER", "DEFAULT_CG_TOL", "DEFAULT_MAX_ITER",
            "DEFAULT_RELAXATION", "LEGACY_SETTINGS", "SHARED_ARGUMENTS", "Splitting",
@@ -127,7 +128,10 @@ SHARED_ARGUMENTS = """
         relaxation: ``alpha`` in (0, 2) of the relaxed iteration (1: unrelaxed). The
             relaxed iteration is the Krasnosel'skii–Mann step of the same
             Douglas–Rachford operator: the same fixed points, reached in fewer
-            iterations (measured: ``benchmarks/bench_solvers.py``).
+            iterations (measured: ``benchmarks/bench_solvers.py``). Default: the
+            value stored with the prior's dose rule
+            (:func:`~ctpnp.solvers.parameters.learned_relaxation`), else
+            :data:`DEFAULT_RELAXATION`.
         anderson: memory ``m`` of the safeguarded Anderson acceleration of the
             fixed-point iteration (:mod:`ctpnp.solvers.anderson`; same fixed
             points), 0 for the plain iteration.
@@ -161,7 +165,7 @@ def splitting_solver(scheme: Splitting) -> Callable[..., SolverResult]:
         cg_tol: float = DEFAULT_CG_TOL,
         cg_maxiter: int = DEFAULT_CG_MAXITER,
         preconditioner: str | None = "fourier",
-        relaxation: float = DEFAULT_RELAXATION,
+        relaxation: float | None = None,
         anderson: int = DEFAULT_ANDERSON,
         enforce_nonnegative: bool = True,
         equivariant: bool | Mode = False,
@@ -171,6 +175,8 @@ def splitting_solver(scheme: Splitting) -> Callable[..., SolverResult]:
         data = LeastSquares(op, y, weights)
         denoise = denoiser(prior, equivariant, seed)
         sigma, weight = pnp_settings(prior, scheme.method, y, sigma_mu_per_mm, data_weight)
+        if relaxation is None:
+            relaxation = learned_relaxation(prior, scheme.method) or DEFAULT_RELAXATION
         tau = data_step(weight, sigma).to(op.device)
         sigma_on_device = sigma.to(op.device)  # the denoiser's, beside its images
         state = scheme.start(initial_image(op, y, x0))

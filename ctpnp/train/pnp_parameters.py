@@ -161,17 +161,22 @@ def learn_pnp_parameters(
 
 
 def store_pnp_parameters(weights_path: str | Path, solver: str, parameters: PnPParameters,
-                         training: dict) -> Path:
+                         training: dict, *, relaxation: float | None = None) -> Path:
     """Add a dose rule to the model card beside ``weights_path`` (atomically).
 
-    The card's ``pnp_parameters.<solver>`` holds the parameters and
-    ``training``: how they were obtained (``"method"``: ``"restarted JFB"`` with
-    its configuration and per-step log, or ``"validation grid"`` with the grid
-    and its results); the weights file is not touched.
+    The card's ``pnp_parameters.<solver>`` holds the parameters, the solver's
+    ``relaxation`` when one is given (the solvers' default when it is not; see
+    :func:`ctpnp.solvers.parameters.learned_relaxation`) and ``training``: how
+    they were obtained (``"method"``: ``"restarted JFB"`` with its configuration
+    and per-step log, or ``"validation grid"`` with the grid and its results); the
+    weights file is not touched.
     """
     path = card_path(weights_path)
     card = json.loads(path.read_text())
-    card.setdefault(CARD_KEY, {})[solver] = {**parameters.to_card(), "training": training}
+    entry = parameters.to_card()
+    if relaxation is not None:
+        entry["relaxation"] = float(relaxation)
+    card.setdefault(CARD_KEY, {})[solver] = {**entry, "training": training}
     with staged_file(path) as staged:
         Path(staged).write_text(json.dumps(card, indent=2) + "\n")
     return path

@@ -53,6 +53,16 @@ warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too sl
 RESULTS_DIR = Path(__file__).with_name("results")
 
 
+def recorded_relaxation(paths: list[Path]) -> float | None:
+    """The PnP-ADMM relaxation the grids ran at (``None``: files that record none ran at
+    the solvers' default); ``SystemExit`` naming the values when the files disagree."""
+    values = {path: json.loads(path.read_text()).get("relaxation") for path in paths}
+    if len(set(values.values())) > 1:
+        raise SystemExit("the grids ran at different relaxations: " + ", ".join(
+            f"{path}: {value}" for path, value in values.items()))
+    return next(iter(values.values()), None)
+
+
 def current_variances(record: dict) -> dict[tuple[str, str], float]:
     """``(dose, scan) -> v`` of a results file's validation scans under the current
     noise estimator (the scans are simulated again, none reconstructed)."""
@@ -140,6 +150,7 @@ def main() -> None:
             recorded = json.loads(path.read_text()).get("weights_sha256")
             if recorded != sha256:
                 raise SystemExit(f"{path}: weights_sha256 is {recorded}, {prior}'s is {sha256}")
+    relaxation = recorded_relaxation(paths) if prior is not None else None
     rows = relative_rows(paths, args.kind)
     groups: dict[tuple[int, str], list[dict]] = {}
     for row in rows:
@@ -154,7 +165,7 @@ def main() -> None:
     print(evaluation.markdown_table(table))
     variances = [b["variance"] for b in best.values()]
     record = {"kind": args.kind, "prior": prior, "files": [str(p) for p in paths],
-              "settled_first": args.settled_first,
+              "settled_first": args.settled_first, "relaxation": relaxation,
               "best": {name: {k: v for k, v in b.items() if k != "curves"}
                        for name, b in best.items()}}
     settings = [b["setting"] for b in best.values()]
@@ -177,7 +188,8 @@ def main() -> None:
         print(f"wrote {store_weight_rule(rule, source=path.name)}")
     elif args.write:
         store_pnp_parameters(weights, "pnp-admm", rule, {"method": "validation grids",
-                                                         "solver": "pnp-admm", **record})
+                                                         "solver": "pnp-admm", **record},
+                             relaxation=relaxation)
         print(f"stored the rule in the model card of {weights}")
 
 

@@ -45,6 +45,7 @@ from ctpnp.quality import quality_row
 from ctpnp.registry import PRIORS
 from ctpnp.solvers import pnp_admm
 from ctpnp.solvers.parameters import fit_dose_rule
+from ctpnp.solvers.splitting import DEFAULT_RELAXATION
 from ctpnp.train.pnp_parameters import store_pnp_parameters
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
@@ -66,6 +67,9 @@ def main() -> None:
                              "scan when there are any (never for an iteration cap)")
     parser.add_argument("--write-card", action="store_true",
                         help="store the fitted rule in the prior's model card (pnp-admm)")
+    parser.add_argument("--relaxation", type=float, default=DEFAULT_RELAXATION,
+                        help="PnP-ADMM's relaxation alpha in (0, 2); stored with the rule "
+                             f"(default {DEFAULT_RELAXATION})")
     parser.add_argument("--unrelaxed", action="store_true",
                         help="a Prox-denoiser at gamma = 1 (not an exact prox; measures what "
                              "the relaxation costs)")
@@ -93,7 +97,7 @@ def main() -> None:
         result = pnp_admm(y.repeat(len(grid), 1, 1, 1), op, prior,
                           sigma_mu_per_mm=physics.hu_difference_to_mu(sigma_hu),
                           data_weight=data_scale / variance, max_iter=args.iterations,
-                          rtol=args.rtol)
+                          rtol=args.rtol, relaxation=args.relaxation)
         images = physics.mu_to_hu(result.x)
         for k, (s, d) in enumerate(grid):
             rows.append({"dose": dose, "seed": seed, "variance": variance, "sigma_hu": s,
@@ -107,7 +111,7 @@ def main() -> None:
         weights_sha256 += ":gamma=1"
     pool = evaluation.pooled(rows, args.also, size=args.size, views=args.views,
                              iterations=args.iterations, rtol=args.rtol,
-                             weights_sha256=weights_sha256)
+                             relaxation=args.relaxation, weights_sha256=weights_sha256)
     chosen = evaluation.best_per_dose(pool, ("sigma_hu", "data_scale"),
                                       settled_first=args.settled_first)
     print(f"\nPnP-ADMM grid for {args.prior} on validation scans, {args.size}² at "
@@ -118,7 +122,7 @@ def main() -> None:
     record = {"prior": args.prior, "unrelaxed": args.unrelaxed, "size": args.size,
               "pixel_mm": evaluation.PIXEL_MM, "views": args.views,
               "weights_sha256": weights_sha256, "seeds": args.seeds, "real_ct": args.real_ct,
-              "iterations": args.iterations, "rtol": args.rtol,
+              "iterations": args.iterations, "rtol": args.rtol, "relaxation": args.relaxation,
               "settled_first": args.settled_first, "also": [str(p) for p in args.also],
               "chosen": chosen, "rows": pool}
     name = evaluation.results_name(args, f"tune_pnp_{model}",
@@ -134,7 +138,8 @@ def main() -> None:
     print(f"wrote {evaluation.write_record(RESULTS_DIR / f'{name}.json', record)}")
     if args.write_card:
         store_pnp_parameters(weights, "pnp-admm", rule, {"method": "validation grid",
-                                                         "solver": "pnp-admm", **record})
+                                                         "solver": "pnp-admm", **record},
+                             relaxation=args.relaxation)
         print(f"stored the rule in the model card of {weights}")
 
 
