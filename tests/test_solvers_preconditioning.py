@@ -8,8 +8,8 @@ from ctpnp import ScanGeometry, Tomography, physics
 from ctpnp.linalg import conjugate_gradient
 from ctpnp.phantoms import load
 from ctpnp.solvers import pnp_admm, pnp_drs, pnp_pgd
-from ctpnp.solvers.preconditioner import FourierPreconditioner, gram_spectrum
 from ctpnp.solvers.parameters import PnPParameters
+from ctpnp.solvers.preconditioner import FourierPreconditioner, gram_spectrum
 from ctpnp.solvers.splitting import DEFAULT_RELAXATION, LEGACY_SETTINGS
 
 GEOMETRY = ScanGeometry.clinical_fan((64, 64), 3.0, 120)
