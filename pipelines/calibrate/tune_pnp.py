@@ -20,10 +20,13 @@ prox). Neither can write a card.
 Every grid point runs until PnP-ADMM's own stopping rule (relative change below
 ``--rtol``, at most ``--iterations``), so the rule is chosen for the converged
 result, not for an early stop; rows record the iterations each point took.
+``--relaxation`` sets PnP-ADMM's relaxation for the whole grid and is stored with
+the rule, so the solvers run the prior as it was chosen (the over-relaxed default
+can cycle with a prior whose potential is far from convex, e.g. the LPN).
 
 Run: ``.venv/bin/python pipelines/calibrate/tune_pnp.py prox [--sigmas-hu 25 50 100]
 [--data-scales 0.03 0.1 0.3] [--real-ct FILE ...] [--also RESULTS.json ...]
-[--write-card] [--unrelaxed]`` (a 9-point grid at 256² takes about 1 s per
+[--relaxation 1.0] [--write-card] [--unrelaxed]`` (a 9-point grid at 256² takes about 1 s per
 iteration on one core with the 1 M-parameter Prox-denoiser; BM3D about 12 s for
 4 points).
 """
