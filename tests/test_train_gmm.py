@@ -1,5 +1,7 @@
 """Fitting the patch mixture: it learns, it resumes after a crash, its card says what it saw."""
 
+import math
+
 import pytest
 import torch
 
@@ -101,3 +103,33 @@ def test_the_validation_log_likelihood_is_the_mixture_density_of_the_clean_patch
     patches = torch.nn.functional.unfold(clean, 4, stride=4).transpose(1, 2).reshape(-1, d)
     expected = -patch_posterior(gmm, patches, 0.0)[1].mean()
     assert card["val_loglik_nats"] == pytest.approx(float(expected), abs=2e-3)
+
+
+def test_joined_mixtures_are_the_share_weighted_sum_of_their_parts(tmp_path):
+    from ctpnp.train.gmm import join_mixtures
+
+    real = fit_patch_gmm(CONFIG, tmp_path / "a.safetensors")
+    other = fit_patch_gmm(GMMTrainConfig(**{**CONFIG.__dict__, "components": 4,
+                                            "train_seeds": (2, 3)}), tmp_path / "b.safetensors")
+    union = load(join_mixtures([(real, 0.3), (other, 0.7)], tmp_path / "u.safetensors", CONFIG))
+    a, b = load(real), load(other)
+    patches = torch.rand(50, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def nll(prior):
+        return patch_posterior(prior.gmm.to("cpu", torch.float64), patches, 1e-4)[1]
+
+    expected = -torch.logsumexp(torch.stack([-nll(a) + math.log(0.3),
+                                             -nll(b) + math.log(0.7)]), 0)
+    torch.testing.assert_close(nll(union), expected, rtol=1e-9, atol=1e-9)
+    card = union.card
+    assert card["architecture"]["components"] == 10
+    assert [p["share"] for p in card["training"]["parts"]] == [0.3, 0.7]
+    assert card["data"]["train_seeds"] == [0, 1, 2, 3]
+    assert card["validation"]["val_psnr_db"] > card["validation"]["val_noisy_psnr_db"] + 3
+    coarse = fit_patch_gmm(GMMTrainConfig(**{**CONFIG.__dict__, "patch_size": 2, "rank": 4}),
+                           tmp_path / "c.safetensors")
+    with pytest.raises(ValueError, match=r"c\.safetensors has patch size"):
+        join_mixtures([(real, 0.5), (coarse, 0.5)], tmp_path / "x.safetensors", CONFIG)
+    with pytest.raises(ValueError, match="sum to 1"):
+        join_mixtures([(real, 0.5), (other, 0.6)], tmp_path / "x.safetensors", CONFIG)
+    assert not (tmp_path / "x.safetensors").exists()

@@ -12,6 +12,10 @@ isotropic variance (:meth:`~ctpnp.priors.gmm.PatchGMM.from_covariances`).
 
 The state after every iteration is kept in ``<out>.ckpt.safetensors`` and
 ``<out>.ckpt.json`` (no pickle); the same call resumes from them.
+
+:func:`join_mixtures` puts separately fitted mixtures side by side,
+``p = sum_j share_j p_j``: a part fitted on one kind of data (real CT, textured
+phantoms) keeps its components as they are, whatever the other parts hold.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from ctpnp.atomic import staged_file
 from ctpnp.priors.gmm import GMMPatchPrior, PatchGMM, patch_log_joint
 from ctpnp.priors.normalization import HU_PER_UNIT
-from ctpnp.priors.weights import save_weights
+from ctpnp.priors.weights import load_weights, save_weights
 from ctpnp.train.data import (
     NORMALIZATION_RECORD,
     PatchSampler,
@@ -41,7 +45,8 @@ from ctpnp.train.data import (
 from ctpnp.train.device import describe_device
 from ctpnp.versions import package_versions
 
-__all__ = ["GMMTrainConfig", "fit_patch_gmm", "largest_jacobian_eigenvalue", "validate_gmm"]
+__all__ = ["GMMTrainConfig", "fit_patch_gmm", "join_mixtures", "largest_jacobian_eigenvalue",
+           "validate_gmm"]
 
 _CHUNK = 8192  # patches per block of an E-step
 
@@ -234,15 +239,101 @@ def fit_patch_gmm(config: GMMTrainConfig, out_path: str | Path, *,
         report({"event": "em", "iteration": state["iteration"], "loglik_nats": loglik,
                 "reseeded": reseeded, "elapsed_s": state["elapsed_s"]})
     gmm = PatchGMM.from_covariances(means.cpu(), cov.cpu(), log_weights.cpu(), config.rank)
+    final = _validate_on_split(gmm, config)
+    report({"event": "validated", **final})
+    save_weights(out, gmm.to("cpu").tensors(), _model_card(config, state, final, device))
+    return out
+
+
+def _validate_on_split(gmm: PatchGMM, config: GMMTrainConfig) -> dict[str, float]:
+    """:func:`validate_gmm` on the validation crops of ``config`` (its validation phantoms
+    and patients, noise spread over ``val_sigma_hu``), in float64."""
     val_clean = _sampler(config, "validation", config.val_crop_px, config.seed + 1).sample(
         config.n_val_crops).double()
     val_sigma = torch.linspace(*config.val_sigma_hu, len(val_clean),
                                dtype=torch.float64) / HU_PER_UNIT
-    final = validate_gmm(GMMPatchPrior(gmm.to("cpu", torch.float64), config.stride,
-                                       config.sigma_ref_hu / HU_PER_UNIT), val_clean, val_sigma)
-    report({"event": "validated", **final})
-    save_weights(out, gmm.to("cpu").tensors(), _model_card(config, state, final, device))
-    return out
+    prior = GMMPatchPrior(gmm.to("cpu", torch.float64), config.stride,
+                          config.sigma_ref_hu / HU_PER_UNIT)
+    return validate_gmm(prior, val_clean, val_sigma)
+
+
+def join_mixtures(parts: Sequence[tuple[str | Path, float]], out_path: str | Path,
+                  validation: GMMTrainConfig) -> Path:
+    """Write the mixture ``p = sum_j share_j p_j`` of fitted mixtures to ``out_path``.
+
+    ``parts``: ``(weights file, share)`` pairs, shares positive and summing to 1; every
+    part must have the same patch size, rank, stride and reference noise level. Each
+    part's components keep their means and covariances; their log weights are shifted
+    by ``log share_j``. The card records every part's data, training and validation,
+    and the union's own validation on the crops of ``validation`` (its validation
+    phantoms and patients). Raises ``ValueError`` naming the part that does not fit.
+    """
+    if not parts:
+        raise ValueError("join_mixtures needs at least one part")
+    shares = [float(share) for _, share in parts]
+    if min(shares) <= 0 or abs(sum(shares) - 1) > 1e-9:
+        raise ValueError(f"shares must be positive and sum to 1, got {shares}")
+    loaded = [(Path(path), *load_weights(path)) for path, _ in parts]
+    def layout(card: dict) -> tuple:
+        arch = card["architecture"]
+        return arch["patch_size"], arch["rank"], arch["stride"], card["sigma_ref_unit"]
+
+    first_path, _, first = loaded[0]
+    for path, _, card in loaded:
+        if card.get("model") != "gmm":
+            raise ValueError(f"{path} is a {card.get('model')!r} model, not a gmm")
+        if layout(card) != layout(first):
+            raise ValueError(f"{path} has patch size, rank, stride, sigma_ref {layout(card)}; "
+                             f"{first_path} has {layout(first)}")
+    tensors = {name: torch.cat([t[name] for _, t, _ in loaded]) for name in PatchGMM.TENSORS
+               if name != "log_weights"}
+    tensors["log_weights"] = torch.cat([t["log_weights"] + math.log(share)
+                                        for (_, t, _), share in zip(loaded, shares, strict=True)])
+    gmm = PatchGMM(**tensors)
+    final = _validate_on_split(gmm, validation)
+    save_weights(out_path, gmm.tensors(), _union_card(loaded, shares, final, validation))
+    return Path(out_path)
+
+
+def _union_card(loaded: list[tuple[Path, dict, dict]], shares: list[float], final: dict,
+                validation: GMMTrainConfig) -> dict:
+    cards = [card for _, _, card in loaded]
+    patients: dict[str, dict] = {}
+    for card in cards:
+        patients.update({p["patient"]: p for p in card["data"]["real_patients"]})
+    parts = [{"file": path.name, "sha256": card["sha256"], "share": share,
+              "components": card["architecture"]["components"], "data": card["data"],
+              "training": card["training"], "validation": card["validation"]}
+             for (path, _, card), share in zip(loaded, shares, strict=True)]
+    return {
+        "model": "gmm",
+        "architecture": {**cards[0]["architecture"],
+                         "components": sum(c["architecture"]["components"] for c in cards)},
+        "sigma_ref_unit": cards[0]["sigma_ref_unit"],
+        "normalization": NORMALIZATION_RECORD,
+        "data": {"phantoms": cards[0]["data"]["phantoms"],
+                 "train_seeds": sorted({s for c in cards for s in c["data"]["train_seeds"]}),
+                 "real_patients": list(patients.values()),
+                 "parts": [{k: part[k] for k in ("share", "components", "data")}
+                           for part in parts]},
+        "training": {
+            "method": "union of separately fitted mixtures: every part's components as "
+                      "fitted, its log weights shifted by log(share)",
+            "wall_time_s": round(sum(c["training"]["wall_time_s"] for c in cards), 1),
+            "parts": [{k: part[k] for k in ("file", "sha256", "share", "training",
+                                            "validation")} for part in parts],
+        },
+        "validation": {
+            "seeds": list(validation.val_seeds),
+            "patients": corpus_record(validation.val_patients),
+            "crops": validation.n_val_crops,
+            "crop_px": validation.val_crop_px,
+            "sigma_hu": list(validation.val_sigma_hu),
+            "metric": cards[0]["validation"]["metric"],
+            **final,
+        },
+        "ctpnp_version": package_versions()["ctpnp"],
+    }
 
 
 def _save_checkpoint(tensors_path: Path, state_path: Path, state: dict, means: torch.Tensor,
