@@ -257,6 +257,28 @@ def _validate_on_split(gmm: PatchGMM, config: GMMTrainConfig) -> dict[str, float
     return validate_gmm(prior, val_clean, val_sigma)
 
 
+def _validation_record(config: GMMTrainConfig, final: dict[str, float]) -> dict:
+    """What a card records of :func:`_validate_on_split`: the crops and their results."""
+    return {
+        "seeds": list(config.val_seeds),
+        "patients": corpus_record(config.val_patients),
+        "crops": config.n_val_crops,
+        "crop_px": config.val_crop_px,
+        "sigma_hu": list(config.val_sigma_hu),
+        "metric": "PSNR (dB, peak 1 on normalized intensity) of D_sigma on the "
+                  "noisy crops, noise evenly spread over sigma_hu; mean log-likelihood "
+                  "of the clean crops' patches; largest eigenvalue of the Jacobian of "
+                  "D_sigma at the noisy crops (power iteration; ||Hess g|| < 1 iff < 2)",
+        **final,
+    }
+
+
+def _layout(card: dict) -> tuple:
+    """What parts of one mixture must share: patch size, rank, stride, sigma_ref."""
+    arch = card["architecture"]
+    return arch["patch_size"], arch["rank"], arch["stride"], card["sigma_ref_unit"]
+
+
 def join_mixtures(parts: Sequence[tuple[str | Path, float]], out_path: str | Path,
                   validation: GMMTrainConfig) -> Path:
     """Write the mixture ``p = sum_j share_j p_j`` of fitted mixtures to ``out_path``.
@@ -274,17 +296,13 @@ def join_mixtures(parts: Sequence[tuple[str | Path, float]], out_path: str | Pat
     if min(shares) <= 0 or abs(sum(shares) - 1) > 1e-9:
         raise ValueError(f"shares must be positive and sum to 1, got {shares}")
     loaded = [(Path(path), *load_weights(path)) for path, _ in parts]
-    def layout(card: dict) -> tuple:
-        arch = card["architecture"]
-        return arch["patch_size"], arch["rank"], arch["stride"], card["sigma_ref_unit"]
-
     first_path, _, first = loaded[0]
     for path, _, card in loaded:
         if card.get("model") != "gmm":
             raise ValueError(f"{path} is a {card.get('model')!r} model, not a gmm")
-        if layout(card) != layout(first):
-            raise ValueError(f"{path} has patch size, rank, stride, sigma_ref {layout(card)}; "
-                             f"{first_path} has {layout(first)}")
+        if _layout(card) != _layout(first):
+            raise ValueError(f"{path} has patch size, rank, stride, sigma_ref {_layout(card)}; "
+                             f"{first_path} has {_layout(first)}")
     tensors = {name: torch.cat([t[name] for _, t, _ in loaded]) for name in PatchGMM.TENSORS
                if name != "log_weights"}
     tensors["log_weights"] = torch.cat([t["log_weights"] + math.log(share)
@@ -297,6 +315,7 @@ def join_mixtures(parts: Sequence[tuple[str | Path, float]], out_path: str | Pat
 
 def _union_card(loaded: list[tuple[Path, dict, dict]], shares: list[float], final: dict,
                 validation: GMMTrainConfig) -> dict:
+    """The joined mixture's card: the union of the parts' data, each part's record."""
     cards = [card for _, _, card in loaded]
     patients: dict[str, dict] = {}
     for card in cards:
@@ -323,15 +342,7 @@ def _union_card(loaded: list[tuple[Path, dict, dict]], shares: list[float], fina
             "parts": [{k: part[k] for k in ("file", "sha256", "share", "training",
                                             "validation")} for part in parts],
         },
-        "validation": {
-            "seeds": list(validation.val_seeds),
-            "patients": corpus_record(validation.val_patients),
-            "crops": validation.n_val_crops,
-            "crop_px": validation.val_crop_px,
-            "sigma_hu": list(validation.val_sigma_hu),
-            "metric": cards[0]["validation"]["metric"],
-            **final,
-        },
+        "validation": _validation_record(validation, final),
         "ctpnp_version": package_versions()["ctpnp"],
     }
 
@@ -365,17 +376,6 @@ def _model_card(config: GMMTrainConfig, state: dict, final: dict, device: torch.
             "config": config.to_dict(),
             "history": state["history"],
         },
-        "validation": {
-            "seeds": list(config.val_seeds),
-            "patients": corpus_record(config.val_patients),
-            "crops": config.n_val_crops,
-            "crop_px": config.val_crop_px,
-            "sigma_hu": list(config.val_sigma_hu),
-            "metric": "PSNR (dB, peak 1 on normalized intensity) of D_sigma on the "
-                      "noisy crops, noise evenly spread over sigma_hu; mean log-likelihood "
-                      "of the clean crops' patches; largest eigenvalue of the Jacobian of "
-                      "D_sigma at the noisy crops (power iteration; ||Hess g|| < 1 iff < 2)",
-            **final,
-        },
+        "validation": _validation_record(config, final),
         "ctpnp_version": package_versions()["ctpnp"],
     }
