@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from ctpnp.physics import hu_to_mu
-from ctpnp.priors.gmm import GMMPatchPrior, PatchGMM, patch_peak_nll, patch_posterior
+from ctpnp.priors.gmm import (
+    GMMPatchPrior,
+    PatchGMM,
+    _responsibilities,
+    patch_peak_nll,
+    patch_posterior,
+)
 from ctpnp.priors.normalization import mu_to_unit, sigma_unit_to_mu
 
 
@@ -134,3 +140,25 @@ def test_patch_terms_count_from_the_peak_bound():
     raw = patch_posterior(gmm, gmm.means[best:best + 1], 0.05**2)[1]
     torch.testing.assert_close(at_mean[0, 0], raw[0] - patch_peak_nll(gmm, 0.05**2))
     assert float(at_mean.max()) < 0.1 * float(nll.mean())
+
+
+def test_far_components_weigh_exactly_zero_and_change_nothing():
+    """Components 87-103 nats below a patch's best would get subnormal float32 weights
+    (arithmetic tens of times slower); every component far below weighs exactly 0, and
+    the float32 posterior still equals the float64 one, computed without any cut."""
+    log_joint = torch.tensor([[0.0, -10.0, -95.0, -300.0], [-5.0, -100.0, 0.0, -90.0]])
+    weights, log_p = _responsibilities(log_joint)
+    assert bool((weights[:, [2, 3]][0] == 0).all()) and bool((weights[1, [1, 3]] == 0).all())
+    assert float(weights[weights > 0].min()) >= torch.finfo(torch.float32).tiny
+    torch.testing.assert_close(weights.double(), torch.softmax(log_joint.double(), 1))
+    torch.testing.assert_close(log_p.double(), torch.logsumexp(log_joint.double(), 1))
+
+    gmm = _random_gmm(11)
+    shift = torch.tensor([[0.0], [0.0], [0.6]], dtype=torch.float64)  # one component far off
+    far = PatchGMM(**{**gmm.tensors(), "means": gmm.means + shift})
+    gen = torch.Generator().manual_seed(12)
+    y = far.means[0] + 0.02 * torch.randn(64, 16, generator=gen, dtype=torch.float64)
+    exact = patch_posterior(far, y, 0.01**2)
+    fast = patch_posterior(far.to("cpu"), y.float(), 0.01**2)
+    torch.testing.assert_close(fast[0].double(), exact[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast[1].double(), exact[1], rtol=1e-5, atol=1e-3)
