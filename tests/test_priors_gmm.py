@@ -109,6 +109,15 @@ def test_any_image_size_keeps_its_shape_and_sigma_acts_per_image():
     # the mixture lives near water (0.5): the noisier image is pulled further towards it
     level = out.mean((1, 2, 3))
     assert 0 < float(level[0]) < float(level[1]) < 0.5
+    # images of several blocks of patches each: the batch equals its images one by one
+    images = mu_to_unit(torch.cat([_image(20, 70), _image(21, 70)])).float()
+    sigmas = torch.tensor([0.05, 0.1])
+    batch = prior.denoise_unit(images, sigmas)
+    for i in range(2):
+        alone = prior.denoise_unit(images[i:i + 1], sigmas[i:i + 1])
+        torch.testing.assert_close(batch[0][i:i + 1], alone[0])
+        # the patch terms (nats) cancel large float32 terms: to a thousandth of a nat
+        torch.testing.assert_close(batch[1][i:i + 1], alone[1], rtol=0, atol=1e-3)
 
 
 def test_stride_must_divide_the_patch_and_bad_cards_name_the_file():
