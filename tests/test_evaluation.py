@@ -55,7 +55,7 @@ def test_the_recorded_weights_comparisons_follow_from_their_rows(photons):
     assert {r["scan"] for r in record["rows"]}.isdisjoint({"693_J2KI.dcm"})  # a test slice
 
 
-@pytest.mark.parametrize("prior", ["prox", "lpn"])
+@pytest.mark.parametrize("prior", ["prox", "lpn", "gmm"])
 def test_the_shipped_pnp_rules_are_those_fitted_through_the_validation_grids(prior):
     fitted = json.loads((RESULTS / f"fit_rules_pnp_{prior}.json").read_text())
     card = json.loads((WEIGHTS / f"{prior}.json").read_text())["pnp_parameters"]["pnp-admm"]

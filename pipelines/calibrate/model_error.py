@@ -32,21 +32,30 @@ warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too sl
 RESULTS_DIR = Path(__file__).with_name("results")
 
 
-def model_error_row(name: str, clean: torch.Tensor, reference_hu: torch.Tensor,
-                    op: Tomography, noise_seed: int) -> dict:
-    """Model-error variance of one scan and its ratio to each dose's noise variance, as
-    the solvers estimate it from the noisy scan (:func:`ctpnp.physics.estimate_noise_variance`;
-    the scans of :mod:`ctpnp.evaluation`, same noise seed). ``clean``: ``(1, 1, views,
-    channels)`` post-log data; ``reference_hu``: ``(1, 1, H, W)`` on ``op``'s grid."""
-    model = op.forward(physics.hu_to_mu(reference_hu).clamp_min(0))
-    error_variance = float((clean - model).double().pow(2).mean())
-    row = {"scan": name, "model_error_variance": error_variance}
-    for dose, photons in evaluation.DOSES.items():
-        noisy = physics.simulate_low_dose(clean, photons, seed=noise_seed)
-        noise = float(physics.estimate_noise_variance(noisy)[0])
-        row[f"noise variance, {dose}"] = noise
-        row[f"ratio, {dose}"] = error_variance / noise
-    return row
+def clean_data(scan: int | str, op: Tomography) -> torch.Tensor:
+    """The noiseless post-log data ``(1, 1, views, channels)`` that :mod:`ctpnp.evaluation`
+    simulates ``scan`` (a random-anatomy seed or a real slice's name) from."""
+    if isinstance(scan, str):
+        reference = evaluation.real_ct_reference_hu(scan, op.geometry.image_shape[0])
+        return clean_projection(reference, op.geometry)
+    phantom = random_anatomy(scan, fov_mm=evaluation.PIXEL_MM * op.geometry.image_shape[0])
+    return torch.from_numpy(phantom.project(op.geometry))[None, None]
+
+
+def model_error_rows(scans: list[evaluation.Scan], op: Tomography) -> list[dict]:
+    """One row per scan of :mod:`ctpnp.evaluation`: the model-error variance (mean over
+    the rays of ``(p - A x_ref)^2``) and its ratio to each dose's noise variance ``v``
+    as the solvers estimate it from the noisy scan."""
+    rows: dict[int | str, dict] = {}
+    for dose, scan, _, reference_hu, variance in scans:
+        if scan not in rows:
+            model = op.forward(physics.hu_to_mu(reference_hu).clamp_min(0))
+            error = float((clean_data(scan, op) - model).double().pow(2).mean())
+            rows[scan] = {"scan": str(scan), "model_error_variance": error}
+        row = rows[scan]
+        row[f"noise variance, {dose}"] = variance
+        row[f"ratio, {dose}"] = row["model_error_variance"] / variance
+    return list(rows.values())
 
 
 def main() -> None:
@@ -58,18 +67,12 @@ def main() -> None:
     parser.add_argument("--real-ct", nargs="*", choices=evaluation.REAL_CT_SLICES,
                         default=list(evaluation.REAL_CT_SLICES))
     args = parser.parse_args()
-    geometry = ScanGeometry.clinical_fan((args.size, args.size), evaluation.PIXEL_MM,
-                                         args.views)
-    op = Tomography(geometry)
-    rows = []
-    for seed in args.seeds:
-        phantom = random_anatomy(seed, fov_mm=evaluation.PIXEL_MM * args.size)
-        reference = torch.from_numpy(phantom.rasterize(geometry))[None, None]
-        exact = torch.from_numpy(phantom.project(geometry))[None, None]
-        rows.append(model_error_row(str(seed), exact, reference, op, seed))
-    for name in args.real_ct:
-        reference = evaluation.real_ct_reference_hu(name, args.size)
-        rows.append(model_error_row(name, clean_projection(reference, geometry), reference, op, 0))
+    op = Tomography(ScanGeometry.clinical_fan((args.size, args.size), evaluation.PIXEL_MM,
+                                              args.views))
+    photons = list(evaluation.DOSES.values())
+    scans = [*evaluation.phantom_scans(op, args.seeds, photons),
+             *evaluation.real_ct_scans(op, args.real_ct, photons)]
+    rows = model_error_rows(scans, op)
     print(f"Model error vs noise, {args.size}² at {evaluation.PIXEL_MM} mm, {args.views} views\n")
     print(evaluation.markdown_table(rows))
     path = evaluation.write_record(RESULTS_DIR / f"model_error_{args.size}.json",
