@@ -1,6 +1,9 @@
-"""Shared fixtures: small geometries, a Shepp–Logan slice in μ, an interrupted training run."""
+"""Shared fixtures: small geometries, a Shepp–Logan slice in μ, an interrupted training run,
+pipeline scripts as modules."""
 
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import odl
@@ -96,3 +99,12 @@ def run_until_checkpoint() -> Callable[[Callable, int], None]:
             train(progress=stop)
 
     return run
+
+
+def load_pipeline(relative_path: str):
+    """The script ``pipelines/<relative_path>`` loaded as a module (its ``main`` not run)."""
+    path = Path(__file__).resolve().parents[1] / "pipelines" / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_pipeline
 
 from ctpnp import ScanGeometry, Tomography, evaluation
-
-SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "calibrate" / "model_error.py"
 
 
 @pytest.fixture(scope="module")
 def model_error():
-    spec = importlib.util.spec_from_file_location("model_error", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_pipeline("calibrate/model_error.py")
 
 
 def test_sharp_phantoms_sit_further_from_the_model_than_a_real_slice(model_error):

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from conftest import load_pipeline
 
 from ctpnp.train.lpn import LPNTrainConfig
 from ctpnp.train.pnp_finetune import PnPFinetuneConfig
 from ctpnp.train.prox_denoiser import ProxTrainConfig
 
-SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "train_priors.py"
-
 
 @pytest.fixture(scope="module")
 def recipes():
-    spec = importlib.util.spec_from_file_location("train_priors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_pipeline("train_priors.py")
 
 
 def test_scaled_shortens_every_stage_and_keeps_the_rest(recipes):
