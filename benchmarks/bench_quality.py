@@ -17,7 +17,8 @@ otherwise. Failure kinds, on three of the slices each:
 and ``clean``: every benchmark slice (31) at 10⁴ and 10⁵ photons.
 
 Scores per body region (16² pixels): the implausibility (z), its two parts
-alone (the prior residual's and the prior asymmetry's z), and as baselines the
+alone (the z of the residual and the asymmetry of the calibration's judge,
+:func:`ctpnp.quality.load_judge`), and as baselines the
 data-consistency z alone, the prior-map z alone, the local standard
 deviation of the image (HU) and the spread (HU) of the prior's denoisings of the
 reconstruction under the eight flips and quarter turns, at the reconstruction's σ
@@ -64,6 +65,7 @@ from ctpnp.projector import Tomography
 from ctpnp.quality import (
     equivariant_spread_hu,
     load_calibration,
+    load_judge,
     quality_maps,
     region_means,
     region_rmse_hu,
@@ -149,9 +151,9 @@ def _insert(kind: str, reference_hu: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: torch.Tensor,
-          op: Tomography, prior, calibration, **settings) -> Case:
+          op: Tomography, prior, judge, calibration, **settings) -> Case:
     x = cases.reconstruct(y, op, prior, **settings).x
-    maps = quality_maps(x, y, op, prior)
+    maps = quality_maps(x, y, op, prior, judge)
     z = region_scores(maps, x, calibration)
     (verdict,) = slice_verdicts(z, calibration)
     hu = physics.mu_to_hu(x)
@@ -206,14 +208,14 @@ def _rows(all_cases: list[Case]) -> list[dict]:
     return rows
 
 
-def _cost(op: Tomography, prior, y: torch.Tensor) -> dict[str, float]:
+def _cost(op: Tomography, prior, judge, y: torch.Tensor) -> dict[str, float]:
     """Seconds per PnP-ADMM iteration and for both maps, on one slice."""
     start = time.perf_counter()
     result = cases.reconstruct(y, op, prior)
     x = result.x
     per_iteration = (time.perf_counter() - start) / int(result.n_iter[0])
     start = time.perf_counter()
-    quality_maps(x, y, op, prior)
+    quality_maps(x, y, op, prior, judge)
     maps_s = time.perf_counter() - start
     return {"pnp_iteration_s": per_iteration, "maps_s": maps_s,
             "maps_in_iterations": maps_s / per_iteration}
@@ -234,13 +236,14 @@ def main() -> None:
                          in SLICE_SETS[args.slices]["clean"].items() for k in indices)
     prior = load(args.prior)
     calibration = load_calibration(args.prior, fingerprint(args.prior))
+    judge = load_judge(calibration, prior)
     op = Tomography(cases.geometry(SIZE))
     op_sparse = Tomography(cases.geometry(SIZE, 60))
     all_cases: list[Case] = []
 
     def run(kind, name, photons, reference_hu, y, operator=op, **settings):
         start = time.perf_counter()
-        case = _case(kind, name, photons, reference_hu, y, operator, prior, calibration,
+        case = _case(kind, name, photons, reference_hu, y, operator, prior, judge, calibration,
                      **settings)
         all_cases.append(case)
         print(f"{kind:8s} {name:14s} {photons:.0e}: RMSE "
@@ -274,7 +277,7 @@ def main() -> None:
     clean_rates = {f"{photons:g}": float(np.mean([c.flagged for c in all_cases
                                                   if c.kind == "clean" and c.photons == photons]))
                    for photons in DOSES.values()}
-    cost = _cost(op, prior, cases.scan(references[clean_slices[0]], op.geometry, 1e4))
+    cost = _cost(op, prior, judge, cases.scan(references[clean_slices[0]], op.geometry, 1e4))
     print_table(f"Quality indicator, {args.prior} prior, {SIZE}² (regions of "
                 f"{calibration.region_px}² px; failed = region RMSE > {FAILED_RMSE_HU:g} HU)",
                 rows)
@@ -293,7 +296,8 @@ def main() -> None:
     suffix = ("" if args.slices == "benchmark" else f"_{args.slices}") + (
         "" if args.prior == DEFAULT_PRIOR else f"_{args.prior}")
     write_json(f"bench_quality{suffix}", {
-        "prior": args.prior, "fingerprint": calibration.fingerprint, "size": SIZE,
+        "prior": args.prior, "fingerprint": calibration.fingerprint, "judge": calibration.judge,
+        "size": SIZE,
         "slices": args.slices,
         "failed_rmse_hu": FAILED_RMSE_HU,
         "threshold_z_by_log10_variance": thresholds, "rows": rows,

@@ -156,6 +156,26 @@ def test_calibration_files_round_trip_and_are_checked(tmp_path):
         load_calibration("prox", "abc", path)
 
 
+def test_a_calibration_judged_by_another_prior_is_checked_against_the_judge(tmp_path):
+    from dataclasses import replace
+
+    from ctpnp.priors import load
+    from ctpnp.quality import load_judge
+
+    calibration = _calibration(np.random.default_rng(5))
+    assert (calibration.judge, calibration.judge_fingerprint) == ("prox", "abc")
+    gmm = load("gmm")
+    assert load_judge(replace(calibration, prior="gmm", judge="gmm"), gmm) is gmm
+    judged = replace(calibration, prior="gmm", judge="prox", judge_fingerprint=fingerprint("prox"))
+    path = tmp_path / "gmm.json"
+    path.write_text(json.dumps(judged.to_dict()))
+    assert load_calibration("gmm", "abc", path) == judged
+    assert type(load_judge(judged, gmm)).__name__ == type(load("prox")).__name__
+    path.write_text(json.dumps(replace(judged, judge_fingerprint="stale").to_dict()))
+    with pytest.raises(ValueError, match=r"gmm\.json.*judge_fingerprint.*'prox'"):
+        load_calibration("gmm", "abc", path)
+
+
 def test_maps_without_a_prior_map_need_a_calibration_without_one():
     rng = np.random.default_rng(6)
     calibration = _calibration(rng)

@@ -90,6 +90,18 @@ def test_quality_maps_use_the_prior_map_when_there_is_one(op, shepp_logan_mu):
     assert quality_maps(shepp_logan_mu, y, op, load("bm3d")).prior_nats is None
 
 
+def test_a_judge_makes_the_denoiser_maps_and_the_prior_keeps_its_map(op, shepp_logan_mu):
+    y = _gaussian_data(op, shepp_logan_mu, 1e-3)
+    prox, gmm = load("prox"), load("gmm")
+    own, judged = quality_maps(shepp_logan_mu, y, op, gmm), quality_maps(
+        shepp_logan_mu, y, op, gmm, judge=prox)
+    by_prox = quality_maps(shepp_logan_mu, y, op, prox)
+    assert torch.equal(judged.residual_hu, by_prox.residual_hu)
+    assert torch.equal(judged.asymmetry_hu, by_prox.asymmetry_hu)
+    assert torch.equal(judged.prior_nats, own.prior_nats)
+    assert not torch.allclose(judged.residual_hu, own.residual_hu)
+
+
 class _Blur:
     """A prox with a symmetric 3×3 kernel: equivariant to every flip and quarter turn."""
 

@@ -161,7 +161,8 @@ def test_a_diverged_image_gets_no_implausibility():
     op = Tomography(geometry(32, views=30))
     x = torch.full((1, 1, 32, 32), float("nan"))
     y = op.forward(torch.full((1, 1, 32, 32), 0.02))
-    z_map, fields = implausibility(x, y, op, load_prior("prox"),
+    prox = load_prior("prox")
+    z_map, fields = implausibility(x, y, op, prox, prox,
                                    load_calibration("prox", fingerprint("prox")),
                                    torch.zeros(1, 1, 32, 32))
     assert z_map.shape == (32, 32) and np.isnan(z_map).all()

@@ -352,7 +352,7 @@ def _write_quality(folder: Path, hu: np.ndarray, quality: VolumeQuality,
     overlays the reconstruction's ``ct_files`` (same study and frame, each slice naming
     its source), and the flagged regions of the highest-scoring slice as PNG into
     ``folder``; their names."""
-    label = f"ctpnp implausibility z prior={prior}"
+    label = f"ctpnp implausibility z prior={prior} judge={calibration.judge}"
     z = quality.implausibility
     write_nifti(z, grid.affine, folder / "implausibility.nii.gz", description=label)
     geometry = {"like": grid.like} if grid.like is not None else {"affine": grid.affine}

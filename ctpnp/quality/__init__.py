@@ -19,6 +19,7 @@ from ctpnp.quality.indicator import (
     calibration_path,
     fit_calibration,
     load_calibration,
+    load_judge,
     region_features,
     region_scores,
     slice_verdicts,
@@ -52,7 +53,7 @@ from ctpnp.quality.metrics import (
 __all__ = ["FULL_WINDOW", "QUALITY_COLUMNS", "REGION_PX", "SOFT_TISSUE_WINDOW", "WINDOWS",
            "Calibration", "DoseStatistics", "QualityMaps", "RegionScores", "SliceVerdict",
            "Window", "body_regions", "calibration_path", "data_consistency_map",
-           "denoiser_maps_hu", "equivariant_spread_hu",
-           "expand_regions", "fit_calibration", "load_calibration", "prior_map", "psnr_hu",
+           "denoiser_maps_hu", "equivariant_spread_hu", "expand_regions", "fit_calibration",
+           "load_calibration", "load_judge", "prior_map", "psnr_hu",
            "quality_maps", "quality_row", "region_features", "region_means", "region_rmse_hu",
            "region_scores", "rmse_hu", "slice_verdicts", "ssim_hu", "window_scores"]

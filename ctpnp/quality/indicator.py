@@ -16,15 +16,25 @@ not added: on reconstructions of validation slices with inserted failures
 (metal, air, a foreign texture, 60 views, too strong a prior, phantoms; the
 calibration's slices, not the benchmark's) the sum of the two denoiser
 features ranked failed regions best (region AUROC 0.69–0.96 per kind), while
-adding the data z-score lowered it on clean slices and the prior map carried
-almost no contrast between regions. Re-checked for the GMM patch prior, whose map
-does carry contrast (``benchmarks/bench_quality.py --slices calibration``,
-2026-12-02): adding its prior-map z-score (mean region AUROC over the kinds and the
-clean slices 0.836, lower on the lesion and the clean regions) or putting it in
-place of the asymmetry (0.836) is no clear gain over the residual and asymmetry
-(0.832), so the definition stays one for every prior. The dose is read from the
-post-log noise variance (the solvers' estimate), and the statistics are interpolated
-linearly in its log between the calibrated doses (held constant beyond them).
+adding the data z-score lowered it on clean slices and the Prox-denoiser's prior
+map (the prior this was chosen on) carried almost no contrast between regions.
+
+The denoiser that makes the residual and asymmetry maps is the calibration's
+**judge**: a registry prior, the reconstruction's own or another one. The
+Gaussian-mixture patch prior's reconstructions are judged by the
+Prox-denoiser: on the calibration's failure cases (``--slices calibration`` of
+``benchmarks/bench_quality.py``; candidates and the margin fixed before the
+run, 2026-12-03) the Prox-denoiser's two maps ranked failed regions of the
+mixture's reconstructions better than the mixture's own (mean region AUROC
+over the kinds and the clean slices 0.846 against 0.798; air bubble 0.95
+against 0.78, phantoms 0.91 against 0.68), ahead of adding the mixture's
+prior map to its own maps (0.812): a patch mixture that knows air and edges
+everywhere moves a bubble or a phantom's edges little, a network trained on
+whole anatomy moves them.
+
+The dose is read from the post-log noise variance (the solvers' estimate), and the
+statistics are interpolated linearly in its log between the calibrated doses (held
+constant beyond them).
 
 Per slice, the **score** is the largest implausibility of its regions; the
 slice is **flagged** when the score exceeds the threshold at its dose, chosen
@@ -38,11 +48,11 @@ fitted to the clean scores by their mean and standard deviation
 (:func:`gumbel_quantile`): with a few dozen slices per dose the empirical 98 %
 quantile is about their second-largest score and moves with every slice.
 
-A :class:`Calibration` belongs to one prior and its weights: it stores the
-prior's :func:`~ctpnp.priors.registry.fingerprint` and :func:`load_calibration`
-refuses it for other weights. It also depends on the solver's defaults (the
-statistics are those of its reconstructions), which no fingerprint covers: re-run
-the calibration when they change. The shipped ones are
+A :class:`Calibration` belongs to one prior and its weights, and to its judge's:
+it stores the :func:`~ctpnp.priors.registry.fingerprint` of both, and
+:func:`load_calibration` refuses it for other weights of either. It also depends on
+the solver's defaults (the statistics are those of its reconstructions), which no
+fingerprint covers: re-run the calibration when they change. The shipped ones are
 ``ctpnp/quality/calibration/<prior>.json`` (here rather than beside the weights,
 because the weights' folder belongs to training and a calibration must be
 re-made whenever either changes); ``pipelines/calibrate/quality.py`` writes them.
@@ -58,15 +68,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctpnp.priors import registry
 from ctpnp.quality.maps import REGION_PX, QualityMaps, body_regions, region_means
 
 __all__ = ["CALIBRATION_DIR", "CLEAN_FLAG_QUANTILE", "Calibration", "DoseStatistics",
            "RegionScores", "SliceVerdict", "calibration_path", "fit_calibration",
            "gumbel_quantile",
-           "load_calibration", "region_features", "region_scores", "slice_verdicts"]
+           "load_calibration", "load_judge", "region_features", "region_scores", "slice_verdicts"]
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
-FORMAT = "ctpnp-quality-calibration/2"
+FORMAT = "ctpnp-quality-calibration/3"
 CLEAN_FLAG_QUANTILE = 0.98
 """The flag threshold is this quantile of the scores of clean calibration slices."""
 MAD_TO_STD = 1.4826
@@ -103,10 +114,16 @@ class DoseStatistics:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Statistics of clean validation reconstructions of one prior (see the module docstring)."""
+    """Statistics of clean validation reconstructions of one prior (see the module docstring).
+
+    ``judge`` names the registry prior whose denoiser makes the residual and asymmetry
+    maps (``prior`` itself or another), ``judge_fingerprint`` its weights'.
+    """
 
     prior: str
     fingerprint: str
+    judge: str
+    judge_fingerprint: str
     region_px: int
     doses: tuple[DoseStatistics, ...]
     provenance: dict
@@ -122,8 +139,9 @@ class Calibration:
                 raise ValueError(f"format {content['format']!r}, expected {FORMAT!r}")
             doses = tuple(sorted((DoseStatistics(**d) for d in content["doses"]),
                                  key=lambda d: d.log10_noise_variance))
-            return cls(str(content["prior"]), str(content["fingerprint"]),
-                       int(content["region_px"]), doses, dict(content.get("provenance", {})))
+            return cls(str(content["prior"]), str(content["fingerprint"]), str(content["judge"]),
+                       str(content["judge_fingerprint"]), int(content["region_px"]), doses,
+                       dict(content.get("provenance", {})))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: not a quality calibration ({err})") from None
 
@@ -190,7 +208,7 @@ def load_calibration(prior: str, fingerprint: str, path: Path | str | None = Non
     prior's current ``fingerprint`` (:func:`ctpnp.priors.registry.fingerprint`).
 
     Raises ``ValueError`` naming the file when it is missing, unreadable, or was made
-    for other weights (re-run ``pipelines/calibrate/quality.py``).
+    for other weights of the prior or of its judge (re-run ``pipelines/calibrate/quality.py``).
     """
     path = calibration_path(prior) if path is None else Path(path)
     if not path.is_file():
@@ -205,7 +223,22 @@ def load_calibration(prior: str, fingerprint: str, path: Path | str | None = Non
         raise ValueError(f"{path}: field 'fingerprint' is for other weights of prior {prior!r} "
                          f"({calibration.fingerprint[:12]}, the prior is {fingerprint[:12]}); "
                          "re-run pipelines/calibrate/quality.py")
+    if calibration.judge != calibration.prior:
+        judge_fingerprint = registry.fingerprint(calibration.judge)
+        if judge_fingerprint != calibration.judge_fingerprint:
+            raise ValueError(f"{path}: field 'judge_fingerprint' is for other weights of judge "
+                             f"{calibration.judge!r} ({calibration.judge_fingerprint[:12]}, the "
+                             f"judge is {judge_fingerprint[:12]}); re-run "
+                             "pipelines/calibrate/quality.py")
     return calibration
+
+
+def load_judge(calibration: Calibration, prior, device: str | torch.device = "cpu"):
+    """The prior whose denoiser makes the maps ``calibration`` scores: ``prior`` (the
+    reconstruction's, already loaded) when the calibration judges by its own prior, else
+    ``calibration.judge`` loaded on ``device``."""
+    return prior if calibration.judge == calibration.prior else registry.load(
+        calibration.judge, device=device)
 
 
 def region_features(maps: QualityMaps, x: torch.Tensor, region_px: int = REGION_PX
@@ -287,11 +320,14 @@ def _robust(values: np.ndarray) -> tuple[float, float]:
 
 
 def fit_calibration(prior: str, fingerprint: str, clean: list[tuple[str, float, dict]],
-                    provenance: dict, region_px: int = REGION_PX) -> Calibration:
+                    provenance: dict, judge: tuple[str, str] | None = None,
+                    region_px: int = REGION_PX) -> Calibration:
     """Fit a :class:`Calibration` on clean reconstructions.
 
     Args:
         prior, fingerprint: the prior it is for.
+        judge: ``(name, fingerprint)`` of the prior whose denoiser made the features' residual
+            and asymmetry maps; default the prior itself.
         clean: ``(dose, noise_variance, features)`` per clean slice: ``dose`` names
             the scan protocol (slices of one dose are pooled, whatever their
             anatomy), ``features`` come from :func:`region_features` of that slice
@@ -322,4 +358,6 @@ def fit_calibration(prior: str, fingerprint: str, clean: list[tuple[str, float, 
         doses.append(replace(raw, combined_center=center, combined_scale=scale,
                              threshold_z=threshold))
     doses.sort(key=lambda d: d.log10_noise_variance)
-    return Calibration(prior, fingerprint, region_px, tuple(doses), provenance)
+    judge_name, judge_fingerprint = (prior, fingerprint) if judge is None else judge
+    return Calibration(prior, fingerprint, judge_name, judge_fingerprint, region_px,
+                       tuple(doses), provenance)

@@ -2,8 +2,9 @@
 
 Four maps of a reconstruction ``x`` ``(B, 1, H, W)`` (μ, 1/mm), all ``(B, 1, H, W)``:
 
-* the **prior residual** (HU): ``|x - D(x)|``, how far the prior's denoiser ``D``
-  (at the strength its dose rule gives the scan) moves each pixel. For a
+* the **prior residual** (HU): ``|x - D(x)|``, how far a prior's denoiser ``D``
+  (at the strength its dose rule gives the scan; the reconstruction's prior or
+  another one, the *judge*) moves each pixel. For a
   denoiser that is the prox of a regularizer this is the size of the
   regularizer's gradient (the prior's score, ``sigma^2 grad log p`` by
   Tweedie): small where the image is what the prior expects, large on
@@ -146,24 +147,26 @@ def prior_map(prior, x: torch.Tensor) -> torch.Tensor | None:
     return prior.log_prior_map(x).detach()
 
 
-def quality_maps(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior,
+def quality_maps(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior, judge=None,
                  noise_variance: torch.Tensor | None = None) -> QualityMaps:
     """The maps of reconstructions ``x`` of data ``y`` (shapes as :func:`data_consistency_map`).
 
-    ``noise_variance`` defaults to the estimate from ``y`` the solvers use. The
-    denoiser maps use the strength the prior's PnP-ADMM dose rule gives ``y``,
-    whatever made ``x``, so that they mean the same for every reconstruction of
-    the scan.
+    The prior map is ``prior``'s (the reconstruction's); the residual and asymmetry are
+    made by ``judge``'s denoiser (default ``prior``; see
+    :func:`ctpnp.quality.load_judge`) at the strength its PnP-ADMM dose rule gives ``y``,
+    whatever made ``x``, so that they mean the same for every reconstruction of the
+    scan. ``noise_variance`` defaults to the estimate from ``y`` the solvers use.
     """
     # imported here: the ctpnp.solvers package loads the projector (ODL, ASTRA)
     from ctpnp.solvers.common import pnp_settings
 
+    judge = prior if judge is None else judge
     if noise_variance is None:
         noise_variance = physics.estimate_noise_variance(y)
     variance = torch.as_tensor(noise_variance, dtype=torch.float64)
     per_item = variance.flatten(1).mean(1) if variance.ndim > 1 else variance
-    sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)
-    residual, asymmetry = denoiser_maps_hu(prior, x, sigma)
+    sigma, _ = pnp_settings(judge, "pnp-admm", y, None, None)
+    residual, asymmetry = denoiser_maps_hu(judge, x, sigma)
     return QualityMaps(residual, asymmetry, prior_map(prior, x),
                        data_consistency_map(x, y, op, noise_variance), per_item.cpu())
 

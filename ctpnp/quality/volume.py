@@ -18,7 +18,13 @@ import torch
 from ctpnp.atomic import staged_file
 from ctpnp.priors.base import HasLogPriorMap
 from ctpnp.projector import Tomography
-from ctpnp.quality.indicator import Calibration, SliceVerdict, region_scores, slice_verdicts
+from ctpnp.quality.indicator import (
+    Calibration,
+    SliceVerdict,
+    load_judge,
+    region_scores,
+    slice_verdicts,
+)
 from ctpnp.quality.maps import expand_regions, prior_map, quality_maps
 from ctpnp.scanner.geometry import ScanGeometry
 
@@ -46,10 +52,12 @@ def volume_quality(volume: np.ndarray, sinograms: np.ndarray, geometry: ScanGeom
         volume: ``(S, H, W)`` μ (1/mm), NaN for slices that are not images.
         sinograms: ``(S, views, channels)`` the post-log data they were made from.
         geometry: the scan and image grid of every slice.
-        prior: the prior of the reconstruction. calibration: its calibration, or ``None``.
+        prior: the prior of the reconstruction. calibration: its calibration, or ``None``
+            (its judge, :func:`~ctpnp.quality.load_judge`, makes the denoiser maps).
         cache: folder of per-slice results (created). device: where the maps are computed.
     """
     op = Tomography(geometry, device=device) if calibration is not None else None
+    judge = load_judge(calibration, prior, device) if calibration is not None else None
     shape = volume.shape
     log_prior = np.full(shape, np.nan, dtype=np.float32)
     implausibility = np.full(shape, np.nan, dtype=np.float32)
@@ -58,7 +66,8 @@ def volume_quality(volume: np.ndarray, sinograms: np.ndarray, geometry: ScanGeom
         path = cache / f"slice_{k:05d}.npz"
         if not path.exists():
             with staged_file(path) as temporary, temporary.open("wb") as stream:
-                np.savez(stream, **_slice(image, sinograms[k], op, prior, calibration, device))
+                np.savez(stream, **_slice(image, sinograms[k], op, prior, judge, calibration,
+                                          device))
         stored = np.load(path)
         log_prior[k], implausibility[k] = stored["log_prior"], stored["implausibility"]
         if "score" in stored:
@@ -69,7 +78,7 @@ def volume_quality(volume: np.ndarray, sinograms: np.ndarray, geometry: ScanGeom
                          implausibility if calibration is not None else None, verdicts)
 
 
-def _slice(image: np.ndarray, sinogram: np.ndarray, op: Tomography | None, prior,
+def _slice(image: np.ndarray, sinogram: np.ndarray, op: Tomography | None, prior, judge,
            calibration: Calibration | None, device: str) -> dict[str, np.ndarray]:
     """One slice's arrays for the cache."""
     nan = np.full(image.shape, np.nan, dtype=np.float32)
@@ -83,7 +92,7 @@ def _slice(image: np.ndarray, sinogram: np.ndarray, op: Tomography | None, prior
             out["log_prior"] = values[0, 0].cpu().numpy()
         return out
     y = torch.from_numpy(np.array(sinogram, dtype=np.float32))[None, None].to(device)
-    maps = quality_maps(x, y, op, prior)
+    maps = quality_maps(x, y, op, prior, judge)
     scores = region_scores(maps, x, calibration)
     (verdict,) = slice_verdicts(scores, calibration)
     if maps.prior_nats is not None:

@@ -2,15 +2,19 @@
 
 Reconstructs the slices of :data:`ctpnp.quality.validation.CALIBRATION_SLICES`
 (validation patients only) at 10⁴ and 10⁵ photons with PnP-ADMM and the prior,
-computes the prior and data-consistency maps (:mod:`ctpnp.quality.maps`) and fits
-the per-dose region statistics and the flag threshold
+computes the prior and data-consistency maps (:mod:`ctpnp.quality.maps`; the
+residual and asymmetry by the ``--judge`` prior's denoiser, default the prior's
+own) and fits the per-dose region statistics and the flag threshold
 (:func:`ctpnp.quality.fit_calibration`). Writes the calibration to
-``ctpnp/quality/calibration/<prior>.json``, keyed by the prior's fingerprint, so
-it must be re-run whenever the prior's weights or card change, and when the
-solver's defaults change (the statistics are those of its reconstructions).
+``ctpnp/quality/calibration/<prior>.json``, keyed by the fingerprints of the prior
+and the judge, so it must be re-run whenever their weights or cards change, and
+when the solver's defaults change (the statistics are those of its reconstructions).
+Which judge serves a prior is chosen on the calibration's own failure cases
+(``benchmarks/bench_quality.py --slices calibration``), never on the benchmark's.
 
-Run: ``.venv/bin/python pipelines/calibrate/quality.py prox [--size 256]``
-(about 10 minutes at 256² on one core).
+Run: ``.venv/bin/python pipelines/calibrate/quality.py PRIOR [--judge PRIOR] [--size
+256]`` (about 10 minutes at 256² on one core; shipped: ``prox``, and ``gmm --judge
+prox``).
 """
 
 from __future__ import annotations
@@ -38,10 +42,14 @@ warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too sl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prior", help="shipped prior name")
+    parser.add_argument("--judge", help="prior whose denoiser makes the residual and "
+                        "asymmetry maps (default: the prior itself)")
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
     torch.set_num_threads(1)
     prior = load(args.prior)
+    judge_name = args.judge or args.prior
+    judge = prior if judge_name == args.prior else load(judge_name)
     op = Tomography(cases.geometry(args.size))
     clean, slices = [], []
     for patient, indices in cases.CALIBRATION_SLICES.items():
@@ -51,7 +59,7 @@ def main() -> None:
                 start = time.perf_counter()
                 y = cases.scan(reference_hu, op.geometry, photons, seed=index)
                 x = cases.reconstruct(y, op, prior).x
-                maps = quality_maps(x, y, op, prior)
+                maps = quality_maps(x, y, op, prior, judge)
                 variance = float(maps.noise_variance[0])
                 clean.append((dose, variance, region_features(maps, x)))
                 rmse = float((physics.mu_to_hu(x) - reference_hu).pow(2).mean().sqrt())
@@ -62,7 +70,8 @@ def main() -> None:
     provenance = {"slices": slices, "size": args.size, "views": op.geometry.n_views,
                   "solver": "pnp-admm (prior's defaults and stopping rule)",
                   "versions": package_versions()}
-    calibration = fit_calibration(args.prior, fingerprint(args.prior), clean, provenance)
+    calibration = fit_calibration(args.prior, fingerprint(args.prior), clean, provenance,
+                                  judge=(judge_name, fingerprint(judge_name)))
     path = calibration_path(args.prior)
     path.parent.mkdir(exist_ok=True)
     with staged_file(path) as temporary:

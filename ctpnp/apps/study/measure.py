@@ -72,7 +72,7 @@ def error_correlation(log_prior_map: np.ndarray, hu: np.ndarray, reference_hu: n
             "spearman": float(stats.spearmanr(values, errors).statistic)}
 
 
-def implausibility(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior,
+def implausibility(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior, judge,
                    calibration: Calibration, reference_hu: torch.Tensor
                    ) -> tuple[np.ndarray, dict]:
     """The calibrated implausibility of one reconstruction and how well it finds its errors.
@@ -80,7 +80,8 @@ def implausibility(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior,
     Args:
         x: ``(1, 1, H, W)`` reconstruction (μ, 1/mm); y: ``(1, 1, views, channels)`` the
             post-log data it was made from; op: their forward model.
-        prior, calibration: the prior and its quality calibration
+        prior, judge, calibration: the prior, the prior whose denoiser makes the maps
+            (:func:`ctpnp.quality.load_judge`) and the quality calibration
             (:func:`ctpnp.quality.load_calibration`).
         reference_hu: ``(1, 1, H, W)`` the reference (HU).
 
@@ -99,7 +100,7 @@ def implausibility(x: torch.Tensor, y: torch.Tensor, op: Tomography, prior,
         verdict = SliceVerdict(math.nan, False, math.nan, ())
         detection = detection_scores(np.empty(0), np.empty(0))
     else:
-        scores = region_scores(quality_maps(x, y, op, prior), x, calibration)
+        scores = region_scores(quality_maps(x, y, op, prior, judge), x, calibration)
         (verdict,) = slice_verdicts(scores, calibration)
         rmse_hu = region_rmse_hu(physics.mu_to_hu(x), reference_hu, calibration.region_px)
         detection = detection_scores(scores.implausibility[0, 0].numpy(),

@@ -175,6 +175,7 @@ class _Runner:
             reconstruction_s = time.perf_counter() - start
             start = time.perf_counter()
             z_map, scores = implausibility(x, y, self.op, self._prior(self.config.implausibility),
+                                           self._prior(self.calibration.judge),
                                            self.calibration, reference_hu)
             record |= scores | {"implausibility_seconds": time.perf_counter() - start}
         start = time.perf_counter()
