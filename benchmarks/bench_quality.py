@@ -1,20 +1,12 @@
 """How well the calibrated implausibility finds reconstruction failures (issue 17).
 
 Cases are made from validation slices never used for the calibration
-(:data:`ctpnp.quality.validation.BENCHMARK_SLICES`: lung2 and head_ge) and
-reconstructed with PnP-ADMM and the default prior (the prior's dose rule, run
-to PnP-ADMM's own stopping rule), 256² pixels of 0.8 mm, 360 views, 10⁵ photons unless the kind says
-otherwise. Failure kinds, on three of the slices each:
-
-* ``metal``: a 3 mm radius insert of μ = 0.5/mm (photon starvation behind it);
-* ``bubble``: a 5 mm radius air bubble in soft tissue;
-* ``lesion``: a 10 mm radius lesion with a foreign texture (a 2-pixel checkerboard
-  of ±200 HU around 60 HU);
-* ``views60``: the clean slice scanned with 60 views;
-* ``overreg``: the clean slice reconstructed with 4 times the prior's denoiser sigma;
-* ``phantom``: random-anatomy phantoms (validation seeds), prior mismatch;
-
-and ``clean``: every benchmark slice (31) at 10⁴ and 10⁵ photons.
+(:func:`ctpnp.quality.validation.quality_cases` of the ``benchmark`` set: lung2's odd
+slices and head_ge; the failure kinds metal, air bubble, foreign-texture lesion, 60
+views, 4 times the denoiser's σ and random-anatomy phantoms, and every slice clean at
+10⁴ and 10⁵ photons) and reconstructed with PnP-ADMM and the default prior (the
+prior's dose rule, run to PnP-ADMM's own stopping rule), 256² pixels of 0.8 mm, 360
+views.
 
 Scores per body region (16² pixels): the implausibility (z), its two parts
 alone (the z of the residual and the asymmetry of the calibration's judge,
@@ -34,7 +26,8 @@ a PnP iteration.
 
 ``--slices calibration`` builds the same kinds of cases from the calibration's own slices
 (lung2 14 and 44, the Hitachi head, phantoms 5003-5004, the clean calibration slices):
-where a definition is chosen, so that the benchmark's cases stay unseen.
+where a definition is chosen (``pipelines/calibrate/choose_judge.py`` chooses the judge
+there), so that the benchmark's cases stay unseen.
 
 Run: ``.venv/bin/python benchmarks/bench_quality.py [--prior NAME] [--slices
 calibration] [--figure PNG]`` (about 15 minutes on one core). Writes
@@ -56,9 +49,8 @@ import torch
 from common import print_table, write_json
 
 from ctpnp import physics
-from ctpnp.evaluation import DOSES, PIXEL_MM, VALIDATION_SEEDS
+from ctpnp.evaluation import DOSES
 from ctpnp.figures.quality import flagged_regions_figure
-from ctpnp.phantoms import random_anatomy
 from ctpnp.priors import load
 from ctpnp.priors.registry import fingerprint
 from ctpnp.projector import Tomography
@@ -75,26 +67,12 @@ from ctpnp.quality import (
 from ctpnp.quality import validation as cases
 from ctpnp.quality.detection import FAILED_RMSE_HU, auroc, detection_scores
 from ctpnp.registry import DEFAULT_PRIOR
-from ctpnp.simulation import phantom_scan
-from ctpnp.solvers.common import pnp_settings
 
 warnings.filterwarnings("ignore", message="The 'astra_cpu' backend may be too slow")
 
 SIZE = 256
-FAILURE_PHOTONS = 1e5
-SLICE_SETS = {
-    "benchmark": {"failure": (("lung2", 15), ("lung2", 45), ("head_ge", 0)),
-                  "clean": cases.BENCHMARK_SLICES, "phantoms": (*VALIDATION_SEEDS, 5002)},
-    "calibration": {"failure": (("lung2", 14), ("lung2", 44), ("head_hitachi", 0)),
-                    "clean": cases.CALIBRATION_SLICES, "phantoms": (5003, 5004)},
-}
-"""The cases' slices: ``benchmark`` measures the indicator; ``calibration`` (the slices the
-statistics are fitted on, other phantoms) is where a change of its definition is chosen."""
-KINDS = ("metal", "bubble", "lesion", "views60", "overreg", "phantom")
 SCORES = ("implausibility", "residual_z", "asymmetry_z", "data_z", "prior_z", "local_std_hu",
           "equivariant_spread_hu", "residual_asymmetry_prior_z", "residual_prior_z")
-METAL_MU_PER_MM, METAL_RADIUS_MM = 0.5, 3.0
-BUBBLE_RADIUS_MM, LESION_RADIUS_MM = 5.0, 10.0
 
 
 @dataclass
@@ -110,49 +88,9 @@ class Case:
     implausibility: np.ndarray
 
 
-def _soft_tissue_spot(reference_hu: torch.Tensor, radius_px: float, seed: int
-                      ) -> tuple[int, int]:
-    """A pixel whose disk of ``radius_px`` is soft tissue (-100..100 HU) throughout."""
-    hu = reference_hu[0, 0].numpy()
-    r = math.ceil(radius_px)
-    window = torch.nn.functional.max_pool2d(
-        torch.from_numpy((np.abs(hu) > 100).astype(np.float32))[None, None], 2 * r + 1,
-        stride=1, padding=r)[0, 0].numpy()
-    rows, cols = np.nonzero(window == 0)
-    if rows.size == 0:
-        raise ValueError("no soft-tissue spot large enough")
-    k = np.random.default_rng(seed).integers(rows.size)
-    return int(rows[k]), int(cols[k])
-
-
-def _disk(shape: tuple[int, ...], center: tuple[int, int], radius_px: float) -> torch.Tensor:
-    rows = torch.arange(shape[-2]).reshape(-1, 1) - center[0]
-    cols = torch.arange(shape[-1]).reshape(1, -1) - center[1]
-    return (rows**2 + cols**2) <= radius_px**2
-
-
-def _insert(kind: str, reference_hu: torch.Tensor, seed: int) -> torch.Tensor:
-    """The reference with the kind's foreign object (``metal``, ``bubble``, ``lesion``)."""
-    radius_mm = {"metal": METAL_RADIUS_MM, "bubble": BUBBLE_RADIUS_MM,
-                 "lesion": LESION_RADIUS_MM}[kind]
-    radius_px = radius_mm / PIXEL_MM
-    disk = _disk(reference_hu.shape, _soft_tissue_spot(reference_hu, radius_px, seed), radius_px)
-    out = reference_hu.clone()
-    if kind == "metal":
-        out[..., disk] = float(physics.mu_to_hu(torch.tensor(METAL_MU_PER_MM)))
-    elif kind == "bubble":
-        out[..., disk] = -1000.0
-    else:
-        rows, cols = torch.meshgrid(torch.arange(out.shape[-2]), torch.arange(out.shape[-1]),
-                                    indexing="ij")
-        checker = 200.0 * (1 - 2 * (((rows // 2) + (cols // 2)) % 2)).float()
-        out[..., disk] = 60.0 + checker[disk]
-    return out
-
-
-def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: torch.Tensor,
-          op: Tomography, prior, judge, calibration, **settings) -> Case:
-    x = cases.reconstruct(y, op, prior, **settings).x
+def _case(case: cases.QualityCase, op: Tomography, prior, judge, calibration) -> Case:
+    y, reference_hu = case.y, case.reference_hu
+    x, sigma = cases.reconstruct_case(case, op, prior)
     maps = quality_maps(x, y, op, prior, judge)
     z = region_scores(maps, x, calibration)
     (verdict,) = slice_verdicts(z, calibration)
@@ -162,9 +100,6 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
     mean = region_means(hu, calibration.region_px)
     local_std = (region_means(hu**2, calibration.region_px) - mean**2).clamp_min(0).sqrt()
     rmse = region_rmse_hu(hu, reference_hu, calibration.region_px)
-    sigma = settings.get("sigma_mu_per_mm")
-    if sigma is None:
-        sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)
     spread = region_means(equivariant_spread_hu(prior, x, sigma), calibration.region_px)
     scores = {"implausibility": z.implausibility, "residual_z": z.residual,
               "asymmetry_z": z.asymmetry, "data_z": z.data, "prior_z": z.prior,
@@ -173,7 +108,7 @@ def _case(kind: str, name: str, photons: float, reference_hu: torch.Tensor, y: t
               # candidate definitions: sums of z-scores (a dose's centring moves no ranking)
               "residual_asymmetry_prior_z": z.residual + z.asymmetry + z.prior,
               "residual_prior_z": z.residual + z.prior}
-    return Case(kind, name, photons, torch.where(inside, rmse, nan)[0, 0].numpy(),
+    return Case(case.kind, case.name, case.photons, torch.where(inside, rmse, nan)[0, 0].numpy(),
                 {k: v[0, 0].numpy() for k, v in scores.items()}, verdict.flagged,
                 verdict.threshold_z, hu[0, 0].numpy(), z.implausibility[0, 0].numpy())
 
@@ -188,9 +123,9 @@ def _pooled(group: list[Case], score: str) -> tuple[np.ndarray, np.ndarray]:
 def _rows(all_cases: list[Case]) -> list[dict]:
     """Per kind (and the clean scans) and score: region AUROC and Spearman within the kind's
     scans, scan AUROC against the clean scans at the failure dose, fraction flagged."""
-    clean = [c for c in all_cases if c.kind == "clean" and c.photons == FAILURE_PHOTONS]
+    clean = [c for c in all_cases if c.kind == "clean" and c.photons == cases.FAILURE_PHOTONS]
     rows = []
-    for kind in (*KINDS, "clean"):
+    for kind in (*cases.FAILURE_KINDS, "clean"):
         group = [c for c in all_cases if c.kind == kind]
         for score in SCORES:
             detection = detection_scores(*_pooled(group, score))
@@ -227,57 +162,34 @@ def main() -> None:
     parser.add_argument("--figure", type=Path,
                         help="PNG of the highest-scoring phantom case (synthetic, so that the "
                              "figure holds no patient image)")
-    parser.add_argument("--slices", choices=list(SLICE_SETS), default="benchmark",
+    parser.add_argument("--slices", choices=list(cases.SLICE_SETS), default="benchmark",
                         help="benchmark: measure the indicator; calibration: the calibration's "
                              "own slices, to choose among candidate definitions")
     args = parser.parse_args()
-    failure_slices = SLICE_SETS[args.slices]["failure"]
-    clean_slices = tuple((patient, k) for patient, indices
-                         in SLICE_SETS[args.slices]["clean"].items() for k in indices)
     prior = load(args.prior)
     calibration = load_calibration(args.prior, fingerprint(args.prior))
     judge = load_judge(calibration, prior)
-    op = Tomography(cases.geometry(SIZE))
-    op_sparse = Tomography(cases.geometry(SIZE, 60))
+    operators: dict[int, Tomography] = {}
     all_cases: list[Case] = []
-
-    def run(kind, name, photons, reference_hu, y, operator=op, **settings):
+    cost_scan = None
+    for quality_case in cases.quality_cases(args.slices, SIZE):
         start = time.perf_counter()
-        case = _case(kind, name, photons, reference_hu, y, operator, prior, judge, calibration,
-                     **settings)
+        if quality_case.views not in operators:
+            operators[quality_case.views] = Tomography(cases.geometry(SIZE, quality_case.views))
+        case = _case(quality_case, operators[quality_case.views], prior, judge, calibration)
         all_cases.append(case)
-        print(f"{kind:8s} {name:14s} {photons:.0e}: RMSE "
+        print(f"{case.kind:8s} {case.name:14s} {case.photons:.0e}: RMSE "
               f"{float(np.sqrt(np.nanmean(case.region_rmse_hu**2))):6.1f} HU, score "
               f"{np.nanmax(case.implausibility):5.2f}, flagged {case.flagged!s:5s} "
               f"({time.perf_counter() - start:4.1f} s)", flush=True)
-
-    references = {(p, k): cases.corpus_slice_hu(p, k, SIZE) for p, k in clean_slices}
-    for (patient, index), reference_hu in references.items():
-        for photons in DOSES.values():
-            run("clean", f"{patient}:{index}", photons, reference_hu,
-                cases.scan(reference_hu, op.geometry, photons, seed=index))
-    for number, (patient, index) in enumerate(failure_slices):
-        name, reference_hu = f"{patient}:{index}", references[(patient, index)]
-        y = cases.scan(reference_hu, op.geometry, FAILURE_PHOTONS, seed=index)
-        for kind in ("metal", "bubble", "lesion"):
-            altered = _insert(kind, reference_hu, seed=number)
-            run(kind, name, FAILURE_PHOTONS, altered,
-                cases.scan(altered, op.geometry, FAILURE_PHOTONS, seed=index))
-        run("views60", name, FAILURE_PHOTONS, reference_hu,
-            cases.scan(reference_hu, op_sparse.geometry, FAILURE_PHOTONS, seed=index),
-            operator=op_sparse)
-        sigma, _ = pnp_settings(prior, "pnp-admm", y, None, None)
-        run("overreg", name, FAILURE_PHOTONS, reference_hu, y, sigma_mu_per_mm=4 * sigma)
-    for seed in SLICE_SETS[args.slices]["phantoms"]:
-        y, reference_hu = phantom_scan(random_anatomy(seed, fov_mm=PIXEL_MM * SIZE),
-                                       op.geometry, FAILURE_PHOTONS, seed)
-        run("phantom", f"seed {seed}", FAILURE_PHOTONS, reference_hu, y)
+        if cost_scan is None:  # the first case: a clean slice at the lowest dose
+            cost_scan = quality_case.y
 
     rows = _rows(all_cases)
     clean_rates = {f"{photons:g}": float(np.mean([c.flagged for c in all_cases
                                                   if c.kind == "clean" and c.photons == photons]))
                    for photons in DOSES.values()}
-    cost = _cost(op, prior, judge, cases.scan(references[clean_slices[0]], op.geometry, 1e4))
+    cost = _cost(operators[cases.geometry(SIZE).n_views], prior, judge, cost_scan)
     print_table(f"Quality indicator, {args.prior} prior, {SIZE}² (regions of "
                 f"{calibration.region_px}² px; failed = region RMSE > {FAILED_RMSE_HU:g} HU)",
                 rows)

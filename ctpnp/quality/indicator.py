@@ -22,15 +22,13 @@ map (the prior this was chosen on) carried almost no contrast between regions.
 The denoiser that makes the residual and asymmetry maps is the calibration's
 **judge**: a registry prior, the reconstruction's own or another one. The
 Gaussian-mixture patch prior's reconstructions are judged by the
-Prox-denoiser: on the calibration's failure cases (``--slices calibration`` of
-``benchmarks/bench_quality.py``; candidates and the margin fixed before the
-run, 2026-12-03) the Prox-denoiser's two maps ranked failed regions of the
-mixture's reconstructions better than the mixture's own (mean region AUROC
-over the kinds and the clean slices 0.846 against 0.798; air bubble 0.95
-against 0.78, phantoms 0.91 against 0.68), ahead of adding the mixture's
-prior map to its own maps (0.812): a patch mixture that knows air and edges
-everywhere moves a bubble or a phantom's edges little, a network trained on
-whole anatomy moves them.
+Prox-denoiser, chosen by ``pipelines/calibrate/choose_judge.py`` on the
+calibration's failure cases (margins fixed before the run, 2026-12-03): the
+Prox-denoiser's two maps ranked failed regions of the mixture's reconstructions
+better than the mixture's own (mean region AUROC over the kinds and the clean
+slices 0.847 against 0.797; air bubble 0.95 against 0.77, phantoms 0.91 against
+0.68): a patch mixture that knows air and edges everywhere moves a bubble or a
+phantom's edges little, a network trained on whole anatomy moves them.
 
 The dose is read from the post-log noise variance (the solvers' estimate), and the
 statistics are interpolated linearly in its log between the calibrated doses (held

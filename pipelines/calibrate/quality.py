@@ -1,7 +1,9 @@
 """Calibrate the quality indicator of a prior on clean validation reconstructions.
 
-Reconstructs the slices of :data:`ctpnp.quality.validation.CALIBRATION_SLICES`
-(validation patients only) at 10⁴ and 10⁵ photons with PnP-ADMM and the prior,
+Reconstructs the clean cases of the ``calibration`` set
+(:func:`ctpnp.quality.validation.quality_cases`: the slices of
+:data:`~ctpnp.quality.validation.CALIBRATION_SLICES`, validation patients only, at
+10⁴ and 10⁵ photons) with PnP-ADMM and the prior,
 computes the prior and data-consistency maps (:mod:`ctpnp.quality.maps`; the
 residual and asymmetry by the ``--judge`` prior's denoiser, default the prior's
 own) and fits the per-dose region statistics and the flag threshold
@@ -10,7 +12,7 @@ own) and fits the per-dose region statistics and the flag threshold
 and the judge, so it must be re-run whenever their weights or cards change, and
 when the solver's defaults change (the statistics are those of its reconstructions).
 Which judge serves a prior is chosen on the calibration's own failure cases
-(``benchmarks/bench_quality.py --slices calibration``), never on the benchmark's.
+(``pipelines/calibrate/choose_judge.py``), never on the benchmark's.
 
 Run: ``.venv/bin/python pipelines/calibrate/quality.py PRIOR [--judge PRIOR] [--size
 256]`` (about 10 minutes at 256² on one core; shipped: ``prox``, and ``gmm --judge
@@ -20,6 +22,7 @@ prox``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 import warnings
@@ -28,7 +31,6 @@ import torch
 
 from ctpnp import physics
 from ctpnp.atomic import staged_file
-from ctpnp.evaluation import DOSES
 from ctpnp.priors import load
 from ctpnp.priors.registry import fingerprint
 from ctpnp.projector import Tomography
@@ -52,21 +54,19 @@ def main() -> None:
     judge = prior if judge_name == args.prior else load(judge_name)
     op = Tomography(cases.geometry(args.size))
     clean, slices = [], []
-    for patient, indices in cases.CALIBRATION_SLICES.items():
-        for index in indices:
-            reference_hu = cases.corpus_slice_hu(patient, index, args.size)
-            for dose, photons in DOSES.items():
-                start = time.perf_counter()
-                y = cases.scan(reference_hu, op.geometry, photons, seed=index)
-                x = cases.reconstruct(y, op, prior).x
-                maps = quality_maps(x, y, op, prior, judge)
-                variance = float(maps.noise_variance[0])
-                clean.append((dose, variance, region_features(maps, x)))
-                rmse = float((physics.mu_to_hu(x) - reference_hu).pow(2).mean().sqrt())
-                slices.append({"patient": patient, "slice": index, "photons": photons,
-                               "noise_variance": variance, "rmse_hu": rmse})
-                print(f"{patient} {index:3d} {photons:.0e}: RMSE {rmse:6.1f} HU, "
-                      f"{time.perf_counter() - start:5.1f} s", flush=True)
+    calibration_cases = cases.quality_cases("calibration", args.size)
+    for case in itertools.takewhile(lambda c: c.kind == "clean", calibration_cases):
+        start = time.perf_counter()
+        x = cases.reconstruct(case.y, op, prior).x
+        maps = quality_maps(x, case.y, op, prior, judge)
+        variance = float(maps.noise_variance[0])
+        clean.append((f"{case.photons:g}", variance, region_features(maps, x)))
+        rmse = float((physics.mu_to_hu(x) - case.reference_hu).pow(2).mean().sqrt())
+        patient, index = case.name.split(":")
+        slices.append({"patient": patient, "slice": int(index), "photons": case.photons,
+                       "noise_variance": variance, "rmse_hu": rmse})
+        print(f"{case.name:16s} {case.photons:.0e}: RMSE {rmse:6.1f} HU, "
+              f"{time.perf_counter() - start:5.1f} s", flush=True)
     provenance = {"slices": slices, "size": args.size, "views": op.geometry.n_views,
                   "solver": "pnp-admm (prior's defaults and stopping rule)",
                   "versions": package_versions()}
