@@ -120,7 +120,9 @@ def test_joined_mixtures_are_the_share_weighted_sum_of_their_parts(tmp_path):
 
     expected = -torch.logsumexp(torch.stack([-nll(a) + math.log(0.3),
                                              -nll(b) + math.log(0.7)]), 0)
-    torch.testing.assert_close(nll(union), expected, rtol=1e-9, atol=1e-9)
+    # float64 rounding of ~60-nat sums (eigen-decompositions, summation order) reaches
+    # 4e-9 relative on some runs; a wrong share moves a patch by ~0.1-1 nat
+    torch.testing.assert_close(nll(union), expected, rtol=1e-7, atol=1e-6)
     card = union.card
     assert card["architecture"]["components"] == 10
     assert [p["share"] for p in card["training"]["parts"]] == [0.3, 0.7]
