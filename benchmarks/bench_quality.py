@@ -169,14 +169,12 @@ def main() -> None:
     prior = load(args.prior)
     calibration = load_calibration(args.prior, fingerprint(args.prior))
     judge = load_judge(calibration, prior)
-    operators: dict[int, Tomography] = {}
     all_cases: list[Case] = []
     cost_scan = None
     for quality_case in cases.quality_cases(args.slices, SIZE):
         start = time.perf_counter()
-        if quality_case.views not in operators:
-            operators[quality_case.views] = Tomography(cases.geometry(SIZE, quality_case.views))
-        case = _case(quality_case, operators[quality_case.views], prior, judge, calibration)
+        case = _case(quality_case, cases.operator(SIZE, quality_case.views), prior, judge,
+                     calibration)
         all_cases.append(case)
         print(f"{case.kind:8s} {case.name:14s} {case.photons:.0e}: RMSE "
               f"{float(np.sqrt(np.nanmean(case.region_rmse_hu**2))):6.1f} HU, score "
@@ -189,7 +187,7 @@ def main() -> None:
     clean_rates = {f"{photons:g}": float(np.mean([c.flagged for c in all_cases
                                                   if c.kind == "clean" and c.photons == photons]))
                    for photons in DOSES.values()}
-    cost = _cost(operators[cases.geometry(SIZE).n_views], prior, judge, cost_scan)
+    cost = _cost(cases.operator(SIZE), prior, judge, cost_scan)
     print_table(f"Quality indicator, {args.prior} prior, {SIZE}² (regions of "
                 f"{calibration.region_px}² px; failed = region RMSE > {FAILED_RMSE_HU:g} HU)",
                 rows)

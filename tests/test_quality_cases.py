@@ -46,6 +46,13 @@ def test_failures_are_disks_of_their_kind_in_soft_tissue(kind, radius_mm):
     assert torch.equal(reference, _reference_hu())  # the reference is not modified
 
 
+def test_each_geometry_gets_one_operator():
+    sparse = validation.operator(32, validation.SPARSE_VIEWS)
+    assert validation.operator(32, validation.SPARSE_VIEWS) is sparse
+    assert sparse.geometry == validation.geometry(32, validation.SPARSE_VIEWS)
+    assert validation.operator(32).geometry.n_views == 360
+
+
 def test_a_failure_needs_room_in_soft_tissue():
     with pytest.raises(ValueError, match="soft-tissue spot"):
         validation._insert("lesion", torch.full((1, 1, 32, 32), 1000.0), seed=0)
@@ -63,3 +70,6 @@ def test_a_new_judge_must_win_by_the_margin_and_lose_little_on_any_kind():
                   "own") == "own"
     assert choose({"own": 0.80, "other": 0.75}, {"own": kinds, "other": kinds}, "own") == "own"
     assert choose({"a": 0.7, "b": 0.75}, {"a": kinds, "b": kinds}, "none of them") == "b"
+    undefined = {"metal": math.nan, "bubble": 0.7}  # no failed region of that kind
+    assert choose({"own": 0.70, "other": 0.80}, {"own": undefined, "other": {
+        "metal": math.nan, "bubble": 0.8}}, "own") == "other"

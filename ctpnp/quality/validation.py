@@ -27,6 +27,7 @@ and ``clean``: every slice of the set at 10⁴ and 10⁵ photons.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from ctpnp.solvers import SolverResult, pnp_admm
 from ctpnp.solvers.common import pnp_settings
 
 __all__ = ["BENCHMARK_SLICES", "CALIBRATION_SLICES", "FAILURE_KINDS", "FAILURE_PHOTONS",
-           "SLICE_SETS", "QualityCase", "corpus_slice_hu", "geometry", "quality_cases",
+           "SLICE_SETS", "QualityCase", "corpus_slice_hu", "geometry", "operator", "quality_cases",
            "reconstruct", "reconstruct_case", "scan"]
 
 CALIBRATION_SLICES: dict[str, tuple[int, ...]] = {"lung2": tuple(range(0, 61, 2)),
@@ -64,6 +65,12 @@ the other head."""
 def geometry(size: int = 256, views: int = 360) -> ScanGeometry:
     """The clinical fan on ``size``² pixels of :data:`~ctpnp.evaluation.PIXEL_MM` mm."""
     return ScanGeometry.clinical_fan((size, size), PIXEL_MM, views)
+
+
+@functools.cache
+def operator(size: int = 256, views: int = 360) -> Tomography:
+    """The forward model of :func:`geometry` ``(size, views)``, built once per process."""
+    return Tomography(geometry(size, views))
 
 
 def corpus_slice_hu(patient: str, index: int, size: int = 256) -> torch.Tensor:

@@ -9,7 +9,8 @@ the benchmark's) with PnP-ADMM and the prior's defaults, and for each candidate
 judge computes the maps, fits a calibration on the clean cases
 (:func:`ctpnp.quality.fit_calibration`) and scores every region. Per kind
 (metal, bubble, lesion, 60 views, 4 × σ, phantom, clean) it reports the region
-AUROC for "region RMSE > 50 HU" and the mean over the kinds.
+AUROC for "region RMSE > 50 HU" and the mean over the kinds (those with failed
+regions).
 
 The choice: the candidate with the highest mean, when it beats the current judge
 (the shipped calibration's, else the prior itself) by at least
@@ -37,7 +38,6 @@ from ctpnp import physics
 from ctpnp.atomic import staged_file
 from ctpnp.priors import load
 from ctpnp.priors.registry import fingerprint
-from ctpnp.projector import Tomography
 from ctpnp.quality import (
     fit_calibration,
     load_calibration,
@@ -71,13 +71,21 @@ def _current_judge(prior: str) -> str:
 def choose(means: dict[str, float], per_kind: dict[str, dict[str, float]], current: str
            ) -> str:
     """The chosen judge among the candidates of ``means`` (mean region AUROC) and
-    ``per_kind`` (kind -> region AUROC), by the rule of the module docstring."""
+    ``per_kind`` (kind -> region AUROC, NaN for a kind without failed regions, which
+    counts for no candidate), by the rule of the module docstring."""
     best = max(means, key=means.get)
     if best == current or current not in means:
         return best
     gains = means[best] - means[current]
-    worst_loss = max(per_kind[current][k] - per_kind[best][k] for k in per_kind[best])
+    worst_loss = np.nanmax([per_kind[current][k] - per_kind[best][k] for k in per_kind[best]])
     return best if gains >= MARGIN_AUROC and worst_loss <= MAX_KIND_LOSS else current
+
+
+def _region_auroc(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """AUROC of the region scores for failed regions, pooled over ``(z, rmse_hu)`` pairs of
+    ``(h, w)`` arrays (:func:`ctpnp.quality.detection.detection_scores`)."""
+    return detection_scores(np.concatenate([z.ravel() for z, _ in pairs]),
+                            np.concatenate([rmse.ravel() for _, rmse in pairs]))["auroc"]
 
 
 def main() -> None:
@@ -89,13 +97,10 @@ def main() -> None:
     torch.set_num_threads(1)
     prior = load(args.prior)
     judges = {name: prior if name == args.prior else load(name) for name in args.candidates}
-    operators: dict[int, Tomography] = {}
-    seen = []  # (kind, photons, x, rmse, {judge: maps})
+    seen = []  # (kind, photons, x, region RMSE (h, w) HU, {judge: maps})
     for case in cases.quality_cases("calibration", args.size):
         start = time.perf_counter()
-        if case.views not in operators:
-            operators[case.views] = Tomography(cases.geometry(args.size, case.views))
-        op = operators[case.views]
+        op = cases.operator(args.size, case.views)
         x, _ = cases.reconstruct_case(case, op, prior)
         rmse = region_rmse_hu(physics.mu_to_hu(x), case.reference_hu)[0, 0].numpy()
         maps = {name: quality_maps(x, case.y, op, prior, judge) for name, judge in judges.items()}
@@ -110,15 +115,11 @@ def main() -> None:
                  for kind, photons, x, _, maps in seen if kind == "clean"]
         calibration = fit_calibration(args.prior, fingerprint(args.prior), clean, {},
                                       judge=(name, fingerprint(name)))
-        z = [region_scores(maps[name], x, calibration).implausibility[0, 0].numpy()
-             for _, _, x, _, maps in seen]
-        per_kind[name] = {
-            kind: detection_scores(
-                np.concatenate([zk.ravel() for zk, item in zip(z, seen, strict=True)
-                                if item[0] == kind]),
-                np.concatenate([item[3].ravel() for item in seen if item[0] == kind]))["auroc"]
-            for kind in KINDS}
-    means = {name: float(np.mean(list(values.values()))) for name, values in per_kind.items()}
+        scored = [(kind, region_scores(maps[name], x, calibration).implausibility[0, 0].numpy(),
+                   rmse) for kind, _, x, rmse, maps in seen]
+        per_kind[name] = {kind: _region_auroc([(z, rmse) for k, z, rmse in scored if k == kind])
+                          for kind in KINDS}
+    means = {name: float(np.nanmean(list(values.values()))) for name, values in per_kind.items()}
     current = _current_judge(args.prior)
     chosen = choose(means, per_kind, current)
 

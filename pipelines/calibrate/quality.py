@@ -33,7 +33,6 @@ from ctpnp import physics
 from ctpnp.atomic import staged_file
 from ctpnp.priors import load
 from ctpnp.priors.registry import fingerprint
-from ctpnp.projector import Tomography
 from ctpnp.quality import calibration_path, fit_calibration, quality_maps, region_features
 from ctpnp.quality import validation as cases
 from ctpnp.versions import package_versions
@@ -52,7 +51,7 @@ def main() -> None:
     prior = load(args.prior)
     judge_name = args.judge or args.prior
     judge = prior if judge_name == args.prior else load(judge_name)
-    op = Tomography(cases.geometry(args.size))
+    op = cases.operator(args.size)
     clean, slices = [], []
     calibration_cases = cases.quality_cases("calibration", args.size)
     for case in itertools.takewhile(lambda c: c.kind == "clean", calibration_cases):
